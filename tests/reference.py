@@ -1,0 +1,13 @@
+"""The one place in the project that imports torchvision: the test oracle.
+
+Every parity test reaches the reference through this module, so the dependency stays visible and small.
+"""
+
+from __future__ import annotations
+
+import torchvision  # noqa: F401  (oracle only; the visionzoo package never imports it)
+import torchvision.models as models  # noqa: F401
+import torchvision.ops as ops  # noqa: F401
+import torchvision.transforms as transforms  # noqa: F401
+import torchvision.transforms.functional as functional  # noqa: F401
+import torchvision.io as io  # noqa: F401
