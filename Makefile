@@ -1,0 +1,26 @@
+# The README's two commands: `make demo` and `make test`. Each creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# torchvision is the test oracle; it pins the torch version the suite runs against.
+EXTRAS := test
+
+.PHONY: demo test bench docs clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+# An end-to-end use of the command line on the sample pictures; offline it prints the model card and
+# says which checkpoint to fetch and where to put it, and exits non-zero.
+demo: $(STAMP)
+	$(BIN)/visionzoo predict assets/chelsea.jpg assets/coffee.jpg --model resnet50 --topk 3
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --timeout 900 --durations 15 tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

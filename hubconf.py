@@ -1,0 +1,11 @@
+"""torch.hub entry points: every registered builder, plus ``get_weight`` and ``get_model_weights``.
+
+    torch.hub.load("<checkout or owner/visionzoo>", "resnet50", weights="DEFAULT")
+"""
+
+dependencies = ["torch", "PIL", "tqdm"]
+
+from visionzoo.models import get_model_builder as _get_model_builder  # noqa: E402
+from visionzoo.models import get_model_weights, get_weight, list_models as _list_models  # noqa: E402, F401
+
+globals().update({_name: _get_model_builder(_name) for _name in _list_models()})

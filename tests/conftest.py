@@ -1,0 +1,51 @@
+"""Fixtures shared by the whole suite.
+
+Every test runs with its own empty weights cache and no mirror settings, so nothing touches the user's
+real ``~/.cache/torch`` and no test depends on another's downloads.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on two cores: one intra-op thread each avoids oversubscription.
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def isolated_weights_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    torch_home = tmp_path_factory.mktemp("torch_home")
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.delenv("VISIONZOO_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("VISIONZOO_WEIGHTS_URL", raising=False)
+    return torch_home / "hub" / "checkpoints"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on 127.0.0.1 serving a temporary directory: yields (base_url, directory)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()

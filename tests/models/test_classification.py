@@ -1,0 +1,93 @@
+"""Registry-driven checks of every classification builder against the reference.
+
+Adding a builder to ``visionzoo.models`` adds it here: parity (state_dict strict + eval outputs),
+weights entries (names, urls, meta facts) and presets (on tensor and PIL input).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests import reference
+from tests.models._parity import assert_same_outputs, build_pair
+from visionzoo import models
+
+CLASSIFIERS = models.list_models(module=models)
+
+
+def _input_size(name: str) -> int:
+    """Small inputs keep the suite fast; models with a larger minimum size get that."""
+    meta = models.get_model_weights(name).DEFAULT.meta
+    return max(64, *meta.get("min_size", (1, 1)))
+
+
+def test_registry_covers_the_reference_families_landed_so_far() -> None:
+    ours = set(CLASSIFIERS)
+    assert {"resnet18", "resnet50", "resnext101_64x4d", "wide_resnet101_2"} <= ours
+    assert ours <= set(reference.models.list_models(module=reference.models))
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_parity(name: str) -> None:
+    ref, ours = build_pair(name)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    size = _input_size(name)
+    x = torch.randn(2, 3, size, size + 8)
+    assert_same_outputs(ref, ours, x)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_weights_entries(name: str) -> None:
+    ours = models.get_model_weights(name)
+    ref = reference.models.get_model_weights(name)
+    assert ours.__name__ == ref.__name__
+    assert list(ours.__members__) == list(ref.__members__)
+    assert ours.DEFAULT.name == ref.DEFAULT.name
+    for member in ref:
+        mine = ours[member.name]
+        assert mine.url == member.url
+        assert set(mine.meta) == set(member.meta)
+        for key, value in member.meta.items():
+            if key == "_docs":
+                assert isinstance(mine.meta[key], str) and mine.meta[key].strip()
+            else:
+                assert mine.meta[key] == value, f"{mine!r} meta[{key!r}]"
+        assert models.get_weight(f"{ours.__name__}.{member.name}") is mine
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_presets(name: str) -> None:
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(1)
+    image = torch.randint(0, 256, (3, 190, 251), dtype=torch.uint8, generator=generator)
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    for member in reference.models.get_model_weights(name):
+        mine = models.get_model_weights(name)[member.name].transforms()
+        theirs = member.transforms()
+        for attr in ("crop_size", "resize_size", "mean", "std", "antialias"):
+            assert getattr(mine, attr) == getattr(theirs, attr), attr
+        assert mine.interpolation.value == theirs.interpolation.value
+        for sample in (image, image.unsqueeze(0), image.float() / 255, pil):
+            torch.testing.assert_close(mine(sample), theirs(sample), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_builds_on_meta_device_without_data(name: str) -> None:
+    """Architecture hyper-parameters are plain Python, so every builder can be built on ``meta``."""
+    with torch.device("meta"):
+        model = models.get_model(name)
+    assert all(p.is_meta for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_bad_inputs_raise_clear_errors(name: str) -> None:
+    model = models.get_model(name, num_classes=3).eval()
+    size = _input_size(name)
+    with pytest.raises(ValueError, match="3 channels, got 4"):
+        model(torch.randn(1, 4, size, size))
+    with pytest.raises(TypeError, match="floating point"):
+        model(torch.zeros(1, 3, size, size, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="4-D"):
+        model(torch.randn(3, size, size))

@@ -1,0 +1,21 @@
+"""Classification models, their weights, and the registry API.
+
+Task families live in sub-packages (``visionzoo.models.quantization``, ``.segmentation``, ``.detection``,
+``.video``, ``.optical_flow``), imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._api import Weights, WeightsEnum, get_model, get_model_builder, get_model_weights, get_weight, list_models
+from .resnet import *  # noqa: F403
+
+_SUBPACKAGES = ("quantization", "segmentation", "detection", "video", "optical_flow", "feature_extraction")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,319 @@
+"""Weights entries and the model registry.
+
+A model family file declares one :class:`WeightsEnum` per builder and registers each builder with
+:func:`register_model`. The registry is what ``list_models``, ``get_model``, ``get_model_weights``,
+``get_weight``, the command line and ``hubconf.py`` all read, so a new builder is visible everywhere
+as soon as its family module is imported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+import importlib
+import inspect
+import os
+import warnings
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, TypeVar
+
+import torch
+
+__all__ = [
+    "Weights",
+    "WeightsEnum",
+    "register_model",
+    "list_models",
+    "get_model",
+    "get_model_builder",
+    "get_model_weights",
+    "get_weight",
+]
+
+# Suffixes that mark a ``weights=`` string as a path to a local checkpoint rather than an entry name.
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+
+# Families that live in sub-packages register their builders when imported; list_models() imports them
+# all so that the registry is complete without making ``import visionzoo.models`` pay for them.
+_FAMILY_PACKAGES = (
+    "visionzoo.models",
+    "visionzoo.models.quantization",
+    "visionzoo.models.segmentation",
+    "visionzoo.models.detection",
+    "visionzoo.models.video",
+    "visionzoo.models.optical_flow",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Weights:
+    """One set of pretrained weights: where the file lives, how to preprocess inputs, and what it knows.
+
+    Args:
+        url: download address of the checkpoint; its file name (with the sha256 prefix after the last
+            ``-``) is also the name looked up in mirror directories and the cache.
+        transforms: a callable returning the inference preset, e.g. ``partial(ImageClassification, crop_size=224)``.
+        meta: facts about the weights (``categories``, ``num_params``, ``min_size``, ``_metrics``, ``_ops``
+            in GFLOPS, ``_file_size`` in MB, ``recipe``, ``_docs``).
+    """
+
+    url: str
+    transforms: Callable[..., Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def file_name(self) -> str:
+        """The checkpoint's file name, as stored in the cache and in mirror directories."""
+        return os.path.basename(self.url.split("?", 1)[0])
+
+
+class WeightsEnum(Enum):
+    """Base class of every ``*_Weights`` enum.
+
+    Members hold a :class:`Weights` value and proxy its fields (``url``, ``transforms``, ``meta``).
+    ``DEFAULT`` is an alias of the best entry. ``verify`` turns a member, its name (``"IMAGENET1K_V2"``
+    or ``"ResNet50_Weights.IMAGENET1K_V2"``) or ``None`` into a member or ``None``.
+    """
+
+    @classmethod
+    def verify(cls, obj: Any) -> WeightsEnum | None:
+        """Return the member ``obj`` names (a member, a member name string, or None)."""
+        if obj is None or isinstance(obj, cls):
+            return obj
+        if isinstance(obj, str):
+            name = obj.removeprefix(cls.__name__ + ".")
+            if name in cls.__members__:
+                return cls.__members__[name]
+            raise ValueError(
+                f"Unknown weights {obj!r} for {cls.__name__}. Valid names: {', '.join(cls.__members__)}"
+                + _suggest(name, cls.__members__)
+            )
+        if isinstance(obj, WeightsEnum):
+            raise ValueError(
+                f"{obj!r} belongs to {type(obj).__name__}, but this builder takes {cls.__name__} "
+                f"(valid: {', '.join(f'{cls.__name__}.{n}' for n in cls.__members__)})"
+            )
+        raise TypeError(f"Expected a {cls.__name__} member, its name or None, got {type(obj).__name__}: {obj!r}")
+
+    def get_state_dict(self, progress: bool = True, check_hash: bool = True) -> dict[str, torch.Tensor]:
+        """Fetch (mirror dir, cache, then network) and load this entry's checkpoint safely."""
+        from visionzoo import hub
+
+        return hub.load_state_dict_from_url(self.url, progress=progress, check_hash=check_hash)
+
+    @property
+    def url(self) -> str:
+        return self.value.url
+
+    @property
+    def transforms(self) -> Callable[..., Any]:
+        return self.value.transforms
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.value.meta
+
+    @property
+    def file_name(self) -> str:
+        return self.value.file_name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+    __str__ = __repr__
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------------
+
+_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {}
+_WEIGHTS_ENUMS: dict[str, type[WeightsEnum]] = {}
+
+F = TypeVar("F", bound=Callable[..., torch.nn.Module])
+
+
+def register_model(
+    name: str | None = None,
+    *,
+    weights: type[WeightsEnum] | None = None,
+    legacy_weights: str | Callable[[dict[str, Any]], WeightsEnum] | None = None,
+) -> Callable[[F], F]:
+    """Register a builder under ``name`` (default: its function name) and apply the builder conventions.
+
+    The wrapped builder accepts ``weights`` as a member of ``weights``, a member name, ``None`` or a path to
+    a local checkpoint, and still honours the deprecated ``pretrained=`` keyword and a positional bool (with a
+    ``UserWarning``). ``pretrained=True`` means ``legacy_weights``: a member name, a callable of the builder's
+    keyword arguments (for builders whose legacy default depends on them), or by default the first member.
+    """
+
+    def decorator(builder: F) -> F:
+        key = name or builder.__name__
+        if key in _BUILDERS:
+            raise ValueError(f"A model named {key!r} is already registered")
+
+        @functools.wraps(builder)
+        def wrapper(*args: Any, **kwargs: Any) -> torch.nn.Module:
+            _fold_positional_weights(key, args, kwargs)
+            if weights is not None:
+                _fold_legacy_pretrained(key, weights, legacy_weights, kwargs)
+                kwargs["weights"] = resolve_weights(weights, kwargs.get("weights"))
+            return builder(**kwargs)
+
+        wrapper.weights_enum = weights  # type: ignore[attr-defined]
+        _BUILDERS[key] = wrapper
+        if weights is not None:
+            _WEIGHTS_ENUMS[weights.__name__] = weights
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def _fold_positional_weights(model: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Builders are keyword-only; the reference once took ``pretrained`` positionally, so map it."""
+    if not args:
+        return
+    if len(args) > 1 or "weights" in kwargs or "pretrained" in kwargs:
+        raise TypeError(f"{model}() takes its arguments by keyword only (weights=..., progress=..., ...)")
+    (value,) = args
+    if isinstance(value, bool):
+        kwargs["pretrained"] = value
+    else:
+        warnings.warn(
+            f"Passing weights to {model}() positionally is deprecated; use {model}(weights=...)",
+            UserWarning,
+            stacklevel=4,
+        )
+        kwargs["weights"] = value
+
+
+def _fold_legacy_pretrained(
+    model: str,
+    enum: type[WeightsEnum],
+    legacy: str | Callable[[dict[str, Any]], WeightsEnum] | None,
+    kwargs: dict[str, Any],
+) -> None:
+    if "pretrained" not in kwargs:
+        return
+    pretrained = kwargs.pop("pretrained")
+    if kwargs.get("weights") is not None:
+        raise ValueError(f"{model}(): pass either weights=... or the deprecated pretrained=..., not both")
+    if pretrained:
+        if callable(legacy):
+            chosen = legacy(kwargs)
+        else:
+            chosen = enum[legacy] if legacy else next(iter(enum))
+        advice = f"weights={chosen!r} (the same weights) or weights={enum.__name__}.DEFAULT (the best available)"
+    else:
+        chosen = None
+        advice = "weights=None"
+    warnings.warn(
+        f"{model}(pretrained={pretrained}) is deprecated and may be removed; use {advice} instead.",
+        UserWarning,
+        stacklevel=4,
+    )
+    kwargs["weights"] = chosen
+
+
+def resolve_weights(enum: type[WeightsEnum], value: Any) -> WeightsEnum | Path | None:
+    """Turn a builder's ``weights`` argument into an enum member, a checkpoint path, or None."""
+    if isinstance(value, os.PathLike):
+        return Path(value)
+    if isinstance(value, str) and value.removeprefix(enum.__name__ + ".") not in enum.__members__:
+        if value.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in value or os.path.exists(value):
+            return Path(value)
+    return enum.verify(value)
+
+
+def _suggest(name: str, candidates: Any) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=5, cutoff=0.5)
+    return f". Did you mean: {', '.join(close)}?" if close else ""
+
+
+def _import_all_families() -> None:
+    for package in _FAMILY_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ModuleNotFoundError as error:
+            # Families that have not landed yet simply contribute nothing.
+            if error.name != package:
+                raise
+
+
+def list_models(
+    module: ModuleType | None = None,
+    include: str | list[str] | None = None,
+    exclude: str | list[str] | None = None,
+) -> list[str]:
+    """Sorted names of the registered models.
+
+    Args:
+        module: only models whose builder lives directly in this package, e.g.
+            ``visionzoo.models`` (classification) or ``visionzoo.models.quantization``.
+        include: fnmatch pattern(s) a name must match (any of them).
+        exclude: fnmatch pattern(s) that remove a name.
+    """
+    _import_all_families()
+    names = [
+        key
+        for key, builder in _BUILDERS.items()
+        if module is None or builder.__module__.rsplit(".", 1)[0] == module.__name__
+    ]
+    if include is not None:
+        patterns = [include] if isinstance(include, str) else list(include)
+        names = [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
+    if exclude is not None:
+        patterns = [exclude] if isinstance(exclude, str) else list(exclude)
+        names = [n for n in names if not any(fnmatch.fnmatch(n, p) for p in patterns)]
+    return sorted(names)
+
+
+def get_model_builder(name: str) -> Callable[..., torch.nn.Module]:
+    """The registered builder called ``name`` (case-insensitive)."""
+    if not isinstance(name, str):
+        raise TypeError(f"Model name must be a string, got {type(name).__name__}")
+    key = name.lower()
+    if key not in _BUILDERS:
+        _import_all_families()
+    if key not in _BUILDERS:
+        raise ValueError(f"Unknown model {name!r}{_suggest(key, _BUILDERS)} (visionzoo.models.list_models() lists all)")
+    return _BUILDERS[key]
+
+
+def get_model(name: str, **config: Any) -> torch.nn.Module:
+    """Build the model called ``name``; ``config`` goes to its builder (e.g. ``weights="DEFAULT"``)."""
+    return get_model_builder(name)(**config)
+
+
+def get_model_weights(name: str | Callable[..., Any]) -> type[WeightsEnum]:
+    """The weights enum of a model, given its name or its builder."""
+    builder = get_model_builder(name) if isinstance(name, str) else name
+    enum = getattr(builder, "weights_enum", None)
+    if enum is None:
+        label = name if isinstance(name, str) else getattr(builder, "__name__", repr(builder))
+        raise ValueError(f"{label!r} is not a registered visionzoo builder with pretrained weights")
+    return enum
+
+
+def get_weight(name: str) -> WeightsEnum:
+    """The weights entry called ``"<Enum>.<MEMBER>"``, e.g. ``"ResNet50_Weights.IMAGENET1K_V2"``."""
+    if not isinstance(name, str) or "." not in name:
+        raise ValueError(f"Expected a name like 'ResNet50_Weights.IMAGENET1K_V2', got {name!r}")
+    enum_name, member = name.split(".", 1)
+    if enum_name not in _WEIGHTS_ENUMS:
+        _import_all_families()
+    if enum_name not in _WEIGHTS_ENUMS:
+        raise ValueError(f"Unknown weights enum {enum_name!r}{_suggest(enum_name, _WEIGHTS_ENUMS)}")
+    enum = _WEIGHTS_ENUMS[enum_name]
+    result = enum.verify(member)
+    assert result is not None
+    return result
+
+
+def builder_signature(name: str) -> inspect.Signature:
+    """The signature of a registered builder (used by the command line's model card)."""
+    return inspect.signature(get_model_builder(name))

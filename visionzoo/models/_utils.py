@@ -1,0 +1,195 @@
+"""The one build-and-load path every builder goes through, plus small builder helpers.
+
+``build_model`` owns everything that is not architecture: choosing ``num_classes`` from the weights,
+building on the ``meta`` device when a checkpoint will overwrite every tensor, loading the checkpoint
+(by ``assign``, so there is no second copy in memory and no wasted random initialisation), applying a
+family's fix-ups of old checkpoint layouts, and re-creating the classification head when the caller asks
+for a different number of classes than the weights were trained on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import torch
+from torch import nn
+
+from ._api import WeightsEnum
+
+M = TypeVar("M", bound=nn.Module)
+
+StateDict = dict[str, torch.Tensor]
+
+
+def build_model(
+    make: Callable[..., M],
+    weights: WeightsEnum | Path | None,
+    progress: bool = True,
+    *,
+    convert_state_dict: Callable[[StateDict], StateDict] | None = None,
+    **kwargs: Any,
+) -> M:
+    """Build ``make(**kwargs)`` and load ``weights`` into it.
+
+    Args:
+        make: the model class (or a function returning the model).
+        weights: an enum member, a path to a local checkpoint (``.pth`` or ``.safetensors``), or None for a
+            randomly initialised model.
+        progress: show a progress bar while downloading.
+        convert_state_dict: the family's fix-up of older checkpoint layouts, applied before loading.
+        **kwargs: architecture arguments. ``num_classes`` defaults to the weights' number of categories; a
+            different value keeps every pretrained tensor except the classification head, which is built
+            fresh (with its layers' default initialisation) and named in a warning.
+
+    Raises:
+        ValueError: the checkpoint does not fit the architecture (lists missing, unexpected and
+            mismatched keys).
+    """
+    if weights is None:
+        return make(**kwargs)
+
+    categories = len(weights.meta.get("categories") or ()) if isinstance(weights, WeightsEnum) else 0
+    fresh_head = False
+    if categories:
+        requested = kwargs.setdefault("num_classes", categories)
+        fresh_head = requested != categories
+
+    if isinstance(weights, WeightsEnum):
+        state_dict = weights.get_state_dict(progress=progress)
+        source = repr(weights)
+    else:
+        state_dict = load_local_checkpoint(weights)
+        source = str(weights)
+    if convert_state_dict is not None:
+        state_dict = convert_state_dict(state_dict)
+
+    with torch.device("meta"):
+        model = make(**kwargs)
+    skipped = _head_keys_to_skip(model, state_dict, categories, kwargs.get("num_classes")) if fresh_head else []
+    load_into(model, {k: v for k, v in state_dict.items() if k not in skipped}, source, allow_missing=skipped)
+    if skipped:
+        _reinitialise(model, skipped)
+        warnings.warn(
+            f"num_classes={kwargs['num_classes']} differs from the {categories} categories of {source}: "
+            f"every pretrained tensor was loaded except {', '.join(skipped)}, which were re-initialised "
+            f"for {kwargs['num_classes']} classes (fine-tune them before use)",
+            UserWarning,
+            stacklevel=3,
+        )
+    _check_materialised(model, source)
+    return model
+
+
+def load_local_checkpoint(path: Path) -> StateDict:
+    """Read a user's checkpoint safely and unwrap the usual containers.
+
+    Accepts a bare state_dict, ``{"model": ...}`` / ``{"state_dict": ...}`` wrappers written by training
+    scripts, and ``module.``-prefixed keys left by ``DistributedDataParallel``.
+    """
+    from visionzoo import hub
+
+    loaded: Any = hub.load_checkpoint(path)
+    for wrapper_key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(wrapper_key), dict):
+            loaded = loaded[wrapper_key]
+            break
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ValueError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    if loaded and all(k.startswith("module.") for k in loaded):
+        loaded = {k.removeprefix("module."): v for k, v in loaded.items()}
+    return loaded
+
+
+def load_into(model: nn.Module, state_dict: StateDict, source: str, allow_missing: list[str] = ()) -> None:
+    """``load_state_dict(strict=True, assign=True)`` with an error that lists every problem at once."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict and k not in allow_missing]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state_dict.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        lines = [f"The checkpoint {source} does not fit {type(model).__name__}:"]
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+            if keys:
+                shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+                lines.append(f"  {label}: {shown}")
+        if mismatched:
+            lines.append("  (a checkpoint fine-tuned for another number of classes needs num_classes=<that number>)")
+        raise ValueError("\n".join(lines))
+    model.load_state_dict(state_dict, strict=not allow_missing, assign=True)
+
+
+def _head_keys_to_skip(model: nn.Module, state_dict: StateDict, categories: int, num_classes: int) -> list[str]:
+    """Keys of the classification head(s): tensors whose first dimension is the number of classes."""
+    expected = model.state_dict()
+    return [
+        k
+        for k, v in state_dict.items()
+        if k in expected
+        and v.shape != expected[k].shape
+        and v.shape[:1] == (categories,)
+        and expected[k].shape[:1] == (num_classes,)
+    ]
+
+
+def _reinitialise(model: nn.Module, keys: list[str]) -> None:
+    """Give the modules owning ``keys`` real storage and their default initialisation."""
+    device = next((t.device for t in model.parameters() if not t.is_meta), torch.device("cpu"))
+    for owner_name in dict.fromkeys(k.rsplit(".", 1)[0] for k in keys):
+        owner = model.get_submodule(owner_name)
+        owner.to_empty(device=device, recurse=False)
+        if not hasattr(owner, "reset_parameters"):
+            raise ValueError(f"Cannot re-initialise {owner_name} ({type(owner).__name__}) for a new num_classes")
+        owner.reset_parameters()
+
+
+def _check_materialised(model: nn.Module, source: str) -> None:
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise ValueError(f"Loading {source} left these tensors without data: {', '.join(left[:8])}")
+
+
+def set_or_check(kwargs: dict[str, Any], name: str, value: Any) -> None:
+    """Fix an architecture argument that a builder's name implies (``groups=32`` for resnext50_32x4d)."""
+    if name in kwargs and kwargs[name] != value:
+        raise ValueError(f"This builder fixes {name}={value!r}; got {name}={kwargs[name]!r}")
+    kwargs[name] = value
+
+
+def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
+    """Round ``value`` to a multiple of ``divisor`` without going more than 10% below it (MobileNet rule)."""
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def check_image_batch(x: Any, model: str, channels: int = 3, min_size: tuple[int, int] = (1, 1)) -> None:
+    """Validate a model input at the public boundary so mistakes surface as clear errors.
+
+    Raises:
+        TypeError: ``x`` is not a floating point tensor.
+        ValueError: wrong number of dimensions or channels, or spatial size below ``min_size``.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{model} expects a torch.Tensor of shape (N, {channels}, H, W), got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{model} expects a floating point tensor, got {x.dtype}; "
+            "preprocess images with weights.transforms() (it converts uint8 to float and normalises)"
+        )
+    if x.dim() != 4:
+        raise ValueError(f"{model} expects a 4-D batch (N, {channels}, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != channels:
+        raise ValueError(f"{model} expects {channels} channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
+    if x.shape[-2] < min_size[0] or x.shape[-1] < min_size[1]:
+        raise ValueError(
+            f"{model} needs images of at least {min_size[0]}x{min_size[1]} pixels, got {x.shape[-2]}x{x.shape[-1]}"
+        )
+

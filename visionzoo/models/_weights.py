@@ -1,0 +1,54 @@
+"""Compact constructors for weights entries: each entry is written as its facts, the rest is shared."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from ..transforms.functional import InterpolationMode
+from ..transforms.presets import ImageClassification
+from ._api import Weights
+from ._meta import _IMAGENET_CATEGORIES
+
+
+def imagenet_entry(
+    url: str,
+    *,
+    params: int,
+    acc1: float,
+    acc5: float,
+    gflops: float,
+    file_mb: float,
+    recipe: str,
+    docs: str,
+    crop: int = 224,
+    resize: int = 256,
+    interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+    min_size: tuple[int, int] = (1, 1),
+    **extra_meta: Any,
+) -> Weights:
+    """A weights entry for an ImageNet-1k classifier.
+
+    Args:
+        params: number of parameters; acc1/acc5: ImageNet-1K validation top-1/top-5 accuracy (%);
+        gflops: GFLOPS per image at the preset's crop size; file_mb: checkpoint size in MB;
+        crop/resize/interpolation: the inference preset (resize the shorter side, then center-crop).
+        extra_meta: further facts (e.g. ``_weight_name`` or ``license``) kept verbatim in ``meta``.
+    """
+    preset_args: dict[str, Any] = {"crop_size": crop}
+    if resize != 256:
+        preset_args["resize_size"] = resize
+    if interpolation != InterpolationMode.BILINEAR:
+        preset_args["interpolation"] = interpolation
+    meta = {
+        "categories": _IMAGENET_CATEGORIES,
+        "min_size": min_size,
+        "num_params": params,
+        "recipe": recipe,
+        "_metrics": {"ImageNet-1K": {"acc@1": acc1, "acc@5": acc5}},
+        "_ops": gflops,
+        "_file_size": file_mb,
+        "_docs": docs,
+        **extra_meta,
+    }
+    return Weights(url=url, transforms=partial(ImageClassification, **preset_args), meta=meta)
