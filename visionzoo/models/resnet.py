@@ -324,9 +324,11 @@ def _resnet(
     return build_model(ResNet, weights, progress, block=block, layers=layers, **kwargs)
 
 
-def _resnext(layers: list[int], groups: int, width: int, weights: WeightsArg, progress: bool, **kwargs: Any) -> ResNet:
-    set_or_check(kwargs, "groups", groups)
-    set_or_check(kwargs, "width_per_group", width)
+def _resnext(
+    layers: list[int], cardinality: int, group_width: int, weights: WeightsArg, progress: bool, **kwargs: Any
+) -> ResNet:
+    set_or_check(kwargs, "groups", cardinality)
+    set_or_check(kwargs, "width_per_group", group_width)
     return _resnet(Bottleneck, layers, weights, progress, **kwargs)
 
 
