@@ -1,0 +1,185 @@
+"""A tiny HTTP server on 127.0.0.1 for tests: serves in-memory files and misbehaves on request.
+
+    server = FileServer().start()
+    server.serve("/w/a.pth", data)                 # 200, honours `Range: bytes=N-` with 206
+    server.serve("/w/a.pth", data, mode="short")   # Content-Length says len(data), half is sent, clean close
+    server.fail("/w/b.pth", 404)
+    server.url("/w/a.pth"); server.count("/w/a.pth"); server.requests
+    server.stop()                                  # the port then refuses connections
+
+Modes: ``ok``; ``short`` (half the body, then a clean close); ``drop`` (half the body, then a TCP reset);
+``stall_body`` (half the body, then silence); ``stall_headers`` (silence before the status line).
+A stall lasts until ``stall_s`` passes or the server stops. ``delay_s`` spreads an ``ok`` body over that time.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MODES = ("ok", "short", "drop", "stall_body", "stall_headers")
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    mode: str = "ok"
+    status: int = 200
+    delay_s: float = 0.0
+    stall_s: float = 30.0
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+
+
+class FileServer:
+    """A threaded HTTP server whose routes can be reconfigured while it runs."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- configuration ---------------------------------------------------------------------------------
+    def serve(self, path: str, body: bytes, mode: str = "ok", *, delay_s: float = 0.0, stall_s: float = 30.0) -> str:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        with self._lock:
+            self.routes[path] = Route(body=body, mode=mode, delay_s=delay_s, stall_s=stall_s)
+        return self.url(path)
+
+    def fail(self, path: str, status: int) -> str:
+        with self._lock:
+            self.routes[path] = Route(status=status)
+        return self.url(path)
+
+    def route(self, path: str) -> Route | None:
+        with self._lock:
+            return self.routes.get(path)
+
+    # -- inspection ------------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "server not started"
+        return self._httpd.server_address[1]
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def count(self, path: str) -> int:
+        with self._lock:
+            return sum(r.path == path for r in self.requests)
+
+    def requests_for(self, path: str) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> FileServer:
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd.owner = self
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes stalled handlers
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FileServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: FileServer
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that give up (timeouts, resets) are what these tests provoke; keep the output clean
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        owner = self.server.owner
+        with owner._lock:
+            owner.requests.append(Request(self.path, dict(self.headers.items())))
+        route = owner.route(self.path)
+        if route is None:
+            self.send_error(404)
+            return
+        if route.status != 200:
+            self.send_error(route.status)
+            return
+        if route.mode == "stall_headers":
+            owner._stopping.wait(route.stall_s)
+            return
+
+        body, status, extra = route.body, 200, {}
+        start = _range_start(self.headers.get("Range"))
+        if start is not None and route.mode == "ok":
+            if start >= len(body):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status, extra = 206, {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"}
+            body = body[start:]
+
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+
+        if route.mode == "ok":
+            pieces = 10 if route.delay_s else 1
+            step = -(-len(body) // pieces) or 1
+            for i in range(0, len(body), step):
+                self.wfile.write(body[i : i + step])
+                self.wfile.flush()
+                if route.delay_s:
+                    owner._stopping.wait(route.delay_s / pieces)
+            return
+
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        if route.mode == "stall_body":
+            owner._stopping.wait(route.stall_s)
+        elif route.mode == "drop":
+            # SO_LINGER with a zero timeout turns close() into a TCP reset: a dropped connection.
+            # Close here: socketserver would otherwise send a clean FIN (shutdown) before the reset.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.rfile.close()  # the socket's fd stays open while a makefile() object refers to it
+            self.connection.close()
+        self.close_connection = True
+
+
+def _range_start(header: str | None) -> int | None:
+    """The N of ``bytes=N-`` (the only form our client sends), else None."""
+    if not header or not header.startswith("bytes=") or not header.endswith("-"):
+        return None
+    value = header[len("bytes=") : -1]
+    return int(value) if value.isdigit() else None
