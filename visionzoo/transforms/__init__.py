@@ -1,0 +1,12 @@
+"""Inference presets and the image operations behind them (``visionzoo.transforms.functional``).
+
+PIL is imported only when a PIL image is handled, so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+from . import functional
+from .functional import InterpolationMode
+from .presets import ImageClassification
+
+__all__ = ["ImageClassification", "InterpolationMode", "functional"]

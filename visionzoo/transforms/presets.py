@@ -1,0 +1,153 @@
+"""Inference presets: the preprocessing each pretrained weight entry was evaluated with.
+
+A weights entry holds ``transforms=partial(Preset, ...)``; calling the preset on a PIL image or a tensor
+gives the float tensor its model expects, with the reference presets' numbers. Input checks live in
+module-level helpers so that every preset (classification, segmentation, detection, video, flow)
+rejects bad input with the same messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from . import functional as F
+from .functional import InterpolationMode
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+__all__ = ["ImageClassification"]
+
+
+_RGB_CHANNEL_HINTS = {
+    1: "grayscale? repeat its channel 3 times first",
+    2: "grayscale + alpha? convert to RGB first",
+    4: "RGBA? convert to RGB first",
+}
+
+_PIL_TARGET_MODES = {1: "L", 3: "RGB"}
+
+
+def _check_image(img: Tensor | PILImage, num_channels: int) -> None:
+    """Raises TypeError/ValueError naming the problem unless ``img`` is an image the presets accept.
+
+    Accepted: a PIL image with ``num_channels`` bands (mode RGB when that is 3; other 3-band modes such
+    as YCbCr are a different colour space), or a uint8/floating tensor ``(C, H, W)`` or ``(N, C, H, W)``
+    with ``C == num_channels`` and no empty dimension.
+    """
+    if F._is_pil_image(img):
+        bands, width, height = len(img.getbands()), *img.size
+        if bands != num_channels:
+            target = _PIL_TARGET_MODES.get(num_channels)
+            hint = f"; convert to {target} first with img.convert({target!r})" if target else ""
+            raise ValueError(f"expected {num_channels} channels, got {bands} (PIL mode {img.mode!r}{hint})")
+        if num_channels == 3 and img.mode != "RGB":
+            raise ValueError(f"expected an RGB image, got PIL mode {img.mode!r}; convert it with img.convert('RGB')")
+        if width == 0 or height == 0:
+            raise ValueError(f"zero-sized image: got a PIL image of size {width}x{height}")
+        return
+
+    if not isinstance(img, Tensor):
+        hint = " (from an (H, W, C) array: torch.from_numpy(arr).permute(2, 0, 1))" if F._is_ndarray(img) else ""
+        raise TypeError(f"expected a PIL image or a torch.Tensor, got {F._type_name(img)}{hint}")
+    shape = tuple(img.shape)
+    if img.ndim not in (3, 4):
+        raise ValueError(f"expected a (C, H, W) image or an (N, C, H, W) batch, got a tensor of shape {shape}")
+    if img.dtype != torch.uint8 and not img.is_floating_point():
+        raise ValueError(f"unsupported dtype {img.dtype}: expected torch.uint8 or a floating-point dtype")
+    channels = img.shape[-3]
+    if channels != num_channels:
+        if img.shape[-1] == num_channels:
+            hint = "channels-last? permute (..., H, W, C) to (..., C, H, W)"
+        else:
+            hint = _RGB_CHANNEL_HINTS.get(channels, "") if num_channels == 3 else ""
+        raise ValueError(f"expected {num_channels} channels, got {channels}" + (f" ({hint})" if hint else ""))
+    if img.ndim == 4 and img.shape[0] == 0:
+        raise ValueError(f"empty batch: got a tensor of shape {shape}")
+    if img.shape[-1] == 0 or img.shape[-2] == 0:
+        raise ValueError(f"zero-sized image: got a tensor of shape {shape}")
+
+
+def _to_float_tensor(img: Tensor | PILImage) -> Tensor:
+    """PIL image or integer tensor -> float32 in [0, 1]; float tensors are cast to float32 unscaled."""
+    if not isinstance(img, Tensor):
+        img = F.pil_to_tensor(img)
+    return F.convert_image_dtype(img, torch.float32)
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+class ImageClassification(nn.Module):
+    """Resize the shorter side, center crop, rescale to [0, 1], normalize.
+
+    Accepts a PIL RGB image, or a uint8 or float tensor ``(C, H, W)`` / ``(N, C, H, W)``; returns float32.
+    Float tensors are taken to be in [0, 1] already. PIL images in other modes (L, RGBA, P, YCbCr, ...)
+    raise ValueError instead of being converted silently: call ``img.convert("RGB")`` first.
+
+    Attributes are stored like the reference's (``crop_size`` and ``resize_size`` as one-element lists,
+    ``mean``/``std`` as lists) so that code inspecting a weights entry's transforms works unchanged.
+    """
+
+    def __init__(
+        self,
+        *,
+        crop_size: int,
+        resize_size: int = 256,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+        antialias: bool | None = True,
+    ) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std must have one value per channel each, got {list(mean)} and {list(std)}")
+        self.crop_size = [_positive_int("crop_size", crop_size)]
+        self.resize_size = [_positive_int("resize_size", resize_size)]
+        self.mean = list(mean)
+        self.std = list(std)
+        self.interpolation = interpolation
+        self.antialias = antialias
+
+    def forward(self, img: Tensor | PILImage) -> Tensor:
+        _check_image(img, num_channels=len(self.mean))
+        img = F.resize(img, self.resize_size, interpolation=self.interpolation, antialias=self.antialias)
+        img = F.center_crop(img, self.crop_size)
+        return F.normalize(_to_float_tensor(img), mean=self.mean, std=self.std)
+
+    def __repr__(self) -> str:
+        # The reference's layout, so reprs compare equal; antialias only shows when it is not the default.
+        fields = {
+            "crop_size": self.crop_size,
+            "resize_size": self.resize_size,
+            "mean": self.mean,
+            "std": self.std,
+            "interpolation": self.interpolation,
+        }
+        if self.antialias is not True:
+            fields["antialias"] = self.antialias
+        body = "".join(f"\n    {key}={value}" for key, value in fields.items())
+        return f"{type(self).__name__}({body}\n)"
+
+    def describe(self) -> str:
+        """A prose description of the preprocessing, to rebuild it in a custom pipeline."""
+        (resize,), (crop,) = self.resize_size, self.crop_size
+        interpolation = F._parse_interpolation(self.interpolation).value
+        antialias = "with" if self.antialias else "without"
+        return (
+            "Accepts a PIL RGB image or a uint8/float tensor of shape (C, H, W) or (N, C, H, W). "
+            f"The shorter side is resized to {resize} pixels and the longer one to int({resize} * long / short), "
+            f"keeping the aspect ratio, with {interpolation} interpolation ({antialias} antialiasing for tensors; "
+            "PIL always antialiases). "
+            f"The central {crop}x{crop} pixels are then cropped (zero padding if the resized image is smaller). "
+            "uint8 values are rescaled to [0.0, 1.0] by dividing by 255 (float tensors are taken as already in "
+            f"[0.0, 1.0]), and each channel is normalized as (x - mean) / std with mean={self.mean} and "
+            f"std={self.std}. The output is a float32 tensor of shape (..., {len(self.mean)}, {crop}, {crop})."
+        )
