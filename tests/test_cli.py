@@ -32,9 +32,9 @@ def test_list_plain_weights_and_json(capsys: pytest.CaptureFixture[str]) -> None
 def test_info_shows_the_model_card(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "resnet50"]) == 0
     card = capsys.readouterr().out
-    assert card.startswith("resnet50(*, weights")
+    assert card.startswith("resnet50(*, weights: ResNet50_Weights | str | Path | None = None")
     assert "ResNet50_Weights.IMAGENET1K_V2  [DEFAULT]" in card
-    assert "acc@1=80.858" in card and "resnet50-11ad3fa6.pth" in card and "not cached" in card
+    assert "acc@1=80.858" in card and "resnet50-11ad3fa6.pth" in card and "not on disk" in card
 
 
 def test_predict_with_a_local_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -91,7 +91,8 @@ def model_card(name: str) -> str:
     from visionzoo.models._api import builder_signature
 
     builder = get_model_builder(name)
-    lines = [f"{name}{builder_signature(name)}", ""]
+    # Annotations are strings (postponed evaluation); show them without quotes.
+    lines = [f"{name}{builder_signature(name)}".replace("'", ""), ""]
     doc = (builder.__doc__ or "").strip().splitlines()
     if doc:
         lines += [doc[0], ""]
@@ -109,7 +110,7 @@ def model_card(name: str) -> str:
             f"  metrics:  {metrics}",
             f"  params:   {meta.get('num_params'):,}   GFLOPS: {meta.get('_ops')}   file: {meta.get('_file_size')} MB",
             f"  url:      {entry.url}",
-            f"  local:    {where if where else 'not cached (visionzoo download ' + name + ')'}",
+            f"  local:    {where or f'not on disk (fetch the url into {hub.get_dir()} or VISIONZOO_WEIGHTS_DIR)'}",
             f"  preset:   {preset.describe() if hasattr(preset, 'describe') else preset}".replace("\n", " "),
             f"  recipe:   {meta.get('recipe')}",
             "",
