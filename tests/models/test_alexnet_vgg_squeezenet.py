@@ -166,6 +166,8 @@ def test_vgg16_feature_weights(served: dict[str, dict[str, torch.Tensor]]) -> No
     with torch.inference_mode():
         assert torch.isfinite(model.features(torch.randn(1, 3, 32, 32))).all()
 
-    # Without categories there is no head to swap: another num_classes is a clear shape error, as in the reference.
-    with pytest.raises(ValueError, match=r"classifier\.6\.weight: checkpoint \(1000, 4096\) vs model \(10, 4096\)"):
-        models.vgg16(weights=features, num_classes=10)
+    # Pretrained features with a new head: the natural fine-tuning start (the reference refuses it).
+    with pytest.warns(UserWarning, match=r"num_classes=10 differs from the 1000 outputs.*classifier\.6\.weight"):
+        model = models.vgg16(weights=features, num_classes=10)
+    assert torch.isfinite(model.classifier[6].weight).all() and model.classifier[6].out_features == 10
+    assert torch.equal(model.features[0].weight, checkpoint["features.0.weight"])

@@ -51,10 +51,11 @@ def build_model(
         return make(**kwargs)
 
     categories = len(weights.meta.get("categories") or ()) if isinstance(weights, WeightsEnum) else 0
-    fresh_head = False
     if categories:
-        requested = kwargs.setdefault("num_classes", categories)
-        fresh_head = requested != categories
+        kwargs.setdefault("num_classes", categories)
+    # Only published weights get a fresh head; a user's own checkpoint must fit exactly (a mismatch there is
+    # far more likely a forgotten num_classes than a wish to discard the trained head).
+    fresh_head = isinstance(weights, WeightsEnum) and kwargs.get("num_classes", categories) != categories
 
     if isinstance(weights, WeightsEnum):
         state_dict = weights.get_state_dict(progress=progress)
@@ -67,12 +68,13 @@ def build_model(
 
     with torch.device("meta"):
         model = make(**kwargs)
-    skipped = _head_keys_to_skip(model, state_dict, categories, kwargs.get("num_classes")) if fresh_head else []
+    skipped = _head_keys_to_skip(model, state_dict, kwargs["num_classes"]) if fresh_head else []
     load_into(model, {k: v for k, v in state_dict.items() if k not in skipped}, source, allow_missing=skipped)
     if skipped:
         _reinitialise(model, skipped)
+        trained = f"{categories} categories" if categories else f"{state_dict[skipped[0]].shape[0]} outputs"
         warnings.warn(
-            f"num_classes={kwargs['num_classes']} differs from the {categories} categories of {source}: "
+            f"num_classes={kwargs['num_classes']} differs from the {trained} of {source}: "
             f"every pretrained tensor was loaded except {', '.join(skipped)}, which were re-initialised "
             f"for {kwargs['num_classes']} classes (fine-tune them before use)",
             UserWarning,
@@ -124,16 +126,16 @@ def load_into(model: nn.Module, state_dict: StateDict, source: str, allow_missin
     model.load_state_dict(state_dict, strict=not allow_missing, assign=True)
 
 
-def _head_keys_to_skip(model: nn.Module, state_dict: StateDict, categories: int, num_classes: int) -> list[str]:
-    """Keys of the classification head(s): tensors whose first dimension is the number of classes."""
+def _head_keys_to_skip(model: nn.Module, state_dict: StateDict, num_classes: int) -> list[str]:
+    """Keys of the classification head(s): tensors that differ from the model's only in their class dimension."""
     expected = model.state_dict()
     return [
         k
         for k, v in state_dict.items()
         if k in expected
         and v.shape != expected[k].shape
-        and v.shape[:1] == (categories,)
         and expected[k].shape[:1] == (num_classes,)
+        and v.shape[1:] == expected[k].shape[1:]
     ]
 
 
