@@ -11,6 +11,9 @@ from typing import Any
 
 from ._api import Weights, WeightsEnum, get_model, get_model_builder, get_model_weights, get_weight, list_models
 from .resnet import *  # noqa: F403
+from .mobilenet import *  # noqa: F403
+from .mnasnet import *  # noqa: F403
+from .shufflenetv2 import *  # noqa: F403
 from .alexnet import *  # noqa: F403
 from .vgg import *  # noqa: F403
 from .squeezenet import *  # noqa: F403

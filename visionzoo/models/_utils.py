@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import torch
+import torch.fx
 from torch import nn
 
 from ._api import WeightsEnum
@@ -179,6 +180,8 @@ def check_image_batch(x: Any, model: str, channels: int = 3, min_size: tuple[int
         TypeError: ``x`` is not a floating point tensor.
         ValueError: wrong number of dimensions or channels, or spatial size below ``min_size``.
     """
+    if isinstance(x, torch.fx.Proxy):
+        return  # symbolic tracing (feature extraction): the checks apply to the real tensors later
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{model} expects a torch.Tensor of shape (N, {channels}, H, W), got {type(x).__name__}")
     if not x.is_floating_point():
