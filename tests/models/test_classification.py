@@ -38,6 +38,11 @@ def test_parity(name: str) -> None:
     size = _input_size(name)
     x = torch.randn(2, 3, size, size + 8)
     assert_same_outputs(ref, ours, x)
+    # Determinism in eval mode, and a batch gives what its images give one by one.
+    with torch.inference_mode():
+        batch = ours(x)
+        assert torch.equal(ours(x), batch)
+        torch.testing.assert_close(ours(x[1:]), batch[1:], atol=1e-4, rtol=1e-4)
 
 
 def _same_meta_value(mine: Any, theirs: Any) -> bool:
