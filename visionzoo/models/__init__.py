@@ -14,6 +14,8 @@ from .resnet import *  # noqa: F403
 from .mobilenet import *  # noqa: F403
 from .mnasnet import *  # noqa: F403
 from .shufflenetv2 import *  # noqa: F403
+from .efficientnet import *  # noqa: F403
+from .convnext import *  # noqa: F403
 from .alexnet import *  # noqa: F403
 from .vgg import *  # noqa: F403
 from .squeezenet import *  # noqa: F403
