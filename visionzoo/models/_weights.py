@@ -24,6 +24,8 @@ def imagenet_entry(
     crop: int = 224,
     resize: int = 256,
     interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
     min_size: tuple[int, int] = (1, 1),
     **extra_meta: Any,
 ) -> Weights:
@@ -33,6 +35,7 @@ def imagenet_entry(
         params: number of parameters; acc1/acc5: ImageNet-1K validation top-1/top-5 accuracy (%);
         gflops: GFLOPS per image at the preset's crop size; file_mb: checkpoint size in MB;
         crop/resize/interpolation: the inference preset (resize the shorter side, then center-crop).
+        mean/std: the preset's normalisation, where it is not the ImageNet statistics.
         extra_meta: further facts (e.g. ``_weight_name`` or ``license``) kept verbatim in ``meta``.
     """
     preset_args: dict[str, Any] = {"crop_size": crop}
@@ -40,6 +43,10 @@ def imagenet_entry(
         preset_args["resize_size"] = resize
     if interpolation != InterpolationMode.BILINEAR:
         preset_args["interpolation"] = interpolation
+    if mean is not None:
+        preset_args["mean"] = mean
+    if std is not None:
+        preset_args["std"] = std
     meta = {
         "categories": _IMAGENET_CATEGORIES,
         "min_size": min_size,

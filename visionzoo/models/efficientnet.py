@@ -9,7 +9,6 @@ convolution in place of expand + depthwise) and stops channel growth from depend
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from torch import nn
 
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 from ..transforms import InterpolationMode
-from ._api import Weights, WeightsEnum, register_model
+from ._api import WeightsEnum, register_model
 from ._utils import build_model, check_image_batch, make_divisible
 from ._weights import imagenet_entry
 
@@ -425,18 +424,11 @@ class EfficientNet_V2_M_Weights(WeightsEnum):
     DEFAULT = IMAGENET1K_V1
 
 
-def _with_normalisation(entry: Weights, mean: tuple[float, ...], std: tuple[float, ...]) -> Weights:
-    """``entry`` with its preset normalising by ``mean``/``std`` instead of the ImageNet statistics."""
-    return dataclasses.replace(entry, transforms=partial(entry.transforms, mean=mean, std=std))
-
-
 class EfficientNet_V2_L_Weights(WeightsEnum):
     # Converted from the official TensorFlow release, which maps pixels to [-1, 1] (mean = std = 0.5).
-    IMAGENET1K_V1 = _with_normalisation(
-        _v2(
-            f"{_URL}efficientnet_v2_l-59c71312.pth", params=118515272, acc1=85.808, acc5=97.788, gflops=56.08,
-            file_mb=454.573, crop=480, resize=480, interpolation=InterpolationMode.BICUBIC, docs=_DOCS_PORTED,
-        ),
+    IMAGENET1K_V1 = _v2(
+        f"{_URL}efficientnet_v2_l-59c71312.pth", params=118515272, acc1=85.808, acc5=97.788, gflops=56.08,
+        file_mb=454.573, crop=480, resize=480, interpolation=InterpolationMode.BICUBIC, docs=_DOCS_PORTED,
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
     )  # fmt: skip
     DEFAULT = IMAGENET1K_V1

@@ -8,7 +8,6 @@ variants (not in the paper) put a BatchNorm after every convolution.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..transforms.presets import ImageClassification
 from ._api import WeightsEnum, register_model
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
@@ -159,15 +157,13 @@ class VGG16_Weights(WeightsEnum):
     # The SSD authors' port of the original Caffe VGG-16 (github.com/amdegroot/ssd.pytorch). Only `features`
     # holds trained values (the classifier is absent, so it has no ImageNet accuracy and no categories), and it
     # expects Caffe-style input: 0-255 pixel values minus the mean pixel, hence std = 1/255.
-    IMAGENET1K_FEATURES = replace(
-        _entry(
-            f"{_URL}vgg16_features-amdegroot-88682ab5.pth", params=138357544, acc1=math.nan, acc5=math.nan,
-            gflops=15.47, file_mb=527.802, categories=None, recipe="https://github.com/amdegroot/ssd.pytorch#training-ssd",
-            docs="Ported from the SSD authors' VGG-16 for feature extraction: only the `features` module holds "
-            "trained values, the `classifier` does not, so these weights cannot classify. Inputs are standardised "
-            "as in the original paper (mean pixel subtracted from 0-255 values).",
-        ),
-        transforms=partial(ImageClassification, crop_size=224, mean=(0.48235, 0.45882, 0.40784), std=(1 / 255,) * 3),
+    IMAGENET1K_FEATURES = _entry(
+        f"{_URL}vgg16_features-amdegroot-88682ab5.pth", params=138357544, acc1=math.nan, acc5=math.nan,
+        gflops=15.47, file_mb=527.802, categories=None, recipe="https://github.com/amdegroot/ssd.pytorch#training-ssd",
+        mean=(0.48235, 0.45882, 0.40784), std=(1 / 255,) * 3,
+        docs="Ported from the SSD authors' VGG-16 for feature extraction: only the `features` module holds "
+        "trained values, the `classifier` does not, so these weights cannot classify. Inputs are standardised "
+        "as in the original paper (mean pixel subtracted from 0-255 values).",
     )
     DEFAULT = IMAGENET1K_V1
 
