@@ -11,10 +11,11 @@ from visionzoo import models
 
 
 def build_pair(name: str, **kwargs: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The reference model (random init, fixed seed) and ours with the reference's state_dict loaded strictly."""
+    """The reference model (random init, fixed seed) and ours, initialised alike, with the reference's state_dict loaded."""
     torch.manual_seed(0)
     ref = reference.models.get_model(name, weights=None, **kwargs).eval()
     ours = models.get_model(name, weights=None, **kwargs).eval()
+    assert_same_initialisation(ref, ours)
     ours.load_state_dict(ref.state_dict(), strict=True)
     return ref, ours
 
@@ -24,3 +25,27 @@ def assert_same_outputs(ref: torch.nn.Module, ours: torch.nn.Module, x: torch.Te
         expected = ref(x)
         actual = ours(x)
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+
+
+def assert_same_initialisation(ref: torch.nn.Module, ours: torch.nn.Module) -> None:
+    """Freshly built models start from the same distributions as the reference's.
+
+    Constant tensors (norm weights, zero biases, buffers) must be equal; random ones must have matching
+    mean and standard deviation (within sampling error), so training from scratch behaves the same.
+    """
+    theirs = ref.state_dict()
+    for key, mine in ours.state_dict().items():
+        expected = theirs[key]
+        if not expected.is_floating_point() or expected.numel() == 0:
+            continue
+        if torch.all(expected == expected.flatten()[0]):
+            assert torch.equal(mine, expected), f"{key}: expected the constant {expected.flatten()[0].item()}"
+            continue
+        if expected.numel() < 100:
+            continue
+        # Five standard errors: a wrong init mode (fan-in vs fan-out, another gain) moves these far more.
+        n = expected.numel()
+        std_mine, std_ref = mine.float().std().item(), expected.float().std().item()
+        assert abs(std_mine / std_ref - 1) < 5 / (2 * n) ** 0.5, f"{key}: std {std_mine:.4g}, reference {std_ref:.4g}"
+        mean_gap = abs(mine.float().mean().item() - expected.float().mean().item())
+        assert mean_gap < 5 * std_ref / n**0.5, f"{key}: mean differs by {mean_gap:.4g} (std {std_ref:.4g})"

@@ -198,3 +198,27 @@ def check_image_batch(x: Any, model: str, channels: int = 3, min_size: tuple[int
             f"{model} needs images of at least {min_size[0]}x{min_size[1]} pixels, got {x.shape[-2]}x{x.shape[-1]}"
         )
 
+
+
+def _small_normal(linear: nn.Linear) -> None:
+    nn.init.normal_(linear.weight, 0.0, 0.01)
+
+
+def init_conv_net(model: nn.Module, linear: Callable[[nn.Linear], None] | None = _small_normal) -> None:
+    """The initialisation most convolutional classifiers share (He et al., 2015).
+
+    Convolutions get He-normal weights scaled by their fan-out, batch and group norms start as the
+    identity, and every bias starts at zero. ``linear`` initialises the weight of each ``nn.Linear``
+    (default: normal with std 0.01); pass ``None`` to leave linear layers as PyTorch built them.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) and module.weight is not None:
+            nn.init.ones_(module.weight)
+        elif isinstance(module, nn.Linear) and linear is not None:
+            linear(module)
+        else:
+            continue
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)

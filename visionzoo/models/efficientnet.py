@@ -22,7 +22,7 @@ from torch import nn
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 from ..transforms import InterpolationMode
 from ._api import WeightsEnum, register_model
-from ._utils import build_model, check_image_batch, make_divisible
+from ._utils import build_model, check_image_batch, init_conv_net, make_divisible
 from ._weights import imagenet_entry
 
 __all__ = [
@@ -216,6 +216,11 @@ class FusedMBConv(_ResidualBlock):
 # --------------------------------------------------------------------------------------------------
 
 
+def _uniform_by_fan_out(linear: nn.Linear) -> None:
+    bound = 1.0 / math.sqrt(linear.out_features)
+    nn.init.uniform_(linear.weight, -bound, bound)
+
+
 class EfficientNet(nn.Module):
     """A strided 3x3 stem, stages of (Fused)MBConv blocks, a 1x1 head convolution, pooling and a linear head.
 
@@ -293,18 +298,7 @@ class EfficientNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(head_out, num_classes))
 
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                bound = 1.0 / math.sqrt(module.out_features)
-                nn.init.uniform_(module.weight, -bound, bound)
-                nn.init.zeros_(module.bias)
+        init_conv_net(self, linear=_uniform_by_fan_out)
 
     def _add_feature_info(self, index: int, channels: int, stride: int) -> None:
         self.feature_info.append({"name": f"features.{index}", "channels": channels, "stride": stride})

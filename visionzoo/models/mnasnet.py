@@ -21,7 +21,7 @@ from torch import nn
 
 from ..ops.misc import Conv2dNormActivation
 from ._api import WeightsEnum, register_model
-from ._utils import StateDict, build_model, check_image_batch, make_divisible, set_or_check
+from ._utils import StateDict, build_model, check_image_batch, init_conv_net, make_divisible, set_or_check
 from ._weights import imagenet_entry
 
 __all__ = [
@@ -142,17 +142,9 @@ class MNASNet(nn.Module):
         self.layers = nn.Sequential(*_stem(depths[0], depths[1]), *stacks, *_conv_bn(depths[-1], _HEAD_CHANNELS, 1))
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(_HEAD_CHANNELS, num_classes))
 
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.kaiming_uniform_(module.weight, mode="fan_out", nonlinearity="sigmoid")
-                nn.init.zeros_(module.bias)
+        init_conv_net(
+            self, linear=lambda linear: nn.init.kaiming_uniform_(linear.weight, mode="fan_out", nonlinearity="sigmoid")
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, register_model
-from ._utils import build_model, check_image_batch, set_or_check
+from ._utils import build_model, check_image_batch, init_conv_net, set_or_check
 from ._weights import imagenet_entry
 
 __all__ = [
@@ -189,12 +189,7 @@ class ResNet(nn.Module):
             channels = 64 * 2**index * block.expansion
             self.feature_info.append({"name": f"layer{index + 1}", "channels": channels, "stride": stride})
 
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.constant_(module.weight, 1)
-                nn.init.constant_(module.bias, 0)
+        init_conv_net(self, linear=None)
         if zero_init_residual:
             for module in self.modules():
                 if isinstance(module, (BasicBlock, Bottleneck)):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, register_model
-from ._utils import build_model, check_image_batch
+from ._utils import build_model, check_image_batch, init_conv_net
 from ._weights import imagenet_entry
 
 __all__ = [
@@ -101,17 +101,7 @@ class VGG(nn.Module):
             nn.Linear(4096, num_classes),
         )
         if init_weights:
-            for module in self.modules():
-                if isinstance(module, nn.Conv2d):
-                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
-                elif isinstance(module, nn.BatchNorm2d):
-                    nn.init.ones_(module.weight)
-                    nn.init.zeros_(module.bias)
-                elif isinstance(module, nn.Linear):
-                    nn.init.normal_(module.weight, 0.0, 0.01)
-                    nn.init.zeros_(module.bias)
+            init_conv_net(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__, min_size=_MIN_SIZE)
