@@ -19,6 +19,9 @@ from .convnext import *  # noqa: F403
 from .alexnet import *  # noqa: F403
 from .vgg import *  # noqa: F403
 from .squeezenet import *  # noqa: F403
+from .densenet import *  # noqa: F403
+from .googlenet import *  # noqa: F403
+from .inception import *  # noqa: F403
 
 _SUBPACKAGES = ("quantization", "segmentation", "detection", "video", "optical_flow", "feature_extraction")
 
