@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/visionzoo predict assets/chelsea.jpg assets/coffee.jpg --model resnet50 --topk 3
 
+# docs/models.md and docs/accuracy_vs_gflops.png, regenerated from the registry (tests/test_docs.py checks them).
+docs: $(STAMP)
+	$(BIN)/python -m visionzoo.docs --out docs
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --timeout 900 --durations 15 tests
 

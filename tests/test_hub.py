@@ -590,3 +590,126 @@ def test_find_local_looks_in_mirror_then_cache(tmp_path, monkeypatch):
     (mirror / "a-12345678.pth").write_bytes(b"y")
     monkeypatch.setenv("VISIONZOO_WEIGHTS_DIR", str(mirror))
     assert hub.find_local("a-12345678.pth") == mirror / "a-12345678.pth"
+
+
+# ---------------------------------------------------------------------------------------------- download_to
+
+
+def test_download_to_downloads_then_keeps_a_good_copy(server, tmp_path: Path, cache_dir: Path) -> None:
+    name, data, _ = make_checkpoint()
+    url = server.serve(f"/m/{name}", data)
+    target = tmp_path / "usb"
+    assert hub.download_to(url, target, progress=False) == (target / name, "downloaded")
+    assert (target / name).read_bytes() == data and not (cache_dir / name).exists()
+    server.stop()
+    assert hub.download_to(url, target, progress=False) == (target / name, "present")
+
+
+def test_download_to_copies_a_local_copy_without_network(tmp_path: Path, cache_dir: Path, dead_url: str) -> None:
+    name, data, _ = make_checkpoint()
+    cache_dir.mkdir(parents=True)
+    (cache_dir / name).write_bytes(data)
+    path, how = hub.download_to(dead_url + name, tmp_path / "usb", progress=False)
+    assert how == "copied" and path.read_bytes() == data
+    assert leftovers(tmp_path / "usb", name) == [name]
+
+
+def test_download_to_replaces_a_corrupt_copy_and_skips_a_corrupt_source(
+    server, tmp_path: Path, cache_dir: Path
+) -> None:
+    name, data, _ = make_checkpoint()
+    url = server.serve(f"/m/{name}", data)
+    cache_dir.mkdir(parents=True)
+    (cache_dir / name).write_bytes(b"not it")  # a bad local source must not be copied
+    target = tmp_path / "usb"
+    target.mkdir()
+    (target / name).write_bytes(b"damaged")
+    with pytest.warns(UserWarning, match="moved it to"):
+        path, how = hub.download_to(url, target, progress=False)
+    assert how == "downloaded" and path.read_bytes() == data
+    aside = [p for p in target.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1 and aside[0].read_bytes() == b"damaged"
+
+
+def test_download_to_failure_is_explained(tmp_path: Path, dead_url: str) -> None:
+    name, _, _ = make_checkpoint()
+    with pytest.raises(WeightsUnavailableError, match=name) as info:
+        hub.download_to(dead_url + name, tmp_path / "usb", progress=False)
+    assert str(tmp_path / "usb") in str(info.value)
+    # The same facts as data, for callers that report them their own way (the command line's one-liners).
+    assert info.value.file_name == name
+    assert info.value.tried[-1].startswith(f"download: {dead_url}{name}: ")
+    assert all(line in str(info.value) for line in info.value.tried)
+
+
+# ---------------------------------------------------------------------------------------------- safetensors copies
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("resnet50-11ad3fa6.pth", "resnet50-11ad3fa6.safetensors"),
+        ("mnasnet0.5_top1_67.823-3ffadce67e.pth", "mnasnet0.5_top1_67.823-3ffadce67e.safetensors"),
+        ("odd.name", "odd.name.safetensors"),
+    ],
+)
+def test_safetensors_name_keeps_the_stem(name: str, expected: str) -> None:
+    assert hub.safetensors_name(name) == expected
+
+
+def test_sidecar_round_trip_and_garbage(tmp_path: Path) -> None:
+    target = tmp_path / "a.safetensors"
+    digest = hashlib.sha256(b"x").hexdigest()
+    sidecar = hub.write_sidecar(target, digest)
+    assert sidecar.read_text() == f"{digest}  a.safetensors\n"  # sha256sum -c format
+    assert hub.read_sidecar(target) == digest
+    sidecar.write_text("not a digest\n")
+    assert hub.read_sidecar(target) is None
+    assert hub.read_sidecar(tmp_path / "missing.safetensors") is None
+
+
+@pytest.fixture
+def converted_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A VISIONZOO_WEIGHTS_DIR holding a checkpoint, its safetensors copy and the copy's sidecar."""
+    from safetensors.torch import save_file
+
+    name, data, state = make_checkpoint()
+    directory = tmp_path / "offline"
+    directory.mkdir()
+    (directory / name).write_bytes(data)
+    converted = directory / hub.safetensors_name(name)
+    save_file(state, converted)
+    hub.write_sidecar(converted, sha256_of(converted))
+    monkeypatch.setenv("VISIONZOO_WEIGHTS_DIR", str(directory))
+    return name, converted, state
+
+
+def test_safetensors_copy_is_preferred_and_verified(converted_dir, dead_url: str) -> None:
+    name, converted, state = converted_dir
+    assert fetch_checkpoint(dead_url + name) == converted
+    assert hub.find_local(name) == converted
+    assert_state_equal(load_state_dict_from_url(dead_url + name), state)
+    (converted.parent / name).unlink()  # the copy alone is enough
+    assert fetch_checkpoint(dead_url + name) == converted
+
+
+def test_safetensors_copy_without_sidecar_or_with_a_wrong_one_is_refused(converted_dir, dead_url: str) -> None:
+    name, converted, _ = converted_dir
+    hub.write_sidecar(converted, "0" * 64)
+    with pytest.raises(ChecksumError, match="records 0000"):
+        fetch_checkpoint(dead_url + name)
+    Path(f"{converted}.sha256").unlink()
+    with pytest.raises(ChecksumError, match="no readable digest file"):
+        fetch_checkpoint(dead_url + name)
+    assert fetch_checkpoint(dead_url + name, check_hash=False) == converted
+
+
+def test_safetensors_copy_is_ignored_without_the_package_when_the_original_is_there(
+    converted_dir, dead_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    name, converted, _ = converted_dir
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: None if mod == "safetensors" else real_find_spec(mod, *a))
+    assert fetch_checkpoint(dead_url + name) == converted.parent / name

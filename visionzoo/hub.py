@@ -8,7 +8,7 @@ A checkpoint name is resolved in this order, first hit wins:
 
 Names of the form ``<stem>-<hex>.<ext>`` promise a sha256 digest starting with ``<hex>`` (the torch.hub
 convention). Unlike torch.hub, the promise is checked on every hit, not only on download; a small memo of
-verified digests (``get_dir()/.visionzoo-verified.json``, keyed by absolute path, size and mtime) keeps
+verified digests (``get_dir()/.visionzoo-verified.json``, keyed by absolute path, size, mtime and ctime) keeps
 repeated loads of an unchanged file cheap.
 
 Policies:
@@ -59,6 +59,11 @@ __all__ = [
     "load_checkpoint",
     "load_state_dict_from_url",
     "sha256_of",
+    "find_local",
+    "download_to",
+    "safetensors_name",
+    "read_sidecar",
+    "write_sidecar",
 ]
 
 ENV_WEIGHTS_DIR = "VISIONZOO_WEIGHTS_DIR"
@@ -78,13 +83,22 @@ _HASH_TAIL = re.compile(r"[0-9a-f]{6,64}")
 _ZIP_MAGIC = b"PK\x03\x04"
 _TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar", ".pkl")
 _SAFETENSORS_SUFFIX = ".safetensors"
+SIDECAR_SUFFIX = ".sha256"  # `<name>.safetensors.sha256`: the converted file's digest, sha256sum format
 
 class WeightsError(RuntimeError):
     """Base class of every error raised by the weight loading pipeline."""
 
 
 class WeightsUnavailableError(WeightsError):
-    """The checkpoint is not on disk and could not be downloaded."""
+    """The checkpoint is not on disk and could not be downloaded.
+
+    Attributes:
+        file_name: the checkpoint's file name (None when the error is about a path given by the user).
+        tried: one line per place that was tried, in order (what the message lists).
+    """
+
+    file_name: str | None = None
+    tried: tuple[str, ...] = ()
 
 
 class ChecksumError(WeightsError):
@@ -157,7 +171,7 @@ def _memo_path() -> Path:
 
 
 def _read_memo() -> dict[str, list[Any]]:
-    """Entries ``abs path -> [size, mtime_ns, sha256]``; a missing or unreadable memo is just empty."""
+    """Entries ``abs path -> [size, mtime_ns, ctime_ns, sha256]``; a missing or unreadable memo is just empty."""
     try:
         data = json.loads(_memo_path().read_text(encoding="utf-8"))
         files = data["files"]
@@ -166,23 +180,29 @@ def _read_memo() -> dict[str, list[Any]]:
         return {}
 
 
+def _memo_key(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
 def _memo_lookup(path: Path, stat: os.stat_result) -> str | None:
     entry = _read_memo().get(os.path.abspath(path))
-    if isinstance(entry, list) and len(entry) == 3 and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
-        return str(entry[2])
+    if isinstance(entry, list) and len(entry) == 4 and entry[:3] == _memo_key(stat):
+        return str(entry[3])
     return None
 
 
 def _memo_record(path: Path, stat: os.stat_result, digest: str) -> None:
     """Remember a verified digest. Best effort: the memo is an optimisation, so failures are ignored.
 
-    Keyed by path, size and mtime: a rewrite changes the key, so the file is hashed again. (Anyone able to
-    forge a file's mtime can also edit the memo, so this trusts nothing that the cache itself does not.)
+    Keyed by path, size, mtime and ctime: a rewrite changes the key, so the file is hashed again. The ctime
+    matters because tools copy or restore mtimes (``cp -p``, ``rsync -t``, ``os.utime``) but nothing short of
+    the system clock sets a POSIX ctime, so a replaced file never inherits the memo of the one it replaced,
+    in the cache or in a shared ``VISIONZOO_WEIGHTS_DIR`` (on Windows ctime is the creation time).
     Concurrent writers may drop each other's entries; that only costs a re-hash later.
     """
     memo = _memo_path()
     files = _read_memo()
-    files[os.path.abspath(path)] = [stat.st_size, stat.st_mtime_ns, digest]
+    files[os.path.abspath(path)] = [*_memo_key(stat), digest]
     # Keep the memo small: forget files that are gone, then the oldest entries.
     files = {p: e for p, e in files.items() if os.path.exists(p)}
     files = dict(list(files.items())[-_MEMO_MAX_ENTRIES:])
@@ -307,31 +327,37 @@ def _stream(url: str, dest: Path, partial: Path, *, progress: bool, timeout: flo
             action = f"Resuming at byte {offset}" if offset else "Downloading"
             sys.stderr.write(f"{action}: {url!r} to {dest}\n")
         received = 0
-        with open(partial, "ab" if offset else "wb") as f, tqdm(
-            total=total, initial=offset, desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
-            disable=not progress, file=sys.stderr,
-        ) as bar:
-            while True:
-                try:
-                    chunk = response.read(_CHUNK)
-                except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
+        try:
+            with open(partial, "ab" if offset else "wb") as f, tqdm(
+                total=total, initial=offset, desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
+                disable=not progress, file=sys.stderr,
+            ) as bar:
+                while True:
+                    try:
+                        chunk = response.read(_CHUNK)
+                    except (OSError, http.client.HTTPException) as exc:  # reset, timeout, IncompleteRead
+                        raise _DownloadFailed(
+                            f"connection lost after {offset + received} of {total or '?'} bytes "
+                            f"({type(exc).__name__}: {exc})"
+                        ) from exc
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    hasher.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+                # http.client reports a body shorter than Content-Length as a normal end of stream.
+                if length is not None and received != length:
                     raise _DownloadFailed(
-                        f"connection lost after {offset + received} of {total or '?'} bytes "
-                        f"({type(exc).__name__}: {exc})"
-                    ) from exc
-                if not chunk:
-                    break
-                f.write(chunk)
-                hasher.update(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-            # http.client reports a body shorter than Content-Length as a normal end of stream.
-            if length is not None and received != length:
-                raise _DownloadFailed(
-                    f"the server closed the connection after {offset + received} of {total} bytes"
-                )
-            f.flush()
-            os.fsync(f.fileno())
+                        f"the server closed the connection after {offset + received} of {total} bytes"
+                    )
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk, a file size limit, an I/O error: not the network's fault
+            raise _DownloadFailed(
+                f"cannot write {partial} ({type(exc).__name__}: {exc}); free space on that disk or point "
+                f"TORCH_HOME at one with room, then retry"
+            ) from exc
     return hasher.hexdigest(), offset > 0
 
 
@@ -386,13 +412,15 @@ def _unavailable(
     name: str, tried: list[str], url: str, cache_dir: Path, timeout: float
 ) -> WeightsUnavailableError:
     lines = "\n".join(f"  - {entry}" for entry in tried)
-    return WeightsUnavailableError(
+    error = WeightsUnavailableError(
         f"Checkpoint '{name}' is not available. Tried:\n{lines}\n"
         f"To fix: download {url} on a machine with internet access and put it in {cache_dir} or in a "
         f"directory named by the {ENV_WEIGHTS_DIR} environment variable; or set {ENV_WEIGHTS_URL} to a "
         f"mirror that serves '{name}'. If the network is just slow, raise {ENV_DOWNLOAD_TIMEOUT} "
         f"(now {timeout:g} s)."
     )
+    error.file_name, error.tried = name, tuple(tried)
+    return error
 
 
 def fetch_checkpoint(
@@ -415,6 +443,9 @@ def fetch_checkpoint(
 
     weights_dir = os.environ.get(ENV_WEIGHTS_DIR)
     if weights_dir:
+        converted = _converted_copy(Path(os.path.expanduser(weights_dir)), name, check_hash=check_hash)
+        if converted is not None:
+            return converted
         candidate = Path(os.path.expanduser(weights_dir)) / name
         if candidate.is_file():
             bad = _digest_if_mismatch(candidate, expected) if expected else None
@@ -478,9 +509,167 @@ def find_local(file_name: str) -> Path | None:
     what is available offline.
     """
     weights_dir = os.environ.get(ENV_WEIGHTS_DIR)
-    candidates = [Path(os.path.expanduser(weights_dir)) / file_name] if weights_dir else []
+    candidates = []
+    if weights_dir:
+        directory = Path(os.path.expanduser(weights_dir))
+        if _prefers_converted(directory, file_name):
+            candidates.append(directory / safetensors_name(file_name))
+        candidates.append(directory / file_name)
     candidates.append(get_dir() / file_name)
     return next((path for path in candidates if path.is_file()), None)
+
+
+# ---------------------------------------------------------------------------------------------- safetensors copies
+#
+# `visionzoo convert` turns `<stem>.pth` into `<stem>.safetensors` (the same stem, so the hash in the name
+# still identifies the original checkpoint it was made from) plus a sidecar `<stem>.safetensors.sha256` that
+# holds the converted file's own digest. In VISIONZOO_WEIGHTS_DIR such a copy is preferred to the `.pth`
+# (when the safetensors package is installed, or when it is the only copy) and is verified against its sidecar.
+
+
+def safetensors_name(file_name: str) -> str:
+    """The file name of a checkpoint's safetensors conversion: ``resnet50-11ad3fa6.pth`` -> ``resnet50-11ad3fa6.safetensors``."""
+    stem, suffix = os.path.splitext(file_name)
+    return (stem if suffix.lower() in _TORCH_SUFFIXES else file_name) + _SAFETENSORS_SUFFIX
+
+
+def read_sidecar(path: str | os.PathLike[str]) -> str | None:
+    """The digest recorded in ``<path>.sha256`` (sha256sum format), or None when there is no usable sidecar."""
+    try:
+        text = Path(f"{os.fspath(path)}{SIDECAR_SUFFIX}").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    digest = text.split(maxsplit=1)[0].lower() if text.strip() else ""
+    return digest if re.fullmatch(r"[0-9a-f]{64}", digest) else None
+
+
+def write_sidecar(path: str | os.PathLike[str], digest: str) -> Path:
+    """Write ``<path>.sha256`` in sha256sum format (``sha256sum -c`` can check it) and return its path."""
+    sidecar = Path(f"{os.fspath(path)}{SIDECAR_SUFFIX}")
+    tmp = sidecar.with_name(sidecar.name + _PARTIAL_SUFFIX)
+    tmp.write_text(f"{digest}  {Path(path).name}\n", encoding="utf-8")
+    os.replace(tmp, sidecar)
+    return sidecar
+
+
+def _prefers_converted(directory: Path, file_name: str) -> bool:
+    """Whether a safetensors copy of ``file_name`` in ``directory`` should be used instead of the original."""
+    if os.path.splitext(file_name)[1].lower() not in _TORCH_SUFFIXES:
+        return False
+    if not (directory / safetensors_name(file_name)).is_file():
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("safetensors") is not None or not (directory / file_name).is_file()
+
+
+def _converted_copy(directory: Path, file_name: str, *, check_hash: bool) -> Path | None:
+    """The verified safetensors copy of ``file_name`` in the mirror directory, or None when none is preferred.
+
+    Raises:
+        ChecksumError: the copy has no sidecar digest, or its content does not match it.
+    """
+    if not _prefers_converted(directory, file_name):
+        return None
+    path = directory / safetensors_name(file_name)
+    if not check_hash:
+        return path
+    expected = read_sidecar(path)
+    if expected is None:
+        raise ChecksumError(
+            f"Checkpoint {path} (in {ENV_WEIGHTS_DIR}) has no readable digest file {path.name}{SIDECAR_SUFFIX}, "
+            f"so it cannot be verified. To fix: re-create both with `visionzoo convert`, or remove {path.name}."
+        )
+    bad = _digest_if_mismatch(path, expected)
+    if bad is not None:
+        raise ChecksumError(
+            f"Checkpoint {path} (in {ENV_WEIGHTS_DIR}) has sha256 {bad}, but {path.name}{SIDECAR_SUFFIX} records "
+            f"{expected}: the file is corrupt or was replaced. To fix: re-create it with `visionzoo convert`, "
+            f"or remove it (and its digest file) to use {file_name}."
+        )
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- filling a directory
+
+
+def _copy_verified(source: Path, partial: Path, expected: str | None) -> str | None:
+    """Copy ``source`` to ``partial`` while hashing it; return the digest, or None (and no file) on a mismatch."""
+    hasher = hashlib.sha256()
+    with open(source, "rb") as src, open(partial, "wb") as dst:
+        while chunk := src.read(_CHUNK):
+            hasher.update(chunk)
+            dst.write(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    digest = hasher.hexdigest()
+    if expected is not None and not digest.startswith(expected):
+        _remove(partial)
+        return None
+    return digest
+
+
+def download_to(
+    url: str,
+    directory: str | os.PathLike[str],
+    *,
+    file_name: str | None = None,
+    progress: bool = True,
+    check_hash: bool = True,
+) -> tuple[Path, str]:
+    """Put a verified copy of a checkpoint into ``directory`` (flat, usable as ``VISIONZOO_WEIGHTS_DIR``).
+
+    A good copy already in ``directory`` is kept; else one found in ``VISIONZOO_WEIGHTS_DIR`` or the cache is
+    copied (no network); else the file is downloaded from ``VISIONZOO_WEIGHTS_URL`` or ``url``, resumably and
+    atomically, as :func:`fetch_checkpoint` does. A corrupt file in ``directory`` is moved aside to
+    ``<name>.corrupt-<timestamp>`` first. ``directory`` may be the cache itself (``get_dir()``).
+
+    Returns:
+        The file's path and what happened: ``"present"``, ``"copied"`` or ``"downloaded"``.
+
+    Raises:
+        WeightsUnavailableError: the download failed (the message lists what was tried).
+        ChecksumError: the downloaded file does not match the digest its name promises.
+    """
+    name = _file_name_from(url, file_name)
+    expected = _expected_hash_prefix(name) if check_hash else None
+    directory = Path(os.path.expanduser(directory))
+    directory.mkdir(parents=True, exist_ok=True)
+    dest = directory / name
+    tried: list[str] = []
+    with _exclusive_lock(directory / (name + _LOCK_SUFFIX)):
+        if dest.is_file():
+            bad = _digest_if_mismatch(dest, expected) if expected else None
+            if bad is None:
+                return dest, "present"
+            aside = dest.with_name(f"{name}.corrupt-{datetime.datetime.now().strftime('%Y%m%dT%H%M%S%f')}")
+            os.replace(dest, aside)
+            warnings.warn(f"{dest} has sha256 {bad}, not '{expected}...'; moved it to {aside}", stacklevel=2)
+            tried.append(f"{dest}: corrupt (sha256 {bad}), moved to {aside}")
+
+        weights_dir = os.environ.get(ENV_WEIGHTS_DIR)
+        local = [Path(os.path.expanduser(weights_dir)) / name] if weights_dir else []
+        for source in [*local, get_dir() / name]:
+            if source.is_file():  # never `dest` itself: that one is missing or was just moved aside
+                partial = dest.with_name(dest.name + _PARTIAL_SUFFIX)
+                digest = _copy_verified(source, partial, expected)
+                if digest is not None:
+                    os.replace(partial, dest)
+                    _fsync_dir(directory)
+                    _memo_record(dest, dest.stat(), digest)
+                    return dest, "copied"
+                tried.append(f"{source}: corrupt, not copied")
+
+        mirror = os.environ.get(ENV_WEIGHTS_URL)
+        source_url = f"{mirror.rstrip('/')}/{urllib.parse.quote(name)}" if mirror else url
+        timeout = _download_timeout()
+        try:
+            _download(source_url, dest, expected=expected, progress=progress, timeout=timeout)
+        except _DownloadFailed as exc:
+            where = f"mirror ({ENV_WEIGHTS_URL})" if mirror else "download"
+            tried.append(f"{where}: {source_url}: {exc}")
+            raise _unavailable(name, tried, url, directory, timeout) from exc
+    return dest, "downloaded"
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -1,0 +1,97 @@
+"""Read-only views of the registry shared by the command line and the docs generator.
+
+Everything here is computed from the registry, so new families show up without code changes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from visionzoo.models import WeightsEnum
+
+# The task of a model is the package its builder lives in: visionzoo.models.<family> is classification,
+# visionzoo.models.<task>.<family> is <task>.
+TASKS = ("classification", "quantization", "segmentation", "detection", "video", "optical_flow")
+
+
+# Extra builder arguments to run a task's models on real inputs: quantized classifiers are built quantized
+# (their builders, as in the reference, otherwise return the float model).
+BUILD_KWARGS: dict[str, dict[str, Any]] = {"quantization": {"quantize": True}}
+
+
+def task_of(name: str) -> str:
+    """The task of a registered model: ``classification`` for ``visionzoo.models.resnet``, and so on."""
+    from visionzoo.models import get_model_builder
+
+    parts = get_model_builder(name).__module__.split(".")
+    if parts[:2] == ["visionzoo", "models"] and len(parts) > 3 and parts[2] in TASKS:
+        return parts[2]
+    return "classification"
+
+
+def family_of(name: str) -> str:
+    """The family (module) a model's builder lives in: ``resnet`` for ``resnet50`` and ``wide_resnet50_2``."""
+    from visionzoo.models import get_model_builder
+
+    return get_model_builder(name).__module__.rsplit(".", 1)[-1]
+
+
+def models_by_task(patterns: list[str] | None = None, task: str | None = None) -> list[tuple[str, str]]:
+    """``(model, task)`` pairs of the registered models matching ``patterns`` (fnmatch) and ``task``."""
+    from visionzoo.models import list_models
+
+    pairs = [(name, task_of(name)) for name in list_models(include=patterns or None)]
+    return [(name, t) for name, t in pairs if task is None or t == task]
+
+
+def entries_of(name: str) -> list[WeightsEnum]:
+    """Every weights entry of a model (aliases such as DEFAULT not repeated); empty without weights."""
+    from visionzoo.models import get_model_weights
+
+    try:
+        return list(get_model_weights(name))
+    except ValueError:
+        return []
+
+
+def default_of(name: str) -> WeightsEnum | None:
+    """The entry ``DEFAULT`` points to, or None."""
+    from visionzoo.models import get_model_weights
+
+    try:
+        enum = get_model_weights(name)
+    except ValueError:
+        return None
+    return enum.__members__.get("DEFAULT")
+
+
+def flat_metrics(entry: WeightsEnum, *, with_dataset: bool = False) -> dict[str, float]:
+    """An entry's metrics as ``{"acc@1": 80.858, ...}`` (keys prefixed by dataset when asked)."""
+    flat: dict[str, float] = {}
+    for dataset, metrics in entry.meta.get("_metrics", {}).items():
+        for key, value in metrics.items():
+            flat[f"{dataset} {key}" if with_dataset else key] = value
+    return flat
+
+
+def entry_facts(name: str, entry: WeightsEnum) -> dict[str, Any]:
+    """The facts of one weights entry, as plain data (for ``--json`` and the docs)."""
+    meta = entry.meta
+    return {
+        "weights": repr(entry),
+        "default": entry is default_of(name),
+        # NaN marks "no published figure"; JSON has no NaN, so it becomes null.
+        "metrics": {
+            dataset: {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}
+            for dataset, metrics in meta.get("_metrics", {}).items()
+        },
+        "params": meta.get("num_params"),
+        "gflops": meta.get("_ops"),
+        "file_mb": meta.get("_file_size"),
+        "file_name": entry.file_name,
+        "url": entry.url,
+        "recipe": meta.get("recipe"),
+        "num_categories": len(meta.get("categories") or ()),
+    }

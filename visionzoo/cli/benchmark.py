@@ -1,0 +1,141 @@
+"""``visionzoo benchmark``: inference speed and memory of a model on random inputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from ._common import CommandError, device_of, table, unavailable
+
+
+def register(sub: Any) -> None:
+    """Add ``benchmark`` to the top-level parser's subparsers."""
+    p = sub.add_parser(
+        "benchmark",
+        help="measure images/s, latency percentiles and peak memory",
+        description="Time forward passes of MODEL on random input (randomly initialised unless --weights is given).",
+    )
+    p.add_argument("model")
+    p.add_argument("--weights", help="load this weights entry first (default: none; speed does not depend on it)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--input-size", type=int, help="height = width (default: the DEFAULT preset's crop, else 224)")
+    p.add_argument("--iterations", type=int, default=20, help="timed forward passes (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed passes first (default 3)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--channels-last", action="store_true", help="use the channels_last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model first (slow warm-up)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_benchmark)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with linear interpolation between the closest ranks."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def peak_rss_mb() -> float | None:
+    """The process's peak resident set size in MB, where the platform reports it."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6  # bytes on macOS, KiB elsewhere
+
+
+def _default_input_size(model: str) -> int:
+    from ._catalog import default_of
+
+    entry = default_of(model)
+    crop = getattr(entry.transforms(), "crop_size", None) if entry is not None else None
+    return int(crop[0]) if crop else 224
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    import torch
+
+    from visionzoo import hub
+    from visionzoo.models import get_model
+
+    from ._catalog import BUILD_KWARGS, task_of
+
+    task = task_of(args.model)  # unknown names fail here, before any work
+    if min(args.batch_size, args.iterations) < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        raise CommandError("--batch-size, --iterations and --threads must be at least 1, --warmup at least 0")
+    size = args.input_size if args.input_size is not None else _default_input_size(args.model)
+    if size < 1:
+        raise CommandError("--input-size must be at least 1")
+    device = device_of(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        model = get_model(args.model, weights=args.weights, progress=False, **BUILD_KWARGS.get(task, {}))
+    except hub.WeightsUnavailableError as error:
+        raise unavailable(error) from None
+    model = model.eval().to(device)
+    x = torch.randn(args.batch_size, 3, size, size, device=device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if args.compile:
+        model = torch.compile(model)
+        args.warmup = max(args.warmup, 1)  # the first call compiles: never time it
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_built = peak_rss_mb()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    latencies = []
+    with torch.inference_mode():
+        for _ in range(args.warmup):
+            model(x)
+        sync()
+        for _ in range(args.iterations):
+            start = time.perf_counter()
+            model(x)
+            sync()
+            latencies.append((time.perf_counter() - start) * 1000)
+    result: dict[str, Any] = {
+        "model": args.model,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "batch_size": args.batch_size,
+        "input_size": size,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
+        "iterations": args.iterations,
+        "images_per_s": args.batch_size * args.iterations / (sum(latencies) / 1000),
+        "latency_ms": {f"p{q}": percentile(latencies, q) for q in (50, 90, 99)},
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_before_runs_mb": rss_built,
+    }
+    if device.type == "cuda":
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 1e6
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    flags = ", ".join(f for f, on in (("channels_last", args.channels_last), ("compiled", args.compile)) if on)
+    print(
+        f"{args.model} on {device} ({result['threads']} thread{'s' if result['threads'] != 1 else ''}"
+        f"{', ' + flags if flags else ''}): "
+        f"batch {args.batch_size} x 3 x {size} x {size}, {args.iterations} iterations after {args.warmup} warm-up"
+    )
+    rows = [["metric", "value"], ["images/s", f"{result['images_per_s']:.1f}"]]
+    rows += [[f"latency {q} (ms/batch)", f"{v:.2f}"] for q, v in result["latency_ms"].items()]
+    for label, key in (("peak RSS, model built (MB)", "peak_rss_before_runs_mb"), ("peak RSS, after runs (MB)", "peak_rss_mb")):
+        rows.append([label, f"{result[key]:.0f}" if result[key] is not None else "n/a"])
+    if "peak_cuda_mb" in result:
+        rows.append(["peak CUDA memory (MB)", f"{result['peak_cuda_mb']:.0f}"])
+    print(table(rows, "lr"))
+    return 0

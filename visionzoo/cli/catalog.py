@@ -1,0 +1,167 @@
+"""``visionzoo list``, ``visionzoo info`` and ``visionzoo docs``: what the registry holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._catalog import TASKS, default_of, entries_of, entry_facts, flat_metrics, models_by_task, task_of
+from ._common import CommandError, number, table
+
+if TYPE_CHECKING:
+    from visionzoo.models import WeightsEnum
+
+
+def register(sub: Any) -> None:
+    """Add the catalog commands to the top-level parser's subparsers."""
+    p = sub.add_parser("list", help="list models (and their weights)", description="List registered models.")
+    p.add_argument("patterns", nargs="*", metavar="PATTERN", help="fnmatch patterns of model names, e.g. 'resnet*'")
+    p.add_argument("--task", choices=TASKS, help="only models of this task")
+    p.add_argument("--weights", action="store_true", help="one row per weights entry, with its metrics")
+    p.add_argument("--json", action="store_true", help="machine-readable output (always includes the entries)")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="show a model card", description="Show a model card: signature, weights, preset.")
+    p.add_argument("model")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("docs", help="regenerate docs/models.md and the accuracy plot")
+    p.add_argument("--out", default="docs", help="output directory (default: ./docs)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 when the files are out of date")
+    p.set_defaults(func=cmd_docs)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    pairs = models_by_task(args.patterns, args.task)
+    if args.json:
+        payload = [
+            {"model": name, "task": task, "weights": [entry_facts(name, e) for e in entries_of(name)]}
+            for name, task in pairs
+        ]
+        print(json.dumps(payload, indent=2))
+        return 0
+    if not pairs:
+        if args.patterns:
+            where = f" among {args.task} models" if args.task else ""
+            raise CommandError(f"no model matches {' '.join(args.patterns)}{where}")
+        print(f"No {args.task} models are available yet.")
+        return 0
+    if args.weights:
+        print(_weights_table(pairs))
+        return 0
+    rows = [["model", "task", "weights", "default"]]
+    for name, task in pairs:
+        default = default_of(name)
+        rows.append([name, task, str(len(entries_of(name))), default.name if default is not None else "-"])
+    print(table(rows, "llrl"))
+    return 0
+
+
+def _weights_table(pairs: list[tuple[str, str]]) -> str:
+    """One row per entry; the metric columns are those the listed entries report."""
+    listed = [(name, entry) for name, _ in pairs for entry in entries_of(name)]
+    columns = list(dict.fromkeys(key for _, entry in listed for key in flat_metrics(entry)))
+    rows = [["model", "weights", *columns, "params", "GFLOPS", "MB"]]
+    for name, entry in listed:
+        metrics = flat_metrics(entry)
+        params = entry.meta.get("num_params")
+        rows.append(
+            [
+                name,
+                entry.name + (" (default)" if entry is default_of(name) else ""),
+                *(number(metrics.get(c)) for c in columns),
+                f"{params / 1e6:.1f}M" if params else "n/a",
+                number(entry.meta.get("_ops"), ".2f"),
+                number(entry.meta.get("_file_size"), ".1f"),
+            ]
+        )
+    if len(rows) == 1:
+        return "(none of these models has pretrained weights)"
+    return table(rows, "ll" + "r" * (len(columns) + 3))
+
+
+def _wrap(label: str, text: str) -> list[str]:
+    # Paths and urls stay whole, so that they can be copied from the terminal.
+    lines = textwrap.wrap(
+        text, width=100, initial_indent=f"  {label:<10}", subsequent_indent=" " * 12, break_long_words=False, break_on_hyphens=False
+    )
+    return lines or [f"  {label}"]
+
+
+def _where(entry: Any) -> str:
+    """Where the loader would find an entry's checkpoint on disk, or how to get it there."""
+    from visionzoo import hub
+
+    path = hub.find_local(entry.file_name)
+    if path is None:
+        weights_dir = os.environ.get(hub.ENV_WEIGHTS_DIR)
+        places = f"{hub.ENV_WEIGHTS_DIR} ({weights_dir}) nor the cache" if weights_dir else "the cache"
+        return (
+            f"not in {places}; `visionzoo download {entry!r}` fetches it, or copy {entry.file_name} into "
+            f"{hub.get_dir()} or a directory named by {hub.ENV_WEIGHTS_DIR}"
+        )
+    weights_dir = os.environ.get(hub.ENV_WEIGHTS_DIR)
+    in_dir = bool(weights_dir) and path.parent == Path(os.path.expanduser(weights_dir))
+    place = f"in {hub.ENV_WEIGHTS_DIR}" if in_dir else "cached"
+    kind = ", safetensors copy" if path.name != entry.file_name else ""
+    return f"{place}{kind}: {path} ({path.stat().st_size / 1e6:.1f} MB)"
+
+
+def model_card(name: str, only: WeightsEnum | None = None) -> str:
+    """A plain-text card: builder signature, task, and every weights entry (or ``only`` one) with its facts.
+
+    Each entry shows its metrics, size, url, whether its file is on disk (cache or ``VISIONZOO_WEIGHTS_DIR``),
+    the recipe, and its preprocessing explained in words.
+    """
+    from visionzoo import hub
+    from visionzoo.models import get_model_builder
+    from visionzoo.models._api import builder_signature
+
+    builder = get_model_builder(name)
+    # Annotations are strings (postponed evaluation); show them without quotes.
+    lines = [f"{name}{builder_signature(name)}".replace("'", ""), f"task: {task_of(name)}", ""]
+    doc = (builder.__doc__ or "").strip().splitlines()
+    if doc:
+        lines += [doc[0], ""]
+    entries = entries_of(name) if only is None else [only]
+    if not entries:
+        return "\n".join(lines + ["(no pretrained weights)"])
+    mirror = os.environ.get(hub.ENV_WEIGHTS_URL)
+    for entry in entries:
+        meta = entry.meta
+        metrics = "; ".join(
+            f"{dataset} " + " ".join(f"{k}={number(v)}" for k, v in m.items()) for dataset, m in meta.get("_metrics", {}).items()
+        )
+        params = meta.get("num_params")
+        preset = entry.transforms()
+        lines += [f"{entry!r}" + ("  [DEFAULT]" if entry is default_of(name) else "")]
+        lines += _wrap("metrics:", metrics or "n/a")
+        lines += [
+            f"  params:   {params:,}   GFLOPS: {number(meta.get('_ops'))}" if params else "  params:   n/a",
+            f"  file:     {entry.file_name}, {number(meta.get('_file_size'), '.1f')} MB",
+            f"  url:      {entry.url}",
+        ]
+        lines += _wrap("local:", _where(entry))
+        if mirror:
+            lines.append(f"  mirror:   {mirror.rstrip('/')}/{entry.file_name} ({hub.ENV_WEIGHTS_URL}; not checked)")
+        lines += _wrap("recipe:", meta.get("recipe") or "n/a")
+        if meta.get("_docs"):
+            lines += _wrap("notes:", " ".join(str(meta["_docs"]).split()))
+        lines += _wrap("preset:", preset.describe() if hasattr(preset, "describe") else repr(preset))
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    print(model_card(args.model))
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from visionzoo import docs
+
+    return docs.run(args.out, check=args.check)
