@@ -22,6 +22,7 @@ from .squeezenet import *  # noqa: F403
 from .densenet import *  # noqa: F403
 from .googlenet import *  # noqa: F403
 from .inception import *  # noqa: F403
+from .swin_transformer import *  # noqa: F403
 
 _SUBPACKAGES = ("quantization", "segmentation", "detection", "video", "optical_flow", "feature_extraction")
 
