@@ -19,10 +19,23 @@ from visionzoo import models
 CLASSIFIERS = models.list_models(module=models)
 
 
-def _input_size(name: str) -> int:
-    """Small inputs keep the suite fast; models with a larger minimum size get that."""
-    meta = models.get_model_weights(name).DEFAULT.meta
-    return max(64, *meta.get("min_size", (1, 1)))
+def _input_hw(name: str, model: torch.nn.Module) -> tuple[int, int]:
+    """(height, width) of the test inputs. Small inputs keep the suite fast: 64 pixels (or the weights' larger
+    minimum size) by 8 more, so that swapped axes show; a model built for one input size (it says so in its
+    ``input_size`` attribute: ViT, MaxViT) gets exactly that size."""
+    fixed = getattr(model, "input_size", None)
+    if fixed is not None:
+        return int(fixed[0]), int(fixed[1])
+    # The weights' min_size may be what they were trained at (Swin: 224) rather than what the architecture
+    # needs; a shape-only run on the meta device tells which.
+    with torch.device("meta"):
+        probe = models.get_model(name).eval()
+        try:
+            probe(torch.empty(1, 3, 64, 72))
+            return 64, 72
+        except ValueError:
+            size = max(64, *models.get_model_weights(name).DEFAULT.meta.get("min_size", (1, 1)))
+            return size, size + 8
 
 
 def test_registry_covers_the_reference_families_landed_so_far() -> None:
@@ -35,14 +48,16 @@ def test_registry_covers_the_reference_families_landed_so_far() -> None:
 def test_parity(name: str) -> None:
     ref, ours = build_pair(name)
     assert list(ours.state_dict()) == list(ref.state_dict())
-    size = _input_size(name)
-    x = torch.randn(2, 3, size, size + 8)
+    x = torch.randn(2, 3, *_input_hw(name, ours))
     assert_same_outputs(ref, ours, x)
     # Determinism in eval mode, and a batch gives what its images give one by one.
     with torch.inference_mode():
         batch = ours(x)
         assert torch.equal(ours(x), batch)
-        torch.testing.assert_close(ours(x[1:]), batch[1:], atol=1e-4, rtol=1e-4)
+        # Kernels may sum in another order for another batch size; randomly initialised deep nets have large
+        # logits, so the tolerance follows their scale.
+        scale = batch.abs().max().item()
+        torch.testing.assert_close(ours(x[1:]), batch[1:], atol=1e-4 * max(1.0, scale), rtol=1e-3)
 
 
 def _same_meta_value(mine: Any, theirs: Any) -> bool:
@@ -100,11 +115,13 @@ def test_builds_on_meta_device_without_data(name: str) -> None:
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_bad_inputs_raise_clear_errors(name: str) -> None:
-    model = models.get_model(name, num_classes=3).eval()
-    size = _input_size(name)
+    # The checks run before any computation, so a model on the meta device (no memory, no init) suffices.
+    with torch.device("meta"):
+        model = models.get_model(name, num_classes=3).eval()
+    size = _input_hw(name, model)
     with pytest.raises(ValueError, match="3 channels, got 4"):
-        model(torch.randn(1, 4, size, size))
+        model(torch.randn(1, 4, *size))
     with pytest.raises(TypeError, match="floating point"):
-        model(torch.zeros(1, 3, size, size, dtype=torch.uint8))
+        model(torch.zeros(1, 3, *size, dtype=torch.uint8))
     with pytest.raises(ValueError, match="4-D"):
-        model(torch.randn(3, size, size))
+        model(torch.randn(3, *size))

@@ -23,6 +23,7 @@ from .densenet import *  # noqa: F403
 from .googlenet import *  # noqa: F403
 from .inception import *  # noqa: F403
 from .swin_transformer import *  # noqa: F403
+from .regnet import *  # noqa: F403
 
 _SUBPACKAGES = ("quantization", "segmentation", "detection", "video", "optical_flow", "feature_extraction")
 
