@@ -1,15 +1,19 @@
 """A tiny HTTP server on 127.0.0.1 for tests: serves in-memory files and misbehaves on request.
 
     server = FileServer().start()
-    server.serve("/w/a.pth", data)                 # 200, honours `Range: bytes=N-` with 206
+    server.serve("/w/a.pth", data)                 # 200, honours `Range: bytes=N-` with 206 (in every mode)
     server.serve("/w/a.pth", data, mode="short")   # Content-Length says len(data), half is sent, clean close
     server.fail("/w/b.pth", 404)
+    server.serve("/w/c.pth", data, steps=["drop", 500])  # 1st request dropped, 2nd answered 500, then ok
     server.url("/w/a.pth"); server.count("/w/a.pth"); server.requests
     server.stop()                                  # the port then refuses connections
 
 Modes: ``ok``; ``short`` (half the body, then a clean close); ``drop`` (half the body, then a TCP reset);
-``stall_body`` (half the body, then silence); ``stall_headers`` (silence before the status line).
-A stall lasts until ``stall_s`` passes or the server stops. ``delay_s`` spreads an ``ok`` body over that time.
+``stall_body`` (half the body, then silence); ``stall_headers`` (silence before the status line);
+``unsized_short`` (half the body without a Content-Length header, then a clean close: truncation that only a
+checksum can reveal). A stall lasts until ``stall_s`` passes or the server stops. ``delay_s`` spreads an ``ok``
+body over that time. ``steps`` lists, one per request, the mode or HTTP error status of the first requests;
+later requests get ``mode``. ``ranges=False`` makes the server ignore Range requests (a full 200 answer).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODES = ("ok", "short", "drop", "stall_body", "stall_headers")
+MODES = ("ok", "short", "drop", "stall_body", "stall_headers", "unsized_short")
 
 
 @dataclass
@@ -30,6 +35,8 @@ class Route:
     status: int = 200
     delay_s: float = 0.0
     stall_s: float = 30.0
+    steps: list[str | int] = field(default_factory=list)
+    ranges: bool = True
 
 
 @dataclass
@@ -50,11 +57,23 @@ class FileServer:
         self._thread: threading.Thread | None = None
 
     # -- configuration ---------------------------------------------------------------------------------
-    def serve(self, path: str, body: bytes, mode: str = "ok", *, delay_s: float = 0.0, stall_s: float = 30.0) -> str:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    def serve(
+        self,
+        path: str,
+        body: bytes,
+        mode: str = "ok",
+        *,
+        delay_s: float = 0.0,
+        stall_s: float = 30.0,
+        steps: Sequence[str | int] = (),
+        ranges: bool = True,
+    ) -> str:
+        for step in (mode, *steps):
+            if not (isinstance(step, int) or step in MODES):
+                raise ValueError(f"modes must be HTTP status codes or one of {MODES}, got {step!r}")
+        route = Route(body=body, mode=mode, delay_s=delay_s, stall_s=stall_s, steps=list(steps), ranges=ranges)
         with self._lock:
-            self.routes[path] = Route(body=body, mode=mode, delay_s=delay_s, stall_s=stall_s)
+            self.routes[path] = route
         return self.url(path)
 
     def fail(self, path: str, status: int) -> str:
@@ -128,16 +147,23 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self.send_error(404)
             return
-        if route.status != 200:
-            self.send_error(route.status)
+        with owner._lock:
+            step = route.steps.pop(0) if route.steps else None
+        mode, error = route.mode, route.status
+        if isinstance(step, int):
+            error = step
+        elif step is not None:
+            mode = step
+        if error != 200:
+            self.send_error(error)
             return
-        if route.mode == "stall_headers":
+        if mode == "stall_headers":
             owner._stopping.wait(route.stall_s)
             return
 
         body, status, extra = route.body, 200, {}
-        start = _range_start(self.headers.get("Range"))
-        if start is not None and route.mode == "ok":
+        start = _range_start(self.headers.get("Range")) if route.ranges else None
+        if start is not None:  # faults then strike the requested part: a resumed download can fail again
             if start >= len(body):
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(body)}")
@@ -149,12 +175,13 @@ class _Handler(BaseHTTPRequestHandler):
 
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
+        if mode != "unsized_short":
+            self.send_header("Content-Length", str(len(body)))
         for key, value in extra.items():
             self.send_header(key, value)
         self.end_headers()
 
-        if route.mode == "ok":
+        if mode == "ok":
             pieces = 10 if route.delay_s else 1
             step = -(-len(body) // pieces) or 1
             for i in range(0, len(body), step):
@@ -166,9 +193,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         self.wfile.write(body[: len(body) // 2])
         self.wfile.flush()
-        if route.mode == "stall_body":
+        if mode == "stall_body":
             owner._stopping.wait(route.stall_s)
-        elif route.mode == "drop":
+        elif mode == "drop":
             # SO_LINGER with a zero timeout turns close() into a TCP reset: a dropped connection.
             # Close here: socketserver would otherwise send a clean FIN (shutdown) before the reset.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -268,12 +268,21 @@ def _decode(
     if expected is not None and fmt != expected:
         raise ImageDecodeError(f"{name}: expected {expected} data, found {fmt}")
     try:
+        if fmt == "WebP":  # libwebp allocates the whole canvas while Pillow opens the file: check it first
+            declared = _webp_declared_size(bytes(buf[:30]))
+            if declared is not None:
+                _check_size(declared)
         with _open_with_pillow(buf, fmt) as im:
             _check_size(im.size)
             pixels, layout, bits = _load_pixels(im, buf, fmt, mode)
             orientation = _exif_orientation(im) if apply_exif_orientation else 1
     except ImageDecodeError as e:
         raise ImageDecodeError(f"{name}: {e}") from None
+    except _pillow_bomb_error() as e:
+        # Pillow applies its own limit inside some decoders (WebP, GIF frames larger than their screen).
+        raise ImageDecodeError(
+            f"{name}: {e} This is Pillow's limit, PIL.Image.MAX_IMAGE_PIXELS, which also applies to {fmt} files"
+        ) from e
     except Exception as e:  # Pillow signals bad data with many types (OSError, SyntaxError, struct.error, ...)
         cause = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         raise ImageDecodeError(f"{name}: cannot decode {fmt} data ({cause})") from e
@@ -283,6 +292,27 @@ def _decode(
     if bits == 16:
         pixels = _to_uint16(pixels)
     return pixels.permute(2, 0, 1)
+
+
+def _webp_declared_size(head: bytes) -> tuple[int, int] | None:
+    """The canvas size a WebP header declares (VP8X, VP8L or VP8 first chunk), or None if it cannot tell."""
+    if len(head) < 30:
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8X":  # extended format: 24-bit canvas width-1 and height-1
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8L" and head[20] == 0x2F:  # lossless: 14-bit width-1 and height-1 after the signature
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":  # lossy key frame: 14-bit sizes, 2 scale bits
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    return None
+
+
+def _pillow_bomb_error() -> type[Exception]:
+    from PIL import Image
+
+    return Image.DecompressionBombError
 
 
 def _check_size(size: tuple[int, int]) -> None:

@@ -16,7 +16,9 @@ from typing import Any, Callable, TypeVar
 import torch
 import torch.fx
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
+from ..transforms.functional import _count_non_finite
 from ._api import WeightsEnum
 
 M = TypeVar("M", bound=nn.Module)
@@ -67,7 +69,7 @@ def build_model(
     if convert_state_dict is not None:
         state_dict = convert_state_dict(state_dict)
 
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipInPlaceOnMeta():
         model = make(**kwargs)
     skipped = _head_keys_to_skip(model, state_dict, kwargs["num_classes"]) if fresh_head else []
     load_into(model, {k: v for k, v in state_dict.items() if k not in skipped}, source, allow_missing=skipped)
@@ -83,6 +85,23 @@ def build_model(
         )
     _check_materialised(model, source)
     return model
+
+
+class _SkipInPlaceOnMeta(TorchFunctionMode):
+    """Turns in-place calls on ``meta`` tensors (random initialisation: ``nn.init.normal_`` and friends) into no-ops.
+
+    A model built to receive a checkpoint has no data to initialise, yet some fills on ``meta`` tensors go
+    through decompositions that import ``torch._dynamo`` (seconds on first use); skipping them keeps building
+    on ``meta`` nearly free.
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else None
+        in_place = name.endswith("_") and not name.startswith("__")
+        if in_place and isinstance(target, torch.Tensor) and target.is_meta:
+            return target
+        return func(*args, **(kwargs or {}))
 
 
 def load_local_checkpoint(path: Path) -> StateDict:
@@ -115,15 +134,32 @@ def load_into(model: nn.Module, state_dict: StateDict, source: str, allow_missin
         for k, v in state_dict.items()
         if k in expected and v.shape != expected[k].shape
     ]
-    if missing or unexpected or mismatched:
+    floating = {k for k, t in expected.items() if isinstance(t, torch.Tensor) and t.is_floating_point()}
+    wrong_kind = [
+        f"{k}: checkpoint {v.dtype} vs model {expected[k].dtype}"
+        for k, v in state_dict.items()
+        if k in floating and not v.is_floating_point()
+    ]
+    if missing or unexpected or mismatched or wrong_kind:
         lines = [f"The checkpoint {source} does not fit {type(model).__name__}:"]
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        problems = (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+            ("dtype mismatches", wrong_kind),
+        )
+        for label, keys in problems:
             if keys:
                 shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
                 lines.append(f"  {label}: {shown}")
         if mismatched:
             lines.append("  (a checkpoint fine-tuned for another number of classes needs num_classes=<that number>)")
         raise ValueError("\n".join(lines))
+    # Floating tensors take the model's dtype, as load_state_dict's copy gives them (assign=True would keep a
+    # half-precision checkpoint's float16 and make a float16 model).
+    state_dict = {
+        k: v.to(expected[k].dtype) if k in floating and v.dtype != expected[k].dtype else v for k, v in state_dict.items()
+    }
     model.load_state_dict(state_dict, strict=not allow_missing, assign=True)
 
 
@@ -176,9 +212,15 @@ def make_divisible(value: float, divisor: int, min_value: int | None = None) -> 
 def check_image_batch(x: Any, model: str, channels: int = 3, min_size: tuple[int, int] = (1, 1)) -> None:
     """Validate a model input at the public boundary so mistakes surface as clear errors.
 
+    An empty batch is refused (as the presets refuse it): it is almost always an upstream bug, and the
+    reference's answer, an empty output, hides it. NaN and infinite values are refused for CPU inputs, at the
+    cost of one summing pass (about 0.1% of a forward); inputs on other devices are not scanned, because
+    reading the answer would wait for the device (see ``transforms.functional._count_non_finite``).
+
     Raises:
         TypeError: ``x`` is not a floating point tensor.
-        ValueError: wrong number of dimensions or channels, or spatial size below ``min_size``.
+        ValueError: wrong number of dimensions or channels, an empty batch, spatial size below ``min_size``,
+            or NaN/infinite values.
     """
     if isinstance(x, torch.fx.Proxy):
         return  # symbolic tracing (feature extraction): the checks apply to the real tensors later
@@ -193,9 +235,17 @@ def check_image_batch(x: Any, model: str, channels: int = 3, min_size: tuple[int
         raise ValueError(f"{model} expects a 4-D batch (N, {channels}, H, W), got shape {tuple(x.shape)}")
     if x.shape[1] != channels:
         raise ValueError(f"{model} expects {channels} channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
+    if x.shape[0] == 0:
+        raise ValueError(f"{model} got an empty batch (input shape {tuple(x.shape)}); pass at least one image")
     if x.shape[-2] < min_size[0] or x.shape[-1] < min_size[1]:
         raise ValueError(
             f"{model} needs images of at least {min_size[0]}x{min_size[1]} pixels, got {x.shape[-2]}x{x.shape[-1]}"
+        )
+    bad = _count_non_finite(x)
+    if bad:
+        raise ValueError(
+            f"{model} got {bad} NaN or infinite values in its input (shape {tuple(x.shape)}); "
+            "check the data source and the preprocessing (e.g. a division by a zero std)"
         )
 
 

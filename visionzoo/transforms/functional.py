@@ -84,6 +84,27 @@ def _type_name(obj: Any) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _count_non_finite(tensor: Tensor) -> int:
+    """How many NaN or infinite values a floating CPU tensor holds; 0 when it cannot be checked cheaply.
+
+    One summing pass answers the common case (a finite sum means finite values; an exact count follows only
+    when it is not), costing about 0.1% of a classifier's forward pass. Not checked, by design: tensors on
+    other devices (reading the answer would wait for the device, stalling asynchronous execution and breaking
+    CUDA graph capture), tensor subclasses (fake and functional tensors), and code being traced or compiled,
+    where a branch on data cannot be recorded.
+    """
+    if type(tensor) is not Tensor or tensor.device.type != "cpu" or not tensor.is_floating_point():
+        return 0
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return 0
+    with torch.no_grad():
+        # Half-precision sums of ordinary images overflow; accumulate those in float32.
+        total = tensor.sum(dtype=torch.float32 if tensor.element_size() < 4 else None)
+        if bool(total.isfinite()):
+            return 0
+        return int((~tensor.isfinite()).sum())
+
+
 def _check_tensor_image(img: Tensor) -> None:
     if img.ndim < 2:
         raise ValueError(f"expected a tensor image of shape (..., H, W), got shape {tuple(img.shape)}")

@@ -37,7 +37,8 @@ def _check_image(img: Tensor | PILImage, num_channels: int) -> None:
 
     Accepted: a PIL image with ``num_channels`` bands (mode RGB when that is 3; other 3-band modes such
     as YCbCr are a different colour space), or a uint8/floating tensor ``(C, H, W)`` or ``(N, C, H, W)``
-    with ``C == num_channels`` and no empty dimension.
+    with ``C == num_channels``, no empty dimension and, for floating CPU tensors, no NaN or infinite value
+    (see ``functional._count_non_finite`` for why other devices are not checked).
     """
     if F._is_pil_image(img):
         bands, width, height = len(img.getbands()), *img.size
@@ -70,6 +71,9 @@ def _check_image(img: Tensor | PILImage, num_channels: int) -> None:
         raise ValueError(f"empty batch: got a tensor of shape {shape}")
     if img.shape[-1] == 0 or img.shape[-2] == 0:
         raise ValueError(f"zero-sized image: got a tensor of shape {shape}")
+    bad = F._count_non_finite(img)
+    if bad:
+        raise ValueError(f"the image holds {bad} NaN or infinite values (tensor of shape {shape}): check the data source")
 
 
 def _to_float_tensor(img: Tensor | PILImage) -> Tensor:
@@ -89,7 +93,8 @@ class ImageClassification(nn.Module):
     """Resize the shorter side, center crop, rescale to [0, 1], normalize.
 
     Accepts a PIL RGB image, or a uint8 or float tensor ``(C, H, W)`` / ``(N, C, H, W)``; returns float32.
-    Float tensors are taken to be in [0, 1] already. PIL images in other modes (L, RGBA, P, YCbCr, ...)
+    Float tensors are taken to be in [0, 1] already; on the CPU they are also checked for NaN and infinite
+    values (ValueError). PIL images in other modes (L, RGBA, P, YCbCr, ...)
     raise ValueError instead of being converted silently: call ``img.convert("RGB")`` first.
 
     Attributes are stored like the reference's (``crop_size`` and ``resize_size`` as one-element lists,
