@@ -142,6 +142,7 @@ def register_model(
     *,
     weights: type[WeightsEnum] | None = None,
     legacy_weights: str | Callable[[dict[str, Any]], WeightsEnum] | None = None,
+    weights_for: Callable[[dict[str, Any]], type[WeightsEnum]] | None = None,
 ) -> Callable[[F], F]:
     """Register a builder under ``name`` (default: its function name) and apply the builder conventions.
 
@@ -149,6 +150,10 @@ def register_model(
     a local checkpoint, and still honours the deprecated ``pretrained=`` keyword and a positional bool (with a
     ``UserWarning``). ``pretrained=True`` means ``legacy_weights``: a member name, a callable of the builder's
     keyword arguments (for builders whose legacy default depends on them), or by default the first member.
+    ``weights_for`` serves builders that take two enums (the quantized ones: int8 weights with
+    ``quantize=True``, float weights otherwise): called with the keyword arguments, it returns the enum that
+    resolves ``weights`` (or raises a ``ValueError`` for a combination that cannot work); ``weights`` stays the
+    enum that ``get_model_weights`` reports.
     """
 
     def decorator(builder: F) -> F:
@@ -161,7 +166,8 @@ def register_model(
             _fold_positional_weights(key, args, kwargs)
             if weights is not None:
                 _fold_legacy_pretrained(key, weights, legacy_weights, kwargs)
-                kwargs["weights"] = resolve_weights(weights, kwargs.get("weights"))
+                enum = weights if weights_for is None else weights_for(kwargs)
+                kwargs["weights"] = resolve_weights(enum, kwargs.get("weights"))
             return builder(**kwargs)
 
         wrapper.weights_enum = weights  # type: ignore[attr-defined]
@@ -207,7 +213,7 @@ def _fold_legacy_pretrained(
             chosen = legacy(kwargs)
         else:
             chosen = enum[legacy] if legacy else next(iter(enum))
-        advice = f"weights={chosen!r} (the same weights) or weights={enum.__name__}.DEFAULT (the best available)"
+        advice = f"weights={chosen!r} (the same weights) or weights={type(chosen).__name__}.DEFAULT (the best available)"
     else:
         chosen = None
         advice = "weights=None"
