@@ -16,6 +16,12 @@ def build_pair(name: str, **kwargs: Any) -> tuple[torch.nn.Module, torch.nn.Modu
     ref = reference.models.get_model(name, weights=None, **kwargs).eval()
     ours = models.get_model(name, weights=None, **kwargs).eval()
     assert_same_initialisation(ref, ours)
+    # Some layers start at zero (ViT's head): outputs would be all zeros and prove nothing, so give such
+    # weights random values (in the reference's own tensors) before the state is shared.
+    with torch.no_grad():
+        for key, tensor in ref.state_dict().items():
+            if key.endswith("weight") and tensor.is_floating_point() and tensor.numel() > 1 and not tensor.any():
+                tensor.normal_(0.0, 0.02)
     ours.load_state_dict(ref.state_dict(), strict=True)
     return ref, ours
 

@@ -24,6 +24,8 @@ from .googlenet import *  # noqa: F403
 from .inception import *  # noqa: F403
 from .swin_transformer import *  # noqa: F403
 from .regnet import *  # noqa: F403
+from .vision_transformer import *  # noqa: F403
+from .maxvit import *  # noqa: F403
 
 _SUBPACKAGES = ("quantization", "segmentation", "detection", "video", "optical_flow", "feature_extraction")
 
