@@ -157,3 +157,17 @@ def test_benchmark_reports_speed_latency_and_memory(zoo: TinyZoo, capsys: pytest
 def test_benchmark_errors(extra: list[str], fragment: str, zoo: TinyZoo, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = run(["benchmark", "tinynet", *extra], capsys)
     assert status == 2 and out == "" and fragment in err and err.count("\n") == 1
+
+
+def test_benchmark_input_size_follows_the_model_then_the_chosen_weights() -> None:
+    """A model built for one size (ViT) is timed at that size; otherwise the chosen entry's crop decides."""
+    from types import SimpleNamespace
+
+    from visionzoo.cli.benchmark import _default_input_size
+
+    assert _default_input_size("vit_h_14", SimpleNamespace(input_size=(224, 224)), None) == 224
+    plain = SimpleNamespace()
+    assert _default_input_size("regnet_y_16gf", plain, None) == 224
+    assert _default_input_size("regnet_y_16gf", plain, "IMAGENET1K_SWAG_E2E_V1") == 384
+    assert _default_input_size("regnet_y_16gf", plain, "RegNet_Y_16GF_Weights.IMAGENET1K_SWAG_E2E_V1") == 384
+    assert _default_input_size("efficientnet_v2_l", plain, None) == 480

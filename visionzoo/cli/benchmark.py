@@ -51,10 +51,19 @@ def peak_rss_mb() -> float | None:
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6  # bytes on macOS, KiB elsewhere
 
 
-def _default_input_size(model: str) -> int:
+def _default_input_size(name: str, model: Any, weights: str | None) -> int:
+    """The size the model is built for (ViT, MaxViT), else the crop of the chosen (or DEFAULT) weights, else 224."""
+    fixed = getattr(model, "input_size", None)
+    if fixed is not None:
+        return int(fixed[0])
+    from visionzoo.models import get_model_weights
+
     from ._catalog import default_of
 
-    entry = default_of(model)
+    entry = default_of(name)
+    if weights is not None and entry is not None:
+        enum = get_model_weights(name)
+        entry = enum.__members__.get(weights.removeprefix(enum.__name__ + "."), entry)
     crop = getattr(entry.transforms(), "crop_size", None) if entry is not None else None
     return int(crop[0]) if crop else 224
 
@@ -70,8 +79,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     task = task_of(args.model)  # unknown names fail here, before any work
     if min(args.batch_size, args.iterations) < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         raise CommandError("--batch-size, --iterations and --threads must be at least 1, --warmup at least 0")
-    size = args.input_size if args.input_size is not None else _default_input_size(args.model)
-    if size < 1:
+    if args.input_size is not None and args.input_size < 1:
         raise CommandError("--input-size must be at least 1")
     device = device_of(args.device)
     if args.threads:
@@ -81,6 +89,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     except hub.WeightsUnavailableError as error:
         raise unavailable(error) from None
     model = model.eval().to(device)
+    size = args.input_size if args.input_size is not None else _default_input_size(args.model, model, args.weights)
     x = torch.randn(args.batch_size, 3, size, size, device=device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
