@@ -29,7 +29,7 @@ import torch
 
 from tests._http import FileServer
 from visionzoo import hub
-from visionzoo.hub import ChecksumError, WeightsUnavailableError
+from visionzoo.hub import CheckpointError, ChecksumError, WeightsUnavailableError
 from visionzoo.models._api import Weights, WeightsEnum
 from visionzoo.models._utils import build_model
 from visionzoo.transforms import ImageClassification
@@ -306,3 +306,15 @@ def test_eight_processes_filling_one_directory(server: FileServer, tmp_path: Pat
     assert outcomes == [f"ok {target / name} {hashlib.sha256(data).hexdigest()}"] * 8
     assert server.count(f"/m/{name}") == 1
     assert _files(target) == [name]
+
+
+def test_an_unhashed_download_cut_short_is_not_kept_under_its_name(server: FileServer) -> None:
+    """Without a digest in the name or a Content-Length, a body cut short looks complete: the failed load moves
+    the file aside, and the next call downloads it again."""
+    _, data = _checkpoint(seed=3)
+    server.serve("/m/plain.pth", data, steps=["unsized_short"])
+    with pytest.raises(CheckpointError, match="moved to .*plain.pth.corrupt-.*downloads it again"):
+        hub.load_state_dict_from_url(server.url("/m/plain.pth"), progress=False)
+    assert not (hub.get_dir() / "plain.pth").exists()
+    state = hub.load_state_dict_from_url(server.url("/m/plain.pth"), progress=False)
+    assert (hub.get_dir() / "plain.pth").read_bytes() == data and "fc.weight" in state

@@ -781,4 +781,14 @@ def load_state_dict_from_url(
 ) -> dict[str, torch.Tensor]:
     """Fetch a checkpoint (:func:`fetch_checkpoint`) and load it (:func:`load_checkpoint`)."""
     path = fetch_checkpoint(url, file_name=file_name, progress=progress, check_hash=check_hash)
-    return load_checkpoint(path, map_location=map_location)
+    try:
+        return load_checkpoint(path, map_location=map_location)
+    except CheckpointError as exc:
+        # A name without a hash cannot prove the download complete (a server that closes early without a
+        # Content-Length looks like success): an unreadable file of that kind in the cache is moved aside,
+        # so the cache never keeps a broken file under its final name and the next call downloads it again.
+        if path.parent != get_dir() or _expected_hash_prefix(path.name) is not None:
+            raise
+        aside = path.with_name(f"{path.name}.corrupt-{datetime.datetime.now().strftime('%Y%m%dT%H%M%S%f')}")
+        os.replace(path, aside)
+        raise CheckpointError(f"{exc} It was moved to {aside}; the next attempt downloads it again.") from exc
