@@ -23,6 +23,11 @@ demo: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m visionzoo.docs --out docs
 
+# Ratio benchmarks against the reference: benchmarks/results/*.json, summary.md and speed.png.
+# `make bench QUICK=1` is the short run.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(if $(filter-out 0,$(QUICK)),--quick)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --timeout 900 --durations 15 tests
 

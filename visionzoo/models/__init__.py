@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 from ._api import Weights, WeightsEnum, get_model, get_model_builder, get_model_weights, get_weight, list_models
+from ._optimize import InferenceModel, optimize_for_inference
 from .resnet import *  # noqa: F403
 from .mobilenet import *  # noqa: F403
 from .mnasnet import *  # noqa: F403

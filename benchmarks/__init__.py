@@ -1,0 +1,1 @@
+"""Benchmarks of visionzoo against the reference (torchvision): see benchmarks/README.md."""

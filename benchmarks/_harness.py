@@ -1,0 +1,230 @@
+"""Shared machinery of the benchmarks: settings, interleaved timing, fresh subprocesses, result files.
+
+Every benchmark compares visionzoo ("ours") with the reference in one process, alternating which side runs
+first in each repeat so that drifting machine load hits both alike, and reports the median time of each
+side and the median over repeats of the paired ratio ours / reference (below 1 means we are faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(os.environ.get("VISIONZOO_BENCH_RESULTS", ROOT / "benchmarks" / "results"))
+QUICK_ENV = "VISIONZOO_BENCH_QUICK"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How hard to measure. Quick mode keeps ``make bench`` short; the full mode is for published numbers.
+
+    repeats: measurements per side (the median is reported); warmup: untimed calls per side first;
+    min_time: each measurement repeats the call until it lasts at least this long (seconds), which keeps
+    timer resolution and scheduler noise small for fast models.
+    """
+
+    quick: bool
+    repeats: int
+    warmup: int
+    min_time: float
+    fresh_repeats: int  # measurements in fresh subprocesses (loading, import time)
+
+    @classmethod
+    def make(cls, quick: bool) -> Settings:
+        if quick:
+            return cls(quick=True, repeats=7, warmup=1, min_time=0.05, fresh_repeats=1)
+        return cls(quick=False, repeats=15, warmup=2, min_time=0.5, fresh_repeats=3)
+
+
+def parse_settings(description: str, argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Namespace]:
+    """Command-line options every benchmark script shares: ``--quick`` (or ``VISIONZOO_BENCH_QUICK=1``), ``--only``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=f"short run (also set by {QUICK_ENV}=1)")
+    parser.add_argument("--only", default="", help="comma-separated model names to restrict the run to")
+    args = parser.parse_args(argv)
+    quick = args.quick or os.environ.get(QUICK_ENV, "") not in ("", "0")
+    return Settings.make(quick), args
+
+
+def only(names: Sequence[str], args: argparse.Namespace) -> list[str]:
+    chosen = [n.strip() for n in args.only.split(",") if n.strip()]
+    return [n for n in names if n in chosen] if chosen else list(names)
+
+
+# ----------------------------------------------------------------------------------------------- timing
+
+
+def _calls_per_measurement(fn: Callable[[], Any], min_time: float) -> int:
+    if min_time <= 0:
+        return 1
+    start = time.perf_counter()
+    fn()
+    once = time.perf_counter() - start
+    return max(1, int(min_time / max(once, 1e-6)))
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], settings: Settings) -> dict[str, list[float]]:
+    """Seconds per call of each function, ``settings.repeats`` times, alternating the order of the sides.
+
+    The functions warm up first; each measurement repeats its call enough times to last ``min_time``.
+    """
+    counts = {}
+    for name, fn in fns.items():
+        for _ in range(settings.warmup):
+            fn()
+        counts[name] = _calls_per_measurement(fn, settings.min_time)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns)
+    for repeat in range(settings.repeats):
+        for name in order if repeat % 2 == 0 else reversed(order):
+            fn, count = fns[name], counts[name]
+            start = time.perf_counter()
+            for _ in range(count):
+                fn()
+            times[name].append((time.perf_counter() - start) / count)
+    return times
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def ratio(ours: float, reference: float) -> float:
+    return ours / reference if reference > 0 else float("nan")
+
+
+def paired_ratio(times: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median over repeats of ``numerator / denominator`` measured back to back in the same repeat.
+
+    Each pair shares the machine's load of that moment, so on a busy machine this is far steadier than the
+    ratio of the two medians (which a load spike during one side's measurements skews).
+    """
+    return median([a / b for a, b in zip(times[numerator], times[denominator])])
+
+
+# ----------------------------------------------------------------------------------------------- processes
+
+
+def run_fresh(code: str, env: dict[str, str] | None = None, timeout: float = 1800) -> dict[str, Any]:
+    """Run ``code`` in a new Python process (same interpreter) and return the JSON it prints on its last line."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH", "")]))
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark subprocess failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def current_rss_bytes() -> int:
+    """Resident set size of this process now (Linux ``/proc``; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _proc_status_kb(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise OSError(f"{field_name} not in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    """Start a new high-water mark of resident memory (Linux; a no-op elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_bytes() -> int:
+    """Highest resident set size of this process (since ``reset_peak_rss``).
+
+    Reads ``VmHWM``, which belongs to the process's own address space; ``getrusage``'s ``ru_maxrss`` would
+    also count the parent's memory at fork time, which a fresh subprocess must not inherit.
+    """
+    try:
+        return _proc_status_kb("VmHWM") * 1024
+    except OSError:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+# ----------------------------------------------------------------------------------------------- results
+
+
+def environment() -> dict[str, Any]:
+    """What the numbers depend on: versions, threads, CPU count and how busy the machine was."""
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = []
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1_5_15min": load,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@dataclass
+class Report:
+    """One benchmark's results: rows of measurements, a summary against the targets, and notes (skipped
+    models and why, caveats)."""
+
+    item: str
+    settings: Settings
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def write(self) -> Path:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        path = RESULTS_DIR / f"{self.item}.json"
+        payload = {
+            "item": self.item,
+            "settings": asdict(self.settings),
+            "environment": environment(),
+            "summary": self.summary,
+            "rows": self.rows,
+            "notes": self.notes,
+        }
+        path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        return path
+
+
+def skip(report: Report, reason: str) -> None:
+    """Record (and show) a model left out of this run, with the reason."""
+    report.notes.append(f"skipped {reason}")
+    print(f"  skipped {reason}", flush=True)
+
+
+def print_row(row: dict[str, Any]) -> None:
+    """One line per measured row, so long runs show progress."""
+    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()]
+    print("  " + " ".join(parts), flush=True)

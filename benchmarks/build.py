@@ -1,0 +1,71 @@
+"""Building without weights (random initialisation), ours vs the reference, for every classification builder.
+
+Target: none slower (ratio <= 1.05, the noise band of this machine). Quick mode measures the models above
+50M parameters once per side without a warm-up, the others three times after one.
+Run: ``python -m benchmarks.build [--quick] [--only ...]``.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import replace
+
+from ._harness import Report, median, only, paired_ratio, parse_settings, print_row, skip, time_interleaved
+from .targets import all_targets
+
+_LARGE = 50_000_000
+
+
+def _num_params(target: object) -> int:
+    from visionzoo.models import get_model_weights
+
+    try:
+        return int(get_model_weights(target.name).DEFAULT.meta.get("num_params", 0))  # type: ignore[attr-defined]
+    except ValueError:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> Report:
+    settings, args = parse_settings(__doc__.splitlines()[0], argv)
+    settings = replace(settings, warmup=1, min_time=0.0, repeats=3 if settings.quick else 5)
+    report = Report("build", settings)
+    targets = all_targets()
+    chosen = set(only([t.name for t in targets], args))
+    for target in targets:
+        if target.name not in chosen:
+            continue
+        reason = target.missing()
+        if reason:
+            skip(report, reason)
+            continue
+        params = _num_params(target)
+        # The first build of a family pays one-off costs (imports, kernel set-up): a warm-up build absorbs them,
+        # except for large models in quick mode, where one build per side is all the time allows.
+        here = replace(settings, repeats=1, warmup=0) if settings.quick and params > _LARGE else settings
+        # Each model is dropped as soon as it is built (freeing is timed too, alike on both sides).
+        times = time_interleaved({"ours": lambda: target.build("ours"), "reference": lambda: target.build("reference")}, here)
+        gc.collect()
+        ours, reference = median(times["ours"]), median(times["reference"])
+        row = {
+            "model": target.name,
+            "params": params,
+            "ours_s": ours,
+            "reference_s": reference,
+            "ratio": paired_ratio(times, "ours", "reference"),
+            "repeats": here.repeats,
+        }
+        print_row(row)
+        report.rows.append(row)
+    ratios = [r["ratio"] for r in report.rows]
+    report.summary = {
+        "median_ratio": median(ratios) if ratios else None,
+        "max_ratio": max(ratios) if ratios else None,
+        "slower_than_1.05": [r["model"] for r in report.rows if r["ratio"] > 1.05],
+        "target_max_ratio": 1.05,
+    }
+    print(f"summary: {report.summary}\nwrote {report.write()}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Eager inference, ours vs the reference: the representative models at batch 1 and 8, native resolution.
+
+Target: median ratio (ours / reference time) <= 1.00 over the rows, and no row above 1.05.
+Run: ``python -m benchmarks.eager [--quick] [--only resnet50,vit_b_16]``.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+import torch
+
+from ._harness import Report, Settings, median, only, paired_ratio, parse_settings, print_row, skip, time_interleaved
+from .targets import REPRESENTATIVES, Target, build_pair, max_difference
+
+BATCH_SIZES = (1, 8)
+
+
+def compare_eager(target: Target, batch_sizes: tuple[int, ...], settings: Settings, size: int | None = None) -> list[dict[str, Any]]:
+    """Time both sides' eval-mode forward at each batch size; one row per batch size.
+
+    ``size`` None means the model's native resolution; models with a fixed input size (ViT) always get theirs.
+    """
+    pair = build_pair(target)
+    size = getattr(pair.ours, "image_size", None) or size
+    rows = []
+    for batch in batch_sizes:
+        inputs = target.inputs(batch, size)
+        with torch.inference_mode():
+            difference = max_difference(pair.ours(*inputs), pair.reference(*inputs))
+            times = time_interleaved(
+                {"ours": lambda: pair.ours(*inputs), "reference": lambda: pair.reference(*inputs)}, settings
+            )
+        ours, reference = median(times["ours"]), median(times["reference"])
+        row = {
+            "model": target.label,
+            "batch": batch,
+            "size": inputs[0].shape[-1],
+            "ours_s": ours,
+            "reference_s": reference,
+            "ratio": paired_ratio(times, "ours", "reference"),
+            "ours_img_per_s": batch / ours,
+            "reference_img_per_s": batch / reference,
+            "max_output_difference": difference if pair.synced else None,
+            "ours_all_s": times["ours"],
+            "reference_all_s": times["reference"],
+        }
+        if pair.note:
+            row["note"] = pair.note
+        print_row({k: v for k, v in row.items() if not k.endswith("_all_s")})
+        rows.append(row)
+    del pair
+    gc.collect()
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    ratios = [r["ratio"] for r in rows]
+    return {
+        "median_ratio": median(ratios) if ratios else None,
+        "max_ratio": max(ratios) if ratios else None,
+        "target_median_ratio": 1.00,
+        "target_max_ratio": 1.05,
+    }
+
+
+def main(argv: list[str] | None = None) -> Report:
+    settings, args = parse_settings(__doc__.splitlines()[0], argv)
+    report = Report("eager", settings)
+    chosen = set(only([t.name for t in REPRESENTATIVES], args))
+    for target in REPRESENTATIVES:
+        if target.name not in chosen:
+            continue
+        reason = target.missing()
+        if reason:
+            skip(report, reason)
+            continue
+        report.rows += compare_eager(target, BATCH_SIZES, settings)
+    report.summary = summarise(report.rows)
+    print(f"summary: {report.summary}\nwrote {report.write()}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Eager inference at batch 1 for every classification builder, ours vs the reference, at 224x224.
+
+224 for all (models with a fixed input size use theirs) keeps the table comparable and the run short; the
+representatives are measured at their native resolutions by ``benchmarks.eager``.
+Run: ``python -m benchmarks.eager_all [--quick] [--only ...]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ._harness import Report, only, parse_settings, skip
+from .eager import compare_eager, summarise
+from .targets import TASKS, all_targets
+
+SIZE = TASKS["classification"].default_size
+
+
+def main(argv: list[str] | None = None) -> Report:
+    settings, args = parse_settings(__doc__.splitlines()[0], argv)
+    if settings.quick:
+        # ~80 models: one short measurement each is what keeps `make bench` short.
+        settings = replace(settings, warmup=1, min_time=0.0)
+    report = Report("eager_all", settings)
+    targets = all_targets()
+    chosen = set(only([t.name for t in targets], args))
+    for target in targets:
+        if target.name not in chosen:
+            continue
+        reason = target.missing()
+        if reason:
+            skip(report, reason)
+            continue
+        report.rows += compare_eager(target, (1,), settings, size=SIZE)
+    report.summary = summarise(report.rows)
+    print(f"summary: {report.summary}\nwrote {report.write()}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

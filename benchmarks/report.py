@@ -1,0 +1,233 @@
+"""Turn ``benchmarks/results/*.json`` into ``summary.md`` (tables, targets met or not) and ``speed.png``.
+
+Run: ``python -m benchmarks.report`` (``make bench`` runs it after the benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._harness import RESULTS_DIR
+
+
+def _load(item: str) -> dict[str, Any] | None:
+    path = RESULTS_DIR / f"{item}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str | Callable[[dict[str, Any]], Any]]]) -> list[str]:
+    lines = ["| " + " | ".join(title for title, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [_fmt(get(row) if callable(get) else row.get(get)) for _, get in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def _header(data: dict[str, Any]) -> list[str]:
+    env, settings = data["environment"], data["settings"]
+    mode = "quick" if settings["quick"] else "full"
+    return [
+        f"_{mode} mode, torch {env['torch']}, {env['torch_threads']} threads on {env['cpu_count']} CPUs, "
+        f"load average {', '.join(f'{x:.1f}' for x in env['load_average_1_5_15min'])} at the end, {env['date']}_",
+        "",
+    ]
+
+
+def _notes(data: dict[str, Any]) -> list[str]:
+    return [f"- {note}" for note in data["notes"]] + ([""] if data["notes"] else [])
+
+
+def _eager_section(data: dict[str, Any], title: str) -> list[str]:
+    s = data["summary"]
+    lines = [f"## {title}", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [
+            ("model", "model"),
+            ("batch", "batch"),
+            ("size", "size"),
+            ("ours ms", lambda r: r["ours_s"] * 1e3),
+            ("reference ms", lambda r: r["reference_s"] * 1e3),
+            ("ratio ours/ref", "ratio"),
+        ],
+    )
+    if s.get("median_ratio") is not None:
+        ok = s["median_ratio"] <= s["target_median_ratio"] and s["max_ratio"] <= s["target_max_ratio"]
+        lines += [
+            "",
+            f"Median ratio {s['median_ratio']:.3f} (target <= {s['target_median_ratio']}), worst {s['max_ratio']:.3f} "
+            f"(target <= {s['target_max_ratio']}): {_verdict(ok)}.",
+        ]
+    return lines + ["", *_notes(data)]
+
+
+def _optimized_section(data: dict[str, Any]) -> list[str]:
+    s = data["summary"]
+    lines = ["## Optimised inference (batch 8, speed-up over the reference's eager model)", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [
+            ("model", "model"),
+            ("reference ms", lambda r: r["reference_s"] * 1e3),
+            ("ours eager", "speedup_eager"),
+            ("folded + channels-last", "speedup_nocompile"),
+            ("compiled", "speedup_compiled"),
+            ("compile s (cold)", "compile_s"),
+            ("compile s (2nd process)", "second_process_compile_s"),
+        ],
+    )
+    lines.append("")
+    for model, target in s["targets"].items():
+        if model in s["best_speedup"]:
+            best = s["best_speedup"][model]
+            lines.append(f"- {model}: {best:.2f}x (target >= {target}x): {_verdict(best >= target)}")
+    lines += [f"- a gain on every model: {_verdict(s['gain_everywhere'])}", ""]
+    return lines + _notes(data)
+
+
+def _loading_section(data: dict[str, Any]) -> list[str]:
+    s = data["summary"]
+    lines = ["## Loading a pretrained model from a local checkpoint (fresh process each)", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [
+            ("model", "model"),
+            ("file MB", "file_mb"),
+            ("way", "way"),
+            ("seconds", "seconds"),
+            ("x torch.load time", "time_vs_torch_load"),
+            ("peak RSS increase MB", "peak_increase_mb"),
+        ],
+    )
+    lines += [
+        "",
+        f"- ours within a bare torch.load's time: {_verdict(s['ours_within_torch_load_time'])}; "
+        f"and its peak memory: {_verdict(s['ours_within_torch_load_memory'])}",
+    ]
+    for model, target in s["target_speedup_over_reference"].items():
+        if model in s["speedup_over_reference"]:
+            got = s["speedup_over_reference"][model]
+            lines.append(f"- {model}: {got:.1f}x faster than the reference's way (target >= {target}x): {_verdict(got >= target)}")
+    return lines + ["", *_notes(data)]
+
+
+def _build_section(data: dict[str, Any]) -> list[str]:
+    s = data["summary"]
+    lines = ["## Building without weights", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [("model", "model"), ("ours s", "ours_s"), ("reference s", "reference_s"), ("ratio", "ratio"), ("repeats", "repeats")],
+    )
+    slower = s["slower_than_1.05"]
+    lines += ["", f"Median ratio {_fmt(s['median_ratio'])}; above 1.05: {', '.join(slower) or 'none'} ({_verdict(not slower)})."]
+    return lines + ["", *_notes(data)]
+
+
+def _import_section(data: dict[str, Any]) -> list[str]:
+    s = data["summary"]
+    lines = ["## Import time on top of `import torch` (fresh processes, median of 5)", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [("module", "module"), ("seconds", "on_top_of_torch_s"), ("imports torch._dynamo", "imports_torch_dynamo")],
+    )
+    ok = s["ours_on_top_of_torch_s"] <= s["target_s"]
+    lines += ["", f"{s['registered_models']} models registered; target <= {s['target_s']} s: {_verdict(ok)}.", ""]
+    return lines + _notes(data)
+
+
+def _int8_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Int8 vs float ResNet-50", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [
+            ("batch", "batch"),
+            ("ours float ms", lambda r: r["ours_float_s"] * 1e3),
+            ("ref float ms", lambda r: r["reference_float_s"] * 1e3),
+            ("ours int8 ms", lambda r: r["ours_int8_s"] * 1e3),
+            ("ref int8 ms", lambda r: r["reference_int8_s"] * 1e3),
+            ("int8 ours/ref", "ratio_int8_ours_over_reference"),
+            ("int8 speed-up (ours)", "int8_speedup_ours"),
+        ],
+    )
+    return lines + ["", *_notes(data)]
+
+
+def plot_speed(eager: dict[str, Any] | None, optimized: dict[str, Any] | None, path: Path) -> Path | None:
+    """Bar chart: per model, our speed relative to the reference's eager speed (batch 8), eager and optimised."""
+    if eager is None and optimized is None:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eager_speed = {r["model"]: 1.0 / r["ratio"] for r in (eager or {}).get("rows", []) if r["batch"] == 8}
+    optimised_speed = {
+        r["model"]: r.get("speedup_compiled") or r["speedup_nocompile"] for r in (optimized or {}).get("rows", [])
+    }
+    models = list(dict.fromkeys([*eager_speed, *optimised_speed]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(models) + 2), 4.0))
+    width = 0.38
+    positions = range(len(models))
+    ax.bar([p - width / 2 for p in positions], [eager_speed.get(m, 0) for m in models], width, label="eager")
+    ax.bar([p + width / 2 for p in positions], [optimised_speed.get(m, 0) for m in models], width, label="optimize_for_inference")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(list(positions), models, rotation=30, ha="right")
+    ax.set_ylabel("speed relative to the reference (eager)")
+    ax.set_title("visionzoo vs reference, batch 8, CPU")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
+    ("eager", lambda d: _eager_section(d, "Eager inference, representative models (native resolution)")),
+    ("optimized", _optimized_section),
+    ("loading", _loading_section),
+    ("import_time", _import_section),
+    ("int8", _int8_section),
+    ("build", _build_section),
+    ("eager_all", lambda d: _eager_section(d, "Eager inference at batch 1, every classification builder (224x224)")),
+]
+
+
+def main() -> Path:
+    lines = [
+        "# Benchmarks: visionzoo vs the reference",
+        "",
+        "Generated by `python -m benchmarks.report` from the JSON files next to this one; ratios are "
+        "ours / reference time (below 1: we are faster), speed-ups are reference / ours time.",
+        "",
+    ]
+    for item, section in SECTIONS:
+        data = _load(item)
+        lines += section(data) if data is not None else [f"## {item}", "", "_not run_", ""]
+    summary = RESULTS_DIR / "summary.md"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    summary.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    plot = plot_speed(_load("eager"), _load("optimized"), RESULTS_DIR / "speed.png")
+    print(f"wrote {summary}" + (f" and {plot}" if plot else ""))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""What the benchmarks measure: tasks (how to build and feed a model of that kind) and the models to time.
+
+Adding a task later (detection, segmentation, video, optical flow) means one ``Task`` entry that says where
+both registries live and how to make an input, plus its targets in a list; the benchmark scripts stay as
+they are.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _image_batch(batch: int, size: int) -> tuple[torch.Tensor, ...]:
+    return (torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)),)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A kind of model: the registry module of each side and how to make a batch of inputs."""
+
+    ours_module: str
+    reference_module: str
+    make_input: Callable[[int, int], tuple[Any, ...]]
+    default_size: int
+
+
+TASKS: dict[str, Task] = {
+    "classification": Task("visionzoo.models", "torchvision.models", _image_batch, 224),
+    "quantization": Task("visionzoo.models.quantization", "torchvision.models.quantization", _image_batch, 224),
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One model to benchmark: its registry name (the same on both sides), task and builder arguments."""
+
+    name: str
+    task: str = "classification"
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def _registry(self, side: str) -> Any:
+        task = TASKS[self.task]
+        module = importlib.import_module(task.ours_module if side == "ours" else task.reference_module)
+        # Both sides expose the registry API at the top of their models package.
+        return importlib.import_module(module.__name__.split(".")[0] + ".models")
+
+    def missing(self) -> str | None:
+        """Why this target cannot run now (a side has not registered the model), or None."""
+        for side in ("ours", "reference"):
+            try:
+                self._registry(side).get_model_builder(self.name)
+            except (ValueError, ModuleNotFoundError, ImportError) as error:
+                return f"{self.name}: not available in {side} ({type(error).__name__}: {str(error)[:120]})"
+        return None
+
+    def build(self, side: str, **extra: Any) -> nn.Module:
+        return self._registry(side).get_model(self.name, **{**self.config, **extra})
+
+    def input_size(self) -> int:
+        """The crop size of the model's default weights (its native resolution), else the task's default."""
+        try:
+            weights = self._registry("ours").get_model_weights(self.name).DEFAULT
+            return int(weights.transforms.keywords.get("crop_size", TASKS[self.task].default_size))
+        except (ValueError, AttributeError):
+            return TASKS[self.task].default_size
+
+    def inputs(self, batch: int, size: int | None = None) -> tuple[Any, ...]:
+        return TASKS[self.task].make_input(batch, size or self.input_size())
+
+
+REPRESENTATIVES: list[Target] = [
+    Target("resnet50"),
+    Target("mobilenet_v3_large"),
+    Target("efficientnet_b0"),
+    Target("densenet121"),
+    Target("inception_v3"),
+    Target("regnet_y_800mf"),
+    Target("convnext_tiny"),
+    Target("vit_b_16"),
+    Target("swin_t"),
+    Target("maxvit_t"),
+    Target("quantized_resnet50", task="quantization", config={"quantize": True}),
+]
+
+# Loading a pretrained model: (target, weights entry whose architecture is the builder's default). The
+# entries are chosen so that one checkpoint file fits both the path and the enum way of loading.
+LOADING: list[tuple[Target, str]] = [
+    (Target("resnet50"), "IMAGENET1K_V2"),
+    (Target("vit_l_16"), "IMAGENET1K_V1"),
+    (Target("vit_h_14"), "IMAGENET1K_SWAG_LINEAR_V1"),
+    (Target("regnet_y_128gf"), "IMAGENET1K_SWAG_LINEAR_V1"),
+]
+
+
+def all_targets(task: str = "classification") -> list[Target]:
+    """Every builder of ``task`` registered by visionzoo (the reference may lack some; ``missing`` says)."""
+    ours = importlib.import_module(TASKS[task].ours_module)
+    return [Target(name, task=task) for name in ours.list_models(module=ours)]
+
+
+@dataclass
+class Pair:
+    """Our model and the reference's, in eval mode, holding the same weights (when ``synced``)."""
+
+    ours: nn.Module
+    reference: nn.Module
+    synced: bool
+    note: str = ""
+
+
+def build_pair(target: Target, seed: int = 0) -> Pair:
+    """Build both sides; ours gets the reference's state_dict so both compute the same function."""
+    torch.manual_seed(seed)
+    reference = target.build("reference").eval()
+    torch.manual_seed(seed)
+    ours = target.build("ours").eval()
+    try:
+        ours.load_state_dict(reference.state_dict(), strict=True)
+        return Pair(ours, reference, synced=True)
+    except (RuntimeError, ValueError) as error:  # e.g. quantized packed params with a different layout
+        return Pair(ours, reference, synced=False, note=f"weights not synced: {str(error)[:160]}")
+
+
+def max_difference(a: Any, b: Any) -> float:
+    """Largest absolute difference between two model outputs (tensors or tuples/dicts of them)."""
+    if isinstance(a, torch.Tensor):
+        return (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
+    if isinstance(a, dict):
+        return max((max_difference(a[k], b[k]) for k in a), default=0.0)
+    if isinstance(a, (list, tuple)):
+        return max((max_difference(x, y) for x, y in zip(a, b)), default=0.0)
+    return 0.0

@@ -1,0 +1,246 @@
+"""optimize_for_inference: BatchNorm folding, channels-last, torch.compile, and their safety checks.
+
+Models get BatchNorm statistics calibrated on random data (so activations have realistic magnitudes and the
+1e-3 contract is meaningful) plus a perturbed affine transform (so folding has something to fold).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from visionzoo import models
+from visionzoo.models import InferenceModel, optimize_for_inference
+from visionzoo.models._optimize import fold_conv_bn
+from visionzoo.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
+
+ATOL = 1e-3
+
+
+def _calibrated(model: nn.Module, size: int = 64) -> nn.Module:
+    """Give every BatchNorm running statistics of real activations and a non-trivial affine transform."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.1, 0.1)
+                module.momentum = None  # cumulative average over the calibration batches
+                module.reset_running_stats()
+        model.train()
+        for _ in range(2):
+            model(torch.randn(4, 3, size, size))
+    return model.eval()
+
+
+def _count(model: nn.Module, kind: type[nn.Module]) -> int:
+    return sum(isinstance(m, kind) for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "config"),
+    [
+        ("resnet18", 64, {}),  # named pairs conv1/bn1 in blocks, downsample Sequential
+        ("mobilenet_v3_small", 64, {}),  # Conv2dNormActivation, squeeze-excitation
+        ("efficientnet_b0", 64, {}),  # MBConv with stochastic depth
+        ("regnet_y_400mf", 64, {}),
+        ("googlenet", 64, {}),  # BasicConv2d conv/bn, aux heads unused in eval
+        ("inception_v3", 80, {"aux_logits": False}),  # the aux head needs 299x299 in training mode
+        ("densenet121", 64, {}),  # pre-activation: only conv -> norm pairs fold, norm after concat stays
+        ("shufflenet_v2_x0_5", 64, {}),  # channel shuffle, split branches
+        ("mnasnet0_5", 64, {}),
+    ],
+)
+def test_eager_path_matches_model(name: str, size: int, config: dict) -> None:
+    model = _calibrated(models.get_model(name, **config), size)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        expected = model(x)
+    optimised = optimize_for_inference(model, x, compile=False)
+    assert isinstance(optimised, InferenceModel) and not optimised.compiled
+    assert optimised.folded > 0
+    assert optimised.channels_last  # every one of these is a convolutional network
+    actual = optimised(x)
+    assert actual.shape == expected.shape
+    # Outputs are O(1) here except for Inception v3, whose random weights make logits of ~80 that move by
+    # ~1e-2 when the input moves by 1e-6 (a relative tolerance is the meaningful check for it).
+    torch.testing.assert_close(actual, expected, atol=ATOL * max(1.0, expected.abs().max().item()), rtol=0)
+    # The original model is left alone: it still has its BatchNorms and trainable parameters.
+    assert _count(model, nn.BatchNorm2d) > _count(optimised.module, nn.BatchNorm2d)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_resnet_folds_every_batchnorm_and_keeps_its_class() -> None:
+    model = _calibrated(models.resnet18())
+    batchnorms = _count(model, nn.BatchNorm2d)
+    optimised = optimize_for_inference(model, compile=False)
+    assert optimised.folded == batchnorms == 20
+    assert _count(optimised.module, nn.BatchNorm2d) == 0
+    assert type(optimised.module) is type(model)
+    assert optimised.module.layer1[0].bn1.__class__ is nn.Identity
+    assert optimised.module.layer1[0].conv1.bias is not None
+
+
+class _SharedOutput(nn.Module):
+    """The convolution's output feeds the BatchNorm and the residual sum: folding would change the sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+class _DataDependent(nn.Module):
+    """Cannot be traced (branches on a value), so folding falls back to the Sequential inside."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(Conv2dNormActivation(3, 4), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return y if y.sum() > 0 else -y
+
+
+def _randomise_norms(model: nn.Module) -> nn.Module:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)) and m.running_mean is not None:
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                if m.weight is not None:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+def test_shared_convolution_output_is_not_folded() -> None:
+    model = _randomise_norms(_SharedOutput())
+    x = torch.randn(2, 4, 8, 8)
+    optimised = optimize_for_inference(model, x, compile=False)
+    assert optimised.folded == 0
+    torch.testing.assert_close(optimised(x), model(x).detach(), atol=ATOL, rtol=0)
+
+
+def test_untraceable_model_still_folds_its_sequentials() -> None:
+    model = _randomise_norms(_DataDependent())
+    x = torch.randn(2, 3, 8, 8)
+    optimised = optimize_for_inference(model, x, compile=False)
+    assert optimised.folded == 2
+    torch.testing.assert_close(optimised(x), model(x).detach(), atol=ATOL, rtol=0)
+
+
+def test_frozen_and_affine_free_norms_fold_but_batch_statistics_do_not() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, bias=True),
+        FrozenBatchNorm2d(4),
+        nn.Conv2d(4, 4, 1, bias=False),
+        nn.BatchNorm2d(4, affine=False),
+        nn.Conv2d(4, 4, 1),
+        nn.BatchNorm2d(4, track_running_stats=False),  # normalises with batch statistics: must stay
+    )
+    model = _randomise_norms(model)
+    x = torch.randn(3, 3, 8, 8)
+    expected = model(x).detach()
+    assert fold_conv_bn(model) == 2
+    assert isinstance(model[1], nn.Identity) and isinstance(model[3], nn.Identity)
+    assert isinstance(model[5], nn.BatchNorm2d)
+    torch.testing.assert_close(model(x).detach(), expected, atol=ATOL, rtol=0)
+
+
+def test_channels_last_only_for_convolutional_networks() -> None:
+    patch_model = nn.Sequential(nn.Conv2d(3, 8, 4, stride=4), nn.Flatten(), nn.Linear(8 * 4 * 4, 5))
+    assert not optimize_for_inference(patch_model, compile=False).channels_last
+    assert optimize_for_inference(patch_model, compile=False, channels_last=True).channels_last
+    cnn = models.mobilenet_v3_small()
+    optimised = optimize_for_inference(cnn, compile=False)
+    assert optimised.channels_last
+    assert optimised.module.features[1].block[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_runs_without_autograd_and_inplace_option() -> None:
+    model = _calibrated(models.resnet18())
+    x = torch.randn(1, 3, 64, 64, requires_grad=True)
+    optimised = optimize_for_inference(model, compile=False, inplace=True)
+    assert optimised.module is model
+    assert not optimised(x).requires_grad
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="nn.Module"):
+        optimize_for_inference("resnet18")  # type: ignore[arg-type]
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    with pytest.raises(TypeError, match="example_input"):
+        optimize_for_inference(model, example_input=[torch.zeros(1, 3, 8, 8)], compile=False)  # type: ignore[arg-type]
+    optimised = optimize_for_inference(model, compile=False)
+    with pytest.raises(TypeError, match="already optimised"):
+        optimize_for_inference(optimised)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_conv_bn(model.train())
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    def broken_compile(module: nn.Module, **options: object) -> object:
+        def run(*args: object) -> object:
+            raise BackendCompilerFailed(broken_compile, RuntimeError("no C++ compiler found"), None)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model = _randomise_norms(nn.Sequential(Conv2dNormActivation(3, 4), nn.Flatten()))
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        optimised = optimize_for_inference(model, x)
+    assert not optimised.compiled and optimised.compile_seconds is None
+    torch.testing.assert_close(optimised(x), model(x).detach(), atol=ATOL, rtol=0)
+
+
+def test_compiled_tiny_model_matches_eager() -> None:
+    """The real torch.compile path (Inductor with freezing) on a tiny network.
+
+    This compiles C++ kernels: about 20 s of CPU time on a quiet 2-core machine, several times that in wall
+    time when other jobs compete for the cores.
+    """
+    model = _calibrated(
+        nn.Sequential(
+            Conv2dNormActivation(3, 8),
+            Conv2dNormActivation(8, 8, groups=8, activation_layer=nn.Hardswish),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 5),
+        ),
+        size=16,
+    )
+    x = torch.randn(2, 3, 16, 16)
+    optimised = optimize_for_inference(model, x, compile=True)
+    assert optimised.compiled and optimised.folded == 2
+    assert optimised.compile_seconds is not None and optimised.compile_seconds > 0
+    with torch.no_grad():
+        expected = model(x)
+        other = torch.randn(2, 3, 16, 16)
+        torch.testing.assert_close(optimised(x), expected, atol=ATOL, rtol=0)
+        torch.testing.assert_close(optimised(other), model(other), atol=ATOL, rtol=0)
+    if torch.backends.mkldnn.is_available():
+        # Freezing is what lets Inductor pre-pack the convolutions for oneDNN (with fused activations); without
+        # it the compiled graph calls plain aten convolutions.
+        with torch.profiler.profile() as prof:
+            optimised(x)
+        assert any(e.key.startswith("mkldnn::_convolution_pointwise") for e in prof.key_averages())
+
+
+def test_import_does_not_load_the_compiler() -> None:
+    code = "import sys, visionzoo.models as m; m.optimize_for_inference; print('torch._dynamo' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

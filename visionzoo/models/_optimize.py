@@ -1,0 +1,348 @@
+"""Inference-only rewrites of a model: BatchNorm folding, channels-last layout and ``torch.compile``.
+
+``optimize_for_inference`` is the public entry point. Everything here works on the module tree the model
+already has: a BatchNorm that normalises a convolution's only output becomes part of that convolution, and
+the BatchNorm is replaced by ``nn.Identity``, so the model keeps its class, its attributes and its forward.
+``torch._dynamo`` is imported only when compiling, so importing ``visionzoo.models`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from typing import Any
+
+import torch
+import torch.fx
+from torch import nn
+
+from ..ops.misc import FrozenBatchNorm2d
+
+__all__ = ["optimize_for_inference", "InferenceModel", "fold_conv_bn"]
+
+# A network with this many 2-D convolutions is convolution-bound enough for the NHWC layout (what oneDNN and
+# cuDNN prefer) to pay; transformers with a single patch-embedding convolution stay NCHW.
+_CHANNELS_LAST_MIN_CONVS = 8
+# How close the optimised model's outputs must stay to the eager model's (checked on ``example_input``).
+_ATOL = 1e-3
+
+
+class _LeafTracer(torch.fx.Tracer):
+    """A tracer that also keeps ``FrozenBatchNorm2d`` as one call, so it can be folded like ``BatchNorm2d``."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, FrozenBatchNorm2d) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _is_plain_conv2d(module: nn.Module) -> bool:
+    # Subclasses that change forward (quantised, weight-standardised, ...) compute something else.
+    return isinstance(module, nn.Conv2d) and type(module).forward is nn.Conv2d.forward
+
+
+def _is_foldable_norm(module: nn.Module) -> bool:
+    if isinstance(module, FrozenBatchNorm2d):
+        return True
+    # Without running statistics a BatchNorm normalises with batch statistics even in eval mode.
+    return (
+        type(module) is nn.BatchNorm2d
+        and module.track_running_stats
+        and module.running_mean is not None
+        and module.running_var is not None
+    )
+
+
+def _fold_into(conv: nn.Conv2d, norm: nn.Module) -> None:
+    """Rewrite ``conv`` in place so that it computes ``norm(conv(x))`` for the norm's eval-mode statistics."""
+    if norm.weight is None:  # affine=False
+        gamma = torch.ones_like(norm.running_var)
+        beta = torch.zeros_like(norm.running_mean)
+    else:
+        gamma, beta = norm.weight, norm.bias
+    with torch.no_grad():
+        scale = gamma / torch.sqrt(norm.running_var + norm.eps)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+        weight = conv.weight * scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype)
+        new_bias = ((bias - norm.running_mean) * scale + beta).to(conv.weight.dtype)
+    conv.weight = nn.Parameter(weight.detach(), requires_grad=False)
+    conv.bias = nn.Parameter(new_bias.detach(), requires_grad=False)
+
+
+def _replace(root: nn.Module, qualified_name: str, new: nn.Module) -> None:
+    parent_name, _, leaf = qualified_name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, leaf, new)
+
+
+def _pairs_from_graph(root: nn.Module, graph: torch.fx.Graph) -> list[tuple[str, str]]:
+    """(conv, norm) names where the traced graph shows the norm as the conv's one and only consumer."""
+    calls: dict[int, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            key = id(root.get_submodule(node.target))
+            calls[key] = calls.get(key, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+            continue
+        source = node.args[0]
+        if not isinstance(source, torch.fx.Node) or source.op != "call_module" or len(source.users) != 1:
+            continue
+        norm, conv = root.get_submodule(node.target), root.get_submodule(source.target)
+        if (
+            _is_foldable_norm(norm)
+            and _is_plain_conv2d(conv)
+            and conv.out_channels == norm.running_mean.numel()
+            and calls[id(norm)] == calls[id(conv)] == 1
+        ):
+            pairs.append((source.target, node.target))
+    return pairs
+
+
+def _pairs_in_sequential(module: nn.Sequential, prefix: str) -> list[tuple[str, str]]:
+    # In an unmodified Sequential each child's output feeds only the next child.
+    children = list(module.named_children())
+    return [
+        (f"{prefix}{a_name}", f"{prefix}{b_name}")
+        for (a_name, a), (b_name, b) in zip(children, children[1:])
+        if _is_plain_conv2d(a) and _is_foldable_norm(b) and a.out_channels == b.running_mean.numel()
+    ]
+
+
+def _find_pairs(module: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
+    """Trace ``module`` to find foldable pairs; where tracing fails, look inside its children instead."""
+    try:
+        with torch.no_grad():  # tracing with autograd off skips gradient-checkpointing branches (DenseNet)
+            graph = _LeafTracer().trace(module)
+    except Exception:  # data-dependent control flow and friends: fall back to the structure
+        pairs = []
+        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
+            pairs += _pairs_in_sequential(module, prefix)
+        for name, child in module.named_children():
+            pairs += _find_pairs(child, f"{prefix}{name}.")
+        return pairs
+    return [(f"{prefix}{c}", f"{prefix}{n}") for c, n in _pairs_from_graph(module, graph)]
+
+
+def fold_conv_bn(model: nn.Module) -> int:
+    """Fold every BatchNorm that only normalises a ``Conv2d``'s output into that convolution, in place.
+
+    The convolution's weight and bias absorb the BatchNorm's eval-mode affine transform and the BatchNorm is
+    replaced by ``nn.Identity``. Pairs are found by tracing the model with ``torch.fx`` (so named pairs such as
+    ``conv1``/``bn1`` in a residual block are found as well as ``Conv2dNormActivation``); parts that cannot be
+    traced are searched child by child, and consecutive children of plain ``nn.Sequential`` containers are
+    folded without tracing.
+
+    Returns:
+        The number of folded pairs.
+
+    Raises:
+        ValueError: the model is in training mode (folding uses the running statistics).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fold_conv_bn expects an nn.Module, got {type(model).__name__}")
+    if model.training:
+        raise ValueError("fold_conv_bn needs a model in eval mode (call model.eval() first): it folds running statistics")
+    pairs = _find_pairs(model)
+    for conv_name, norm_name in pairs:
+        _fold_into(model.get_submodule(conv_name), model.get_submodule(norm_name))
+        _replace(model, norm_name, nn.Identity())
+    return len(pairs)
+
+
+def _prefers_channels_last(model: nn.Module) -> bool:
+    return sum(isinstance(m, nn.Conv2d) for m in model.modules()) >= _CHANNELS_LAST_MIN_CONVS
+
+
+def _to_channels_last(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.dim() == 4 and value.is_floating_point():
+        return value.contiguous(memory_format=torch.channels_last)
+    return value
+
+
+def _compile_failures() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "this torch build or machine cannot compile", as opposed to a bad input."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    failures: list[type[BaseException]] = [BackendCompilerFailed]
+    try:
+        from torch._inductor.exc import InductorError
+
+        failures.append(InductorError)
+    except ImportError:  # older torch
+        pass
+    return tuple(failures)
+
+
+def _compile_with_freezing(module: nn.Module) -> Any:
+    """``torch.compile`` with Inductor's freezing, which turns the parameters into constants (folding them
+    further and pre-packing convolution and linear weights for oneDNN). Freezing applies to graphs compiled
+    with autograd off, as ``InferenceModel.forward`` runs them. It is a global Inductor setting read while a
+    graph compiles (on a call), and ``torch.compile(options=...)`` does not reach that point, so each call
+    sets it for its own duration. ``dynamic=False`` specialises on each input shape: the fastest kernels for a
+    fixed batch size.
+    """
+    from torch._inductor import config as inductor_config
+
+    compiled = torch.compile(module, dynamic=False)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with inductor_config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+
+    return run
+
+
+class InferenceModel(nn.Module):
+    """The result of :func:`optimize_for_inference`: call it like the original model.
+
+    Runs without autograd. ``module`` is the folded eager model (in channels-last layout when
+    ``channels_last``); ``compiled`` says whether calls go through ``torch.compile``; ``folded`` counts the
+    conv-BatchNorm pairs folded; ``compile_seconds`` is the first-call time measured on ``example_input``.
+    """
+
+    def __init__(self, module: nn.Module, *, channels_last: bool, compile: bool, folded: int) -> None:
+        super().__init__()
+        self.module = module
+        self.channels_last = channels_last
+        self.folded = folded
+        self.compile_seconds: float | None = None
+        self.compiled = False
+        self._verified_first_call = not compile
+        # Kept out of the module tree: the compiled wrapper shares the parameters of ``module``.
+        self.__dict__["_runner"] = module
+        if compile:
+            self.__dict__["_runner"] = _compile_with_freezing(module)
+            self.compiled = True
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.channels_last:
+            args = tuple(_to_channels_last(a) for a in args)
+        with torch.no_grad():
+            if self._verified_first_call:
+                return self._runner(*args, **kwargs)
+            return self._first_compiled_call(args, kwargs)
+
+    def _first_compiled_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Compile on the first call; if this machine cannot compile, warn once and keep running eagerly."""
+        try:
+            result = self._runner(*args, **kwargs)
+        except _compile_failures() as error:
+            cause = getattr(error, "inner_exception", None) or error
+            first_line = (str(cause).strip().splitlines() or [""])[0]
+            warnings.warn(
+                f"torch.compile failed on this machine ({type(cause).__name__}: {first_line}); the model runs "
+                "eagerly with the other optimisations. Pass compile=False to skip compiling.",
+                RuntimeWarning,
+                stacklevel=5,  # past forward and nn.Module's call machinery, to the caller
+            )
+            self.__dict__["_runner"] = self.module
+            self.compiled = False
+            result = self.module(*args, **kwargs)
+        self._verified_first_call = True
+        return result
+
+
+def _compile_supported() -> bool:
+    if not hasattr(torch, "compile"):
+        return False
+    from torch._dynamo import is_dynamo_supported
+
+    return bool(is_dynamo_supported())
+
+
+def _max_difference(expected: Any, actual: Any) -> float:
+    if isinstance(expected, torch.Tensor):
+        return (expected.float() - actual.float()).abs().max().item() if expected.numel() else 0.0
+    if isinstance(expected, dict):
+        return max((_max_difference(expected[k], actual[k]) for k in expected), default=0.0)
+    if isinstance(expected, (list, tuple)):
+        return max((_max_difference(e, a) for e, a in zip(expected, actual)), default=0.0)
+    return 0.0
+
+
+def _max_magnitude(value: Any) -> float:
+    if isinstance(value, torch.Tensor):
+        return value.abs().max().item() if value.numel() else 0.0
+    if isinstance(value, dict):
+        return max((_max_magnitude(v) for v in value.values()), default=0.0)
+    if isinstance(value, (list, tuple)):
+        return max((_max_magnitude(v) for v in value), default=0.0)
+    return 0.0
+
+
+def optimize_for_inference(
+    model: nn.Module,
+    example_input: torch.Tensor | tuple[Any, ...] | None = None,
+    compile: bool = True,
+    *,
+    channels_last: bool | None = None,
+    inplace: bool = False,
+) -> InferenceModel:
+    """Return a faster, inference-only version of ``model`` with the same call signature.
+
+    Steps: eval mode and no autograd; every BatchNorm that only follows a ``Conv2d`` folded into it
+    (:func:`fold_conv_bn`); the channels-last layout for convolutional networks; ``torch.compile`` with
+    Inductor and its weight freezing when ``compile`` is true and the platform supports it (if compiling
+    fails on the first call, a ``RuntimeWarning`` says so and the model runs eagerly). The compiled model
+    specialises on input shapes: each new shape compiles once more. Compiled code is cached on disk by torch
+    (``TORCHINDUCTOR_CACHE_DIR``), so another process optimising the same model compiles faster.
+
+    Args:
+        model: the model to optimise, on the device it will run on. It is copied unless ``inplace``.
+        example_input: a typical input (a tensor, or a tuple of positional arguments). When given, the model
+            is compiled now rather than on the first call (``compile_seconds`` records how long it took) and
+            its outputs are checked against the eager model's.
+        compile: use ``torch.compile``; False gives an optimised eager model.
+        channels_last: force the memory layout; None decides from the architecture (networks with at least
+            eight 2-D convolutions).
+        inplace: modify ``model`` itself instead of a copy (saves memory for large models).
+
+    Returns:
+        An :class:`InferenceModel`.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+        RuntimeError: on ``example_input``, the optimised outputs differ from the eager ones by more than 1e-3
+            (relative to the largest output where that exceeds 1).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"optimize_for_inference expects an nn.Module, got {type(model).__name__}")
+    if isinstance(model, InferenceModel):
+        raise TypeError("This model is already optimised; pass the original model instead")
+    if example_input is not None and not isinstance(example_input, (torch.Tensor, tuple)):
+        raise TypeError(f"example_input must be a tensor or a tuple of arguments, got {type(example_input).__name__}")
+    args = (example_input,) if isinstance(example_input, torch.Tensor) else example_input
+
+    module = model if inplace else copy.deepcopy(model)
+    module.eval().requires_grad_(False)
+    expected = None
+    if args is not None:
+        with torch.no_grad():
+            expected = module(*args)
+
+    folded = fold_conv_bn(module)
+    use_channels_last = _prefers_channels_last(module) if channels_last is None else channels_last
+    if use_channels_last:
+        module = module.to(memory_format=torch.channels_last)
+    if compile and not _compile_supported():
+        warnings.warn("torch.compile is not supported here; optimising without it", RuntimeWarning, stacklevel=2)
+        compile = False
+    optimised = InferenceModel(module, channels_last=use_channels_last, compile=compile, folded=folded)
+
+    if args is not None:
+        start = time.perf_counter()
+        actual = optimised(*args)
+        if optimised.compiled:
+            optimised.compile_seconds = time.perf_counter() - start
+        difference = _max_difference(expected, actual)
+        # Absolute for outputs of ordinary magnitude (logits), relative for huge ones (randomly initialised
+        # deep networks), where float32 rounding alone exceeds any fixed absolute bound.
+        allowed = _ATOL * max(1.0, _max_magnitude(expected))
+        if difference > allowed:
+            raise RuntimeError(
+                f"optimize_for_inference changed {type(model).__name__}'s outputs by up to {difference:.3g} "
+                f"(more than {allowed:.3g}); please report this. Optimising with compile=False or "
+                "channels_last=False may avoid it."
+            )
+    return optimised
