@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> Report:
         # except for large models in quick mode, where one build per side is all the time allows.
         here = replace(settings, repeats=1, warmup=0) if settings.quick and params > _LARGE else settings
         # Each model is dropped as soon as it is built (freeing is timed too, alike on both sides).
-        times = time_interleaved({"ours": lambda: target.build("ours"), "reference": lambda: target.build("reference")}, here)
+        builds = {side: (lambda side=side: target.build(side)) for side in ("ours", "reference")}
+        times = time_interleaved(builds, here)
         gc.collect()
         ours, reference = median(times["ours"]), median(times["reference"])
         row = {

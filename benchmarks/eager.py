@@ -17,7 +17,9 @@ from .targets import REPRESENTATIVES, Target, build_pair, max_difference
 BATCH_SIZES = (1, 8)
 
 
-def compare_eager(target: Target, batch_sizes: tuple[int, ...], settings: Settings, size: int | None = None) -> list[dict[str, Any]]:
+def compare_eager(
+    target: Target, batch_sizes: tuple[int, ...], settings: Settings, size: int | None = None
+) -> list[dict[str, Any]]:
     """Time both sides' eval-mode forward at each batch size; one row per batch size.
 
     ``size`` None means the model's native resolution; models with a fixed input size (ViT) always get theirs.

@@ -22,7 +22,18 @@ import torch
 
 from visionzoo.models import optimize_for_inference
 
-from ._harness import Report, Settings, median, only, paired_ratio, parse_settings, print_row, run_fresh, skip, time_interleaved
+from ._harness import (
+    Report,
+    Settings,
+    median,
+    only,
+    paired_ratio,
+    parse_settings,
+    print_row,
+    run_fresh,
+    skip,
+    time_interleaved,
+)
 from .targets import REPRESENTATIVES, Target, build_pair, max_difference
 
 BATCH = 8
@@ -40,7 +51,7 @@ model = target.build("ours").eval()
 start = time.perf_counter()
 optimised = optimize_for_inference(model, x)
 total = time.perf_counter() - start
-hits = {{f"{{group}}.{{k}}": v for group in ("inductor", "aot_autograd") for k, v in counters[group].items() if "cache" in k}}
+hits = {{f"{{g}}.{{k}}": v for g in ("inductor", "aot_autograd") for k, v in counters[g].items() if "cache" in k}}
 print(json.dumps({{"compile_s": optimised.compile_seconds, "total_s": total, "cache_counters": hits}}))
 """
 
@@ -97,7 +108,7 @@ def main(argv: list[str] | None = None) -> Report:
         if target.name not in chosen:
             continue
         if target.task == "quantization":
-            skip(report, f"{target.name}: already an int8 model (benchmarks.quantized compares it with float)")
+            skip(report, f"{target.name}: already an int8 model (benchmarks.int8 compares it with float)")
             continue
         reason = target.missing()
         if reason:
@@ -107,7 +118,8 @@ def main(argv: list[str] | None = None) -> Report:
         row = _compare(target, compile, settings)
         gc.collect()
         if compile:
-            second = run_fresh(_SECOND_PROCESS.format(name=target.name, batch=BATCH), env={"TORCHINDUCTOR_CACHE_DIR": cache_dir})
+            code = _SECOND_PROCESS.format(name=target.name, batch=BATCH)
+            second = run_fresh(code, env={"TORCHINDUCTOR_CACHE_DIR": cache_dir})
             row.update(
                 second_process_compile_s=second["compile_s"],
                 second_process_total_s=second["total_s"],

@@ -52,7 +52,12 @@ def _top_ops(model: Any, x: torch.Tensor, count: int = 12) -> list[dict[str, Any
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1
     return [
-        {"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count // 2, "ms_per_batch": e.self_cpu_time_total / 2e3}
+        {
+            "op": e.key,
+            "share": e.self_cpu_time_total / total,
+            "calls": e.count // 2,
+            "ms_per_batch": e.self_cpu_time_total / 2e3,  # microseconds over two batches
+        }
         for e in events[:count]
     ]
 
@@ -89,7 +94,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             seconds = _seconds_per_call(model, x, args.repeats)
             rate = args.batch * gflop_per_image / seconds
             ops = _top_ops(model, x)
-            result["variants"][name] = {"seconds": seconds, "img_per_s": args.batch / seconds, "gflops": rate, "share_of_peak": rate / peak, "top_ops": ops}
+            result["variants"][name] = {
+                "seconds": seconds,
+                "img_per_s": args.batch / seconds,
+                "gflops": rate,
+                "share_of_peak": rate / peak,
+                "top_ops": ops,
+            }
             print(f"  {name:30s} {args.batch / seconds:7.1f} img/s  {rate:6.0f} GFLOP/s  {rate / peak:5.0%} of peak")
             for op in ops[:6]:
                 print(f"      {op['share']:5.0%}  {op['ms_per_batch']:8.1f} ms  x{op['calls']:<4d} {op['op'][:70]}")

@@ -1,4 +1,5 @@
-"""Turn ``benchmarks/results/*.json`` into ``summary.md`` (tables, targets met or not) and ``speed.png``.
+"""Turn ``benchmarks/results/*.json`` into ``summary.md`` (tables, targets met or not), ``speed.png`` and the
+short summary between the ``<!-- benchmarks:start/end -->`` markers of the top-level README.
 
 Run: ``python -m benchmarks.report`` (``make bench`` runs it after the benchmarks).
 """
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._harness import RESULTS_DIR
+from ._harness import RESULTS_DIR, ROOT
 
 
 def _load(item: str) -> dict[str, Any] | None:
@@ -28,7 +29,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str | Callable[[dict[str, Any]], Any]]]) -> list[str]:
+Column = tuple[str, str | Callable[[dict[str, Any]], Any]]  # title, then a row key or a function of the row
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> list[str]:
     lines = ["| " + " | ".join(title for title, _ in columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = [_fmt(get(row) if callable(get) else row.get(get)) for _, get in columns]
@@ -124,7 +128,8 @@ def _loading_section(data: dict[str, Any]) -> list[str]:
     for model, target in s["target_speedup_over_reference"].items():
         if model in s["speedup_over_reference"]:
             got = s["speedup_over_reference"][model]
-            lines.append(f"- {model}: {got:.1f}x faster than the reference's way (target >= {target}x): {_verdict(got >= target)}")
+            verdict = _verdict(got >= target)
+            lines.append(f"- {model}: {got:.1f}x faster than the reference's way (target >= {target}x): {verdict}")
     return lines + ["", *_notes(data)]
 
 
@@ -133,10 +138,11 @@ def _build_section(data: dict[str, Any]) -> list[str]:
     lines = ["## Building without weights", "", *_header(data)]
     lines += _table(
         data["rows"],
-        [("model", "model"), ("ours s", "ours_s"), ("reference s", "reference_s"), ("ratio", "ratio"), ("repeats", "repeats")],
+        [("model", "model"), ("ours s", "ours_s"), ("ref s", "reference_s"), ("ratio", "ratio"), ("n", "repeats")],
     )
     slower = s["slower_than_1.05"]
-    lines += ["", f"Median ratio {_fmt(s['median_ratio'])}; above 1.05: {', '.join(slower) or 'none'} ({_verdict(not slower)})."]
+    listed = ", ".join(slower) or "none"
+    lines += ["", f"Median ratio {_fmt(s['median_ratio'])}; above 1.05: {listed} ({_verdict(not slower)})."]
     return lines + ["", *_notes(data)]
 
 
@@ -187,7 +193,13 @@ def plot_speed(eager: dict[str, Any] | None, optimized: dict[str, Any] | None, p
     width = 0.38
     positions = range(len(models))
     ax.bar([p - width / 2 for p in positions], [eager_speed.get(m, 0) for m in models], width, label="eager")
-    ax.bar([p + width / 2 for p in positions], [optimised_speed.get(m, 0) for m in models], width, label="optimize_for_inference")
+    optimised_bars = [optimised_speed.get(m, 0) for m in models]
+    ax.bar([p + width / 2 for p in positions], optimised_bars, width, label="optimize_for_inference")
+    targets = (optimized or {}).get("summary", {}).get("targets", {})
+    marked = [(i, targets[m]) for i, m in enumerate(models) if m in targets]
+    if marked:
+        where, heights = [p + width / 2 for p, _ in marked], [t for _, t in marked]
+        ax.scatter(where, heights, marker="_", s=400, color="red", label="target")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(list(positions), models, rotation=30, ha="right")
     ax.set_ylabel("speed relative to the reference (eager)")
@@ -197,6 +209,65 @@ def plot_speed(eager: dict[str, Any] | None, optimized: dict[str, Any] | None, p
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+README = ROOT / "README.md"
+_START, _END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+
+
+def readme_block() -> list[str]:
+    """The README's short performance summary: optimised speed-ups, import time, large-checkpoint loading."""
+    lines: list[str] = []
+    optimized = _load("optimized")
+    if optimized:
+        lines += ["Batch 8, speed-up over the reference's eager model:", ""]
+        lines += _table(
+            optimized["rows"],
+            [
+                ("model", "model"),
+                ("eager", "speedup_eager"),
+                ("optimised, no compile", "speedup_nocompile"),
+                ("optimised", "speedup_compiled"),
+                ("compile s", "compile_s"),
+            ],
+        )
+        lines.append("")
+    facts = []
+    imports = _load("import_time")
+    if imports:
+        s = imports["summary"]
+        facts.append(
+            f"`import visionzoo.models` adds {s['ours_on_top_of_torch_s']:.2f} s to `import torch` "
+            f"(the reference's models: {s['reference_on_top_of_torch_s']:.2f} s)"
+        )
+    loading = _load("loading")
+    if loading:
+        ways = {(r["model"], r["way"]): r for r in loading["rows"]}
+        biggest = max({r["model"]: r["file_mb"] for r in loading["rows"]}.items(), key=lambda kv: kv[1], default=None)
+        if biggest:
+            model, size = biggest
+            ours, ref = ways[(model, "ours (path)")], ways[(model, "reference (random init + load_state_dict)")]
+            facts.append(
+                f"loading {model} from a {size / 1e3:.1f} GB checkpoint by path takes {ours['seconds']:.1f} s and "
+                f"{ours['peak_increase_mb'] / 1e3:.2f} GB of memory, the reference's way (random initialisation, then "
+                f"`load_state_dict`) {ref['seconds']:.1f} s and {ref['peak_increase_mb'] / 1e3:.1f} GB"
+            )
+    if facts:
+        lines.append("Also measured: " + "; ".join(facts) + ".")
+    return lines
+
+
+def update_readme(block: list[str], readme: Path = README) -> bool:
+    """Replace what lies between the README's benchmark markers; False when the markers are missing."""
+    if not readme.is_file():
+        return False
+    text = readme.read_text(encoding="utf-8")
+    if _START not in text or _END not in text:
+        return False
+    head, rest = text.split(_START, 1)
+    _, tail = rest.split(_END, 1)
+    readme.write_text(head + _START + "\n" + "\n".join(block) + "\n" + _END + tail, encoding="utf-8")
+    return True
 
 
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
@@ -226,6 +297,9 @@ def main() -> Path:
     summary.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     plot = plot_speed(_load("eager"), _load("optimized"), RESULTS_DIR / "speed.png")
     print(f"wrote {summary}" + (f" and {plot}" if plot else ""))
+    # Only the default results feed the README; a run written elsewhere (VISIONZOO_BENCH_RESULTS) does not.
+    if RESULTS_DIR.resolve() == (ROOT / "benchmarks" / "results").resolve() and update_readme(readme_block()):
+        print(f"updated the benchmark block of {README}")
     return summary
 
 
