@@ -97,7 +97,7 @@ class _SkipInPlaceOnMeta(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         name = getattr(func, "__name__", "")
-        target = args[0] if args else None
+        target = args[0] if args else (kwargs or {}).get("tensor")  # nn.init passes `tensor=` on
         in_place = name.endswith("_") and not name.startswith("__")
         if in_place and isinstance(target, torch.Tensor) and target.is_meta:
             return target
