@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> Report:
     report = Report("optimized", settings)
     cache_dir = tempfile.mkdtemp(prefix="visionzoo-inductor-")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir  # cold compiles here, warm ones in the second process
-    report.notes.append(f"Inductor cache started empty ({cache_dir}); compile_s is a cold compile")
+    report.notes.append("Inductor cache started empty (a new directory, removed afterwards): compile_s is a cold compile")
     chosen = set(only([t.name for t in REPRESENTATIVES], args))
     for target in REPRESENTATIVES:
         if target.name not in chosen:
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> Report:
             )
         print_row({k: v for k, v in row.items() if k != "all_s"})
         report.rows.append(row)
+    shutil.rmtree(cache_dir, ignore_errors=True)
     best = {r["model"]: r.get("speedup_compiled", r["speedup_nocompile"]) for r in report.rows}
     report.summary = {
         "best_speedup": best,
