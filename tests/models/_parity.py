@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -57,3 +58,34 @@ def assert_same_initialisation(ref: torch.nn.Module, ours: torch.nn.Module) -> N
         assert abs(std_mine / std_ref - 1) < limit / 2**0.5, f"{key}: std {std_mine:.4g}, reference {std_ref:.4g}"
         mean_gap = abs(mine.float().mean().item() - expected.float().mean().item())
         assert mean_gap < limit * std_ref, f"{key}: mean differs by {mean_gap:.4g} (std {std_ref:.4g})"
+
+
+def _same_meta_value(mine: Any, theirs: Any) -> bool:
+    """``==``, except that two NaN floats are equal (metrics of feature-only weights are NaN), also when nested,
+    and weights entries (a quantized entry's ``unquantized``) compare by enum and member name."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        return mine.keys() == theirs.keys() and all(_same_meta_value(mine[k], theirs[k]) for k in theirs)
+    if hasattr(theirs, "meta") and hasattr(theirs, "name"):
+        return (type(mine).__name__, mine.name) == (type(theirs).__name__, theirs.name)
+    if isinstance(mine, float) and isinstance(theirs, float) and math.isnan(mine) and math.isnan(theirs):
+        return True
+    return mine == theirs
+
+
+def assert_same_weights(name: str) -> None:
+    """Our weights enum of builder ``name`` equals the reference's: members, DEFAULT, urls and every meta fact."""
+    ours = models.get_model_weights(name)
+    ref = reference.models.get_model_weights(name)
+    assert ours.__name__ == ref.__name__
+    assert list(ours.__members__) == list(ref.__members__)
+    assert ours.DEFAULT.name == ref.DEFAULT.name
+    for member in ref:
+        mine = ours[member.name]
+        assert mine.url == member.url
+        assert set(mine.meta) == set(member.meta)
+        for key, value in member.meta.items():
+            if key == "_docs":
+                assert isinstance(mine.meta[key], str) and mine.meta[key].strip()
+            else:
+                assert _same_meta_value(mine.meta[key], value), f"{mine!r} meta[{key!r}]"
+        assert models.get_weight(f"{ours.__name__}.{member.name}") is mine

@@ -6,14 +6,12 @@ weights entries (names, urls, meta facts) and presets (on tensor and PIL input).
 
 from __future__ import annotations
 
-import math
-from typing import Any
 
 import pytest
 import torch
 
 from tests import reference
-from tests.models._parity import assert_same_outputs, build_pair
+from tests.models._parity import assert_same_outputs, assert_same_weights, build_pair
 from visionzoo import models
 
 CLASSIFIERS = models.list_models(module=models)
@@ -60,32 +58,9 @@ def test_parity(name: str) -> None:
         torch.testing.assert_close(ours(x[1:]), batch[1:], atol=1e-4 * max(1.0, scale), rtol=1e-3)
 
 
-def _same_meta_value(mine: Any, theirs: Any) -> bool:
-    """``==``, except that two NaN floats are equal (metrics of feature-only weights are NaN), also when nested."""
-    if isinstance(mine, dict) and isinstance(theirs, dict):
-        return mine.keys() == theirs.keys() and all(_same_meta_value(mine[k], theirs[k]) for k in theirs)
-    if isinstance(mine, float) and isinstance(theirs, float) and math.isnan(mine) and math.isnan(theirs):
-        return True
-    return mine == theirs
-
-
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_weights_entries(name: str) -> None:
-    ours = models.get_model_weights(name)
-    ref = reference.models.get_model_weights(name)
-    assert ours.__name__ == ref.__name__
-    assert list(ours.__members__) == list(ref.__members__)
-    assert ours.DEFAULT.name == ref.DEFAULT.name
-    for member in ref:
-        mine = ours[member.name]
-        assert mine.url == member.url
-        assert set(mine.meta) == set(member.meta)
-        for key, value in member.meta.items():
-            if key == "_docs":
-                assert isinstance(mine.meta[key], str) and mine.meta[key].strip()
-            else:
-                assert _same_meta_value(mine.meta[key], value), f"{mine!r} meta[{key!r}]"
-        assert models.get_weight(f"{ours.__name__}.{member.name}") is mine
+    assert_same_weights(name)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

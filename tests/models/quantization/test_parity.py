@@ -8,7 +8,6 @@ entries and presets equal the reference's.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import OrderedDict
 from typing import Any
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from tests import reference
-from tests.models._parity import assert_same_outputs, build_pair
+from tests.models._parity import assert_same_outputs, assert_same_weights, build_pair
 from visionzoo import models
 from visionzoo.models import quantization
 
@@ -136,34 +135,12 @@ def _torch_layers(model: nn.Module) -> list[tuple[str, type]]:
     ]
 
 
-def _same_meta_value(mine: Any, theirs: Any) -> bool:
-    if isinstance(mine, dict) and isinstance(theirs, dict):
-        return mine.keys() == theirs.keys() and all(_same_meta_value(mine[k], theirs[k]) for k in theirs)
-    if hasattr(theirs, "meta") and hasattr(theirs, "name"):  # the `unquantized` float entry: same enum, same member
-        return (type(mine).__name__, mine.name) == (type(theirs).__name__, theirs.name)
-    if isinstance(mine, float) and isinstance(theirs, float) and math.isnan(mine) and math.isnan(theirs):
-        return True
-    return mine == theirs
-
-
 @pytest.mark.parametrize("name", QUANTIZED)
 def test_weights_entries(name: str) -> None:
-    ours = models.get_model_weights(name)
-    ref = reference.models.get_model_weights(name)
-    assert ours.__name__ == ref.__name__
-    assert list(ours.__members__) == list(ref.__members__)
-    assert ours.DEFAULT.name == ref.DEFAULT.name
-    for member in ref:
-        mine = ours[member.name]
-        assert mine.url == member.url
-        assert set(mine.meta) == set(member.meta)
-        for key, value in member.meta.items():
-            if key == "_docs":
-                assert isinstance(mine.meta[key], str) and mine.meta[key].strip()
-            else:
-                assert _same_meta_value(mine.meta[key], value), f"{mine!r} meta[{key!r}]"
+    assert_same_weights(name)
+    for member in reference.models.get_model_weights(name):
+        mine = models.get_model_weights(name)[member.name]
         assert mine.meta["unquantized"] is models.get_weight(repr(member.meta["unquantized"]))
-        assert models.get_weight(f"{ours.__name__}.{member.name}") is mine
 
 
 @pytest.mark.parametrize("name", QUANTIZED)
