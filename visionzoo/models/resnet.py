@@ -90,7 +90,8 @@ class BasicBlock(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + shortcut)
+        out += shortcut  # in place: one block-sized allocation less per call
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -128,7 +129,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + shortcut)
+        out += shortcut  # in place: one block-sized allocation less per call
+        return self.relu(out)
 
 
 class ResNet(nn.Module):
