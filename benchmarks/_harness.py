@@ -8,9 +8,11 @@ side and the median over repeats of the paired ratio ours / reference (below 1 m
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
 import json
 import os
+import pickle
 import platform
 import statistics
 import subprocess
@@ -129,6 +131,26 @@ def run_fresh(code: str, env: dict[str, str] | None = None, timeout: float = 180
     if result.returncode != 0:
         raise RuntimeError(f"benchmark subprocess failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def in_fresh_process(function: Callable[..., Any], *args: Any, env: dict[str, str] | None = None) -> Any:
+    """Call the module-level ``function(*args)`` in a new Python process and return its JSON-able result.
+
+    Each model is measured in a process of its own so that what ran before cannot change what is measured:
+    glibc's malloc raises its mmap threshold to the largest block freed so far, and the reference's eager
+    mobilenet_v3_large at batch 8 took 96 ms in a fresh process but 42 ms after resnet50 had run in the same
+    one (its larger activations had raised the threshold and the trim threshold with it).
+    """
+    module = function.__module__
+    if module == "__main__":  # run as ``python -m benchmarks.x``: the child imports it by its real name
+        module = sys.modules["__main__"].__spec__.name
+    blob = base64.b64encode(pickle.dumps((module, function.__qualname__, args))).decode("ascii")
+    code = (
+        "import base64, importlib, json, pickle\n"
+        f"module, name, args = pickle.loads(base64.b64decode({blob!r}))\n"
+        "print(json.dumps(getattr(importlib.import_module(module), name)(*args)))\n"
+    )
+    return run_fresh(code, env=env)
 
 
 def current_rss_bytes() -> int:

@@ -1,6 +1,7 @@
 """Eager inference, ours vs the reference: the representative models at batch 1 and 8, native resolution.
 
-Target: median ratio (ours / reference time) <= 1.00 over the rows, and no row above 1.05.
+Target: median ratio (ours / reference time) <= 1.00 over the rows, and no row above 1.05. Each model runs in
+a fresh process (see ``_harness.in_fresh_process``).
 Run: ``python -m benchmarks.eager [--quick] [--only resnet50,vit_b_16]``.
 """
 
@@ -11,7 +12,18 @@ from typing import Any
 
 import torch
 
-from ._harness import Report, Settings, median, only, paired_ratio, parse_settings, print_row, skip, time_interleaved
+from ._harness import (
+    Report,
+    Settings,
+    in_fresh_process,
+    median,
+    only,
+    paired_ratio,
+    parse_settings,
+    print_row,
+    skip,
+    time_interleaved,
+)
 from .targets import REPRESENTATIVES, Target, build_pair, max_difference
 
 BATCH_SIZES = (1, 8)
@@ -50,11 +62,15 @@ def compare_eager(
         }
         if pair.note:
             row["note"] = pair.note
-        print_row({k: v for k, v in row.items() if not k.endswith("_all_s")})
         rows.append(row)
     del pair
     gc.collect()
     return rows
+
+
+def show_rows(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        print_row({k: v for k, v in row.items() if not k.endswith("_all_s")})
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -78,7 +94,9 @@ def main(argv: list[str] | None = None) -> Report:
         if reason:
             skip(report, reason)
             continue
-        report.rows += compare_eager(target, BATCH_SIZES, settings)
+        rows = in_fresh_process(compare_eager, target, BATCH_SIZES, settings)
+        show_rows(rows)
+        report.rows += rows
     report.summary = summarise(report.rows)
     print(f"summary: {report.summary}\nwrote {report.write()}")
     return report

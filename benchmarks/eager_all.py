@@ -1,7 +1,8 @@
 """Eager inference at batch 1 for every classification builder, ours vs the reference, at 224x224.
 
 224 for all (models with a fixed input size use theirs) keeps the table comparable and the run short; the
-representatives are measured at their native resolutions by ``benchmarks.eager``.
+representatives are measured at their native resolutions by ``benchmarks.eager``. All models share one process
+here (a fresh one each would add minutes); both sides of a ratio run interleaved in the same state.
 Run: ``python -m benchmarks.eager_all [--quick] [--only ...]``.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ._harness import Report, only, parse_settings, skip
-from .eager import compare_eager, summarise
+from .eager import compare_eager, show_rows, summarise
 from .targets import TASKS, all_targets
 
 SIZE = TASKS["classification"].default_size
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> Report:
         if reason:
             skip(report, reason)
             continue
-        report.rows += compare_eager(target, (1,), settings, size=SIZE)
+        rows = compare_eager(target, (1,), settings, size=SIZE)
+        show_rows(rows)
+        report.rows += rows
     report.summary = summarise(report.rows)
     print(f"summary: {report.summary}\nwrote {report.write()}")
     return report

@@ -78,7 +78,9 @@ class CNBlock(nn.Module):
         self.stochastic_depth = StochasticDepth(stochastic_depth_prob, "row")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stochastic_depth(self.layer_scale * self.block(x)) + x
+        out = self.stochastic_depth(self.layer_scale * self.block(x))
+        out += x  # in place: a fresh tensor either way
+        return out
 
 
 @dataclass

@@ -132,7 +132,9 @@ class InvertedResidual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block(x)
-        return out + x if self.use_res_connect else out
+        if self.use_res_connect:
+            out += x  # in place: the block's output is a fresh tensor
+        return out
 
 
 class MobileNetV3(nn.Module):
