@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,9 +62,18 @@ def parse_settings(description: str, argv: Sequence[str] | None = None) -> tuple
     return Settings.make(quick), args
 
 
-def only(names: Sequence[str], args: argparse.Namespace) -> list[str]:
-    chosen = [n.strip() for n in args.only.split(",") if n.strip()]
-    return [n for n in names if n in chosen] if chosen else list(names)
+def selected(report: Report, targets: Sequence[Any], args: argparse.Namespace) -> Iterator[Any]:
+    """The targets that ``--only`` names (all of them without it) and both sides provide, in order; those a
+    side lacks are noted in ``report`` as skipped."""
+    chosen = {n.strip() for n in args.only.split(",") if n.strip()}
+    for target in targets:
+        if chosen and target.name not in chosen:
+            continue
+        reason = target.missing()
+        if reason:
+            skip(report, reason)
+            continue
+        yield target
 
 
 # ----------------------------------------------------------------------------------------------- timing

@@ -17,11 +17,10 @@ from ._harness import (
     Settings,
     in_fresh_process,
     median,
-    only,
     paired_ratio,
     parse_settings,
     print_row,
-    skip,
+    selected,
     time_interleaved,
 )
 from .targets import REPRESENTATIVES, Target, build_pair, max_difference
@@ -86,14 +85,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> Report:
     settings, args = parse_settings(__doc__.splitlines()[0], argv)
     report = Report("eager", settings)
-    chosen = set(only([t.name for t in REPRESENTATIVES], args))
-    for target in REPRESENTATIVES:
-        if target.name not in chosen:
-            continue
-        reason = target.missing()
-        if reason:
-            skip(report, reason)
-            continue
+    for target in selected(report, REPRESENTATIVES, args):
         rows = in_fresh_process(compare_eager, target, BATCH_SIZES, settings)
         show_rows(rows)
         report.rows += rows

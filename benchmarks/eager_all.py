@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ._harness import Report, only, parse_settings, skip
+from ._harness import Report, parse_settings, selected
 from .eager import compare_eager, show_rows, summarise
 from .targets import TASKS, all_targets
 
@@ -23,15 +23,7 @@ def main(argv: list[str] | None = None) -> Report:
         # ~80 models: one short measurement each is what keeps `make bench` short.
         settings = replace(settings, warmup=1, min_time=0.0)
     report = Report("eager_all", settings)
-    targets = all_targets()
-    chosen = set(only([t.name for t in targets], args))
-    for target in targets:
-        if target.name not in chosen:
-            continue
-        reason = target.missing()
-        if reason:
-            skip(report, reason)
-            continue
+    for target in selected(report, all_targets(), args):
         rows = compare_eager(target, (1,), settings, size=SIZE)
         show_rows(rows)
         report.rows += rows

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ._harness import Report, median, only, parse_settings, print_row, run_fresh, skip
+from ._harness import Report, median, parse_settings, print_row, run_fresh, selected
 from .targets import LOADING, Target
 
 _PREAMBLE = """
@@ -95,19 +95,14 @@ def _measure(way: str, target: Target, entry: str, path: Path, env: dict[str, st
 def main(argv: list[str] | None = None) -> Report:
     settings, args = parse_settings(__doc__.splitlines()[0], argv)
     report = Report("loading", settings)
-    chosen = set(only([t.name for t, _ in LOADING], args))
+    entries = {target.name: entry for target, entry in LOADING}
     with tempfile.TemporaryDirectory(prefix="visionzoo-bench-") as tmp:
         weights_dir, torch_home = Path(tmp) / "weights", Path(tmp) / "torch_home"
         weights_dir.mkdir()
         env = {"VISIONZOO_WEIGHTS_DIR": str(weights_dir), "TORCH_HOME": str(torch_home)}
         os.environ["TORCH_HOME"] = str(torch_home)  # the memo lives in this temporary cache
-        for target, entry in LOADING:
-            if target.name not in chosen:
-                continue
-            reason = target.missing()
-            if reason:
-                skip(report, reason)
-                continue
+        for target in selected(report, [target for target, _ in LOADING], args):
+            entry = entries[target.name]
             from visionzoo.models import get_model_weights
 
             file_name = get_model_weights(target.name)[entry].file_name

@@ -34,10 +34,10 @@ from ._harness import (
     Settings,
     in_fresh_process,
     median,
-    only,
     paired_ratio,
     parse_settings,
     print_row,
+    selected,
     skip,
     time_interleaved,
 )
@@ -129,16 +129,9 @@ def main(argv: list[str] | None = None) -> Report:
     report = Report("optimized", settings)
     cache_dir = tempfile.mkdtemp(prefix="visionzoo-inductor-")
     report.notes.append("Inductor cache started empty (a new directory, removed afterwards): compile_s is a cold compile")
-    chosen = set(only([t.name for t in REPRESENTATIVES], args))
-    for target in REPRESENTATIVES:
-        if target.name not in chosen:
-            continue
+    for target in selected(report, REPRESENTATIVES, args):
         if target.task == "quantization":
             skip(report, f"{target.name}: already an int8 model (benchmarks.int8 compares it with float)")
-            continue
-        reason = target.missing()
-        if reason:
-            skip(report, reason)
             continue
         compile = not settings.quick or target.name in QUICK_COMPILED
         row = _measure(target, compile, settings, cache_dir)
