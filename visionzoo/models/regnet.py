@@ -96,7 +96,9 @@ class ResBottleneckBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.proj is None else self.proj(x)
-        return self.activation(shortcut + self.f(x))
+        out = self.f(x)
+        out += shortcut  # in place: f's last norm returns a fresh tensor
+        return self.activation(out)
 
 
 class AnyStage(nn.Sequential):

@@ -13,11 +13,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...ops.misc import Conv2dNormActivation
 from .._api import WeightsEnum
 from .._utils import check_image_batch
 from ..mobilenetv2 import InvertedResidual, MobileNet_V2_Weights, MobileNetV2
-from .utils import QAT_DOCS, FloatFunctional, build_quantizable, fuse, make_quantizable, quantized_entry, register_quantized
+from .utils import (
+    QAT_DOCS,
+    FloatFunctional,
+    build_quantizable,
+    fuse,
+    fuse_conv_blocks,
+    make_quantizable,
+    quantized_entry,
+    register_quantized,
+)
 
 __all__ = ["QuantizableMobileNetV2", "MobileNet_V2_QuantizedWeights", "mobilenet_v2"]
 
@@ -55,11 +63,7 @@ class QuantizableMobileNetV2(MobileNetV2):
 
     def fuse_model(self, is_qat: bool | None = None) -> None:
         """Fuse every Conv-BN(-ReLU) in place; ``is_qat=None`` follows ``self.training``."""
-        for module in self.modules():
-            if type(module) is Conv2dNormActivation:
-                fuse(module, [["0", "1", "2"]], is_qat)
-            elif isinstance(module, QuantizableInvertedResidual):
-                module.fuse_model(is_qat)
+        fuse_conv_blocks(self, is_qat, QuantizableInvertedResidual)
 
 
 class MobileNet_V2_QuantizedWeights(WeightsEnum):

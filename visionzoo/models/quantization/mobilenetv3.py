@@ -14,11 +14,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...ops.misc import Conv2dNormActivation, SqueezeExcitation
+from ...ops.misc import SqueezeExcitation
 from .._api import WeightsEnum
 from .._utils import check_image_batch
 from ..mobilenetv3 import InvertedResidual, MobileNet_V3_Large_Weights, MobileNetV3, _mobilenet_v3_conf
-from .utils import QAT_DOCS, FloatFunctional, build_quantizable, fuse, make_quantizable, quantized_entry, register_quantized
+from .utils import (
+    QAT_DOCS,
+    FloatFunctional,
+    build_quantizable,
+    fuse,
+    fuse_conv_blocks,
+    make_quantizable,
+    quantized_entry,
+    register_quantized,
+)
 
 __all__ = ["QuantizableMobileNetV3", "MobileNet_V3_Large_QuantizedWeights", "mobilenet_v3_large"]
 
@@ -69,12 +78,7 @@ class QuantizableMobileNetV3(MobileNetV3):
     def fuse_model(self, is_qat: bool | None = None) -> None:
         """Fuse Conv-BN, Conv-BN-ReLU and the SE blocks' Conv-ReLU in place (hard-swish stays unfused);
         ``is_qat=None`` follows ``self.training``."""
-        for module in self.modules():
-            if type(module) is Conv2dNormActivation:
-                with_relu = len(module) == 3 and type(module[2]) is nn.ReLU
-                fuse(module, [["0", "1", "2"] if with_relu else ["0", "1"]], is_qat)
-            elif isinstance(module, QuantizableSqueezeExcitation):
-                module.fuse_model(is_qat)
+        fuse_conv_blocks(self, is_qat, QuantizableSqueezeExcitation)
 
 
 def _fill_gate_qparams(model: nn.Module, state_dict: dict[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed torc
         name=__package__,
     ) from error
 
+from ...ops.misc import Conv2dNormActivation
 from .._api import Weights, WeightsEnum, register_model
 from .._utils import StateDict, build_model
 
@@ -118,6 +119,17 @@ def fuse(module: nn.Module, groups: list[list[str]], is_qat: bool | None) -> Non
     """
     qat = module.training if is_qat is None else is_qat
     (fuse_modules_qat if qat else fuse_modules)(module, groups, inplace=True)
+
+
+def fuse_conv_blocks(model: nn.Module, is_qat: bool | None, blocks: type[nn.Module]) -> None:
+    """Fuse every ``Conv2dNormActivation`` of ``model`` (Conv-BN, plus its activation when that is a ReLU) and
+    let each ``blocks`` module fuse its own layers with its ``fuse_model``, in place."""
+    for module in model.modules():
+        if type(module) is Conv2dNormActivation:
+            with_relu = len(module) == 3 and type(module[2]) is nn.ReLU
+            fuse(module, [["0", "1", "2"] if with_relu else ["0", "1"]], is_qat)
+        elif isinstance(module, blocks):
+            module.fuse_model(is_qat)
 
 
 # --------------------------------------------------------------------------------------------------
