@@ -265,8 +265,8 @@ def readme_block() -> list[str]:
             model, size = biggest
             ours, ref = ways[(model, "ours (path)")], ways[(model, "reference (random init + load_state_dict)")]
             facts.append(
-                f"loading {model} from a {size / 1e3:.1f} GB checkpoint by path takes {ours['seconds']:.1f} s and "
-                f"{ours['peak_increase_mb'] / 1e3:.2f} GB of memory, the reference's way (random initialisation, then "
+                f"loading {model} from a {size / 1e3:.1f} GB checkpoint by path takes {ours['seconds']:.2f} s and "
+                f"{ours['peak_increase_mb']:.0f} MB of memory, the reference's way (random initialisation, then "
                 f"`load_state_dict`) {ref['seconds']:.1f} s and {ref['peak_increase_mb'] / 1e3:.1f} GB"
             )
     if facts:
