@@ -200,6 +200,29 @@ def set_or_check(kwargs: dict[str, Any], name: str, value: Any) -> None:
     kwargs[name] = value
 
 
+def conv_bn_layers(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int = 1,
+    groups: int = 1,
+    relu: bool = True,
+    bn_momentum: float = 0.1,
+) -> list[nn.Module]:
+    """Conv (same padding, no bias), BatchNorm and optionally ReLU, as a flat list of layers.
+
+    For families whose checkpoints keep these layers flat in a parent ``Sequential`` (ShuffleNet, MNASNet).
+    Built directly rather than taken out of a ``Conv2dNormActivation``: the throw-away containers made those
+    models 5-10% slower to build than the reference's.
+    """
+    padding = (kernel_size - 1) // 2
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False),
+        nn.BatchNorm2d(out_channels, momentum=bn_momentum),
+    ]
+    return layers + [nn.ReLU(inplace=True)] if relu else layers
+
+
 def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
     """Round ``value`` to a multiple of ``divisor`` without going more than 10% below it (MobileNet rule)."""
     min_value = divisor if min_value is None else min_value

@@ -19,9 +19,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..ops.misc import Conv2dNormActivation
 from ._api import WeightsEnum, register_model
-from ._utils import StateDict, build_model, check_image_batch, init_conv_net, make_divisible, set_or_check
+from ._utils import (
+    StateDict,
+    build_model,
+    check_image_batch,
+    conv_bn_layers,
+    init_conv_net,
+    make_divisible,
+    set_or_check,
+)
 from ._weights import imagenet_entry
 
 __all__ = [
@@ -47,16 +54,8 @@ _HEAD_CHANNELS = 1280
 _CHECKPOINT_VERSIONS = (1, 2)
 
 
-def _conv_bn(
-    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1, relu: bool = True
-) -> list[nn.Module]:
-    """Conv, BatchNorm and optionally ReLU as a list: the checkpoints store them flat in the parent Sequential."""
-    norm = partial(nn.BatchNorm2d, momentum=_BN_MOMENTUM)
-    activation = nn.ReLU if relu else None
-    block = Conv2dNormActivation(
-        in_channels, out_channels, kernel_size, stride, groups=groups, norm_layer=norm, activation_layer=activation
-    )
-    return list(block)
+def _conv_bn(*args: Any, **kwargs: Any) -> list[nn.Module]:
+    return conv_bn_layers(*args, bn_momentum=_BN_MOMENTUM, **kwargs)
 
 
 def _stem(first: int, second: int) -> list[nn.Module]:
