@@ -15,6 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+# The benchmarks compare outputs the way optimize_for_inference checks its own: one definition for both.
+from visionzoo.models._optimize import _max_difference as max_difference
+
 
 def _image_batch(batch: int, size: int) -> tuple[torch.Tensor, ...]:
     return (torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)),)
@@ -129,14 +132,3 @@ def build_pair(target: Target, seed: int = 0) -> Pair:
         return Pair(ours, reference, synced=True)
     except (RuntimeError, ValueError) as error:  # e.g. quantized packed params with a different layout
         return Pair(ours, reference, synced=False, note=f"weights not synced: {str(error)[:160]}")
-
-
-def max_difference(a: Any, b: Any) -> float:
-    """Largest absolute difference between two model outputs (tensors or tuples/dicts of them)."""
-    if isinstance(a, torch.Tensor):
-        return (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
-    if isinstance(a, dict):
-        return max((max_difference(a[k], b[k]) for k in a), default=0.0)
-    if isinstance(a, (list, tuple)):
-        return max((max_difference(x, y) for x, y in zip(a, b)), default=0.0)
-    return 0.0
