@@ -18,6 +18,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from ..ops.buffer_reuse import ReusingSequential
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 from ..transforms import InterpolationMode
 from ._api import WeightsEnum, register_model
@@ -217,7 +218,7 @@ class PartitionAttention(nn.Module):
             RelativePositionSelfAttention(in_channels, head_dim, partition_size**2),
             nn.Dropout(attention_dropout),
         )
-        self.mlp_layer = nn.Sequential(
+        self.mlp_layer = ReusingSequential(
             nn.LayerNorm(in_channels),
             nn.Linear(in_channels, in_channels * mlp_ratio),
             activation_layer(),

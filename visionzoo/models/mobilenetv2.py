@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..ops.buffer_reuse import ReusingSequential
 from ..ops.misc import Conv2dNormActivation
 from ._api import WeightsEnum, register_model
 from ._utils import build_model, check_image_batch, init_conv_net, make_divisible
@@ -64,7 +65,7 @@ class InvertedResidual(nn.Module):
             nn.Conv2d(hidden, oup, 1, bias=False),
             norm_layer(oup),
         ]
-        self.conv = nn.Sequential(*layers)
+        self.conv = ReusingSequential(*layers)
         self.stride = stride
         self.use_res_connect = stride == 1 and inp == oup
         self.out_channels = oup

@@ -15,6 +15,8 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
+from .buffer_reuse import ReusingSequential
+
 __all__ = [
     "Conv2dNormActivation",
     "Conv3dNormActivation",
@@ -49,11 +51,12 @@ def _as_tuple(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ..
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class _ConvNormActivation(nn.Sequential):
+class _ConvNormActivation(ReusingSequential):
     """Convolution, then an optional norm layer, then an optional activation, for any spatial dimension.
 
     Children are numbered 0, 1, 2 in that order (whichever are present), which gives the checkpoints' keys
-    ``0.weight``, ``1.running_mean``, ... The subclasses fix the dimension and the default norm layer.
+    ``0.weight``, ``1.running_mean``, ... The subclasses fix the dimension and the default norm layer. An
+    eval-mode BatchNorm2d writes into the convolution's output (see :mod:`visionzoo.ops.buffer_reuse`).
     """
 
     _conv: type[nn.Module]
@@ -392,12 +395,13 @@ class StochasticDepth(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class MLP(nn.Sequential):
+class MLP(ReusingSequential):
     """Multi-layer perceptron: per hidden layer Linear, [norm], activation, Dropout; then Linear, Dropout.
 
     The last entry of ``hidden_channels`` is the output width and gets no norm or activation. Indices in
     the sequence follow that order (e.g. ``0`` and ``3`` are the Linear layers of a two-layer MLP without
-    norm), which is the checkpoints' key layout.
+    norm), which is the checkpoints' key layout. Without autograd, a GELU writes into its Linear's output
+    (see :mod:`visionzoo.ops.buffer_reuse`).
 
     Args:
         in_channels: width of the input.
