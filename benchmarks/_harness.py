@@ -29,6 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(os.environ.get("VISIONZOO_BENCH_RESULTS", ROOT / "benchmarks" / "results"))
 QUICK_ENV = "VISIONZOO_BENCH_QUICK"
 
+# glibc malloc kept from handing memory back to the system (mmap threshold at its maximum, no trimming). Under
+# the defaults an eager model pays page faults for much of its activation memory on every call, and how many
+# depends on the order of earlier allocations and frees rather than on the model's arithmetic.
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -160,6 +165,15 @@ def in_fresh_process(function: Callable[..., Any], *args: Any, env: dict[str, st
         "print(json.dumps(getattr(importlib.import_module(module), name)(*args)))\n"
     )
     return run_fresh(code, env=env)
+
+
+def minor_page_faults() -> int | None:
+    """Minor page faults of this process so far (None where ``resource`` is unavailable)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def current_rss_bytes() -> int:

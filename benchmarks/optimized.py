@@ -30,6 +30,7 @@ import torch
 from visionzoo.models import optimize_for_inference
 
 from ._harness import (
+    TUNED_MALLOC,
     Report,
     Settings,
     in_fresh_process,
@@ -46,10 +47,6 @@ from .targets import REPRESENTATIVES, Target, build_pair, max_difference
 BATCH = 8
 TARGET_SPEEDUP = {"resnet50": 1.8, "mobilenet_v3_large": 3.0}
 QUICK_COMPILED = tuple(TARGET_SPEEDUP)
-
-# glibc malloc kept from handing memory back to the system (mmap threshold at its maximum, no trimming): the
-# best case for eager models, whose per-call activations otherwise cost page faults on every call.
-TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
 
 
 def _compare(target: Target, candidates: tuple[str, ...], settings: Settings) -> dict[str, Any]:
