@@ -140,3 +140,45 @@ def test_sequential_and_pair_match_plain_calls_and_trace() -> None:
         identity_then_bn(x)
         pair_forward(nn.Identity(), _trained_bn(3), x)
     torch.testing.assert_close(x, before, atol=0, rtol=0)
+
+
+def test_squeeze_excitation_reuses_a_conv_block_output_unless_observed() -> None:
+    from visionzoo.ops import Conv2dNormActivation, SqueezeExcitation
+
+    torch.manual_seed(0)
+    block = Conv2dNormActivation(3, 8, norm_layer=_trained_bn_factory).eval()
+    se = SqueezeExcitation(8, 4).eval()
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        expected = se(block(x))
+        fresh = block(x)
+        out = apply_reusing(se, fresh, block)
+        assert out is fresh
+        torch.testing.assert_close(out, expected, atol=0, rtol=0)
+        torch.testing.assert_close(ReusingSequential(block, se)(x), expected, atol=0, rtol=0)
+
+        # A hook inside the block may hold the output (the in-place activation returns the same tensor).
+        handle = block[2].register_forward_hook(lambda module, args, output: None)
+        fresh = block(x)
+        assert apply_reusing(se, fresh, block) is not fresh
+        handle.remove()
+
+        class Doubled(SqueezeExcitation):  # a subclass with its own forward (as the quantizable one has)
+            def forward(self, input: torch.Tensor) -> torch.Tensor:
+                return 2 * super().forward(input)
+
+        doubled = Doubled(8, 4).eval()
+        doubled.load_state_dict(se.state_dict())
+        torch.testing.assert_close(apply_reusing(doubled, block(x), block), 2 * expected, atol=0, rtol=0)
+
+        # A block whose convolution was replaced returns what it was given: nothing may be written into it.
+        pruned = Conv2dNormActivation(8, 8, norm_layer=None, activation_layer=None).eval()
+        pruned[0] = nn.Identity()
+        kept = torch.randn(2, 8, 6, 6)
+        before = kept.clone()
+        ReusingSequential(pruned, se)(kept)
+        torch.testing.assert_close(kept, before, atol=0, rtol=0)
+
+
+def _trained_bn_factory(channels: int) -> nn.BatchNorm2d:
+    return _trained_bn(channels)

@@ -85,7 +85,7 @@ class PreNormMBConv(nn.Module):
 
         mid = int(out_channels * expansion_ratio)
         conv = partial(Conv2dNormActivation, norm_layer=norm_layer, activation_layer=activation_layer, inplace=None)
-        self.layers = nn.Sequential(
+        self.layers = ReusingSequential(
             OrderedDict(
                 pre_norm=norm_layer(in_channels),
                 conv_a=conv(in_channels, mid, kernel_size=1, padding=0),

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..ops.buffer_reuse import ReusingSequential
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation
 from ..transforms.functional import InterpolationMode
 from ._api import WeightsEnum, register_model
@@ -56,7 +57,7 @@ class SimpleStemIN(Conv2dNormActivation):
         )
 
 
-class BottleneckTransform(nn.Sequential):
+class BottleneckTransform(ReusingSequential):
     """The residual branch: 1x1 (``a``), grouped 3x3 carrying the stride (``b``), optional SE, 1x1 (``c``)."""
 
     def __init__(

@@ -9,10 +9,12 @@ results are bit-identical: the same kernels run, only the destination changes.
 
 It is done only where nothing can observe the difference:
 
-- the layer is a plain ``nn.BatchNorm2d`` in eval mode with running statistics, or a plain ``nn.GELU``;
+- the layer is a plain ``nn.BatchNorm2d`` in eval mode with running statistics, a plain ``nn.GELU``, or a
+  layer with a ``forward_in_place(fresh)`` method (such as ``SqueezeExcitation``);
 - autograd is off (``torch.no_grad`` or ``torch.inference_mode``), the tensor is an ordinary CPU tensor, and
   neither TorchScript tracing nor ``torch.compile`` is recording;
-- no forward hook could have kept the tensor: none on the producer, none on the layer, none global;
+- no forward hook could have kept the tensor: none on the producer or inside it, none on the layer, none
+  global;
 - the caller guarantees that the tensor is held by nobody else (see :func:`apply_reusing`).
 
 Everywhere else the layer is simply called.
@@ -28,23 +30,35 @@ from torch.nn.modules import module as _module
 
 __all__ = ["ReusingSequential", "apply_reusing", "pair_forward"]
 
-# Layers whose output is always a new tensor that nobody else holds once they return it.
+# Layers whose output is always a new tensor that nobody else holds once they return it. A container whose class
+# sets ``returns_fresh_output = True`` (a Conv-Norm-Activation block) counts as one when it starts with one.
 _PRODUCERS = (nn.Conv2d, nn.Linear)
 
 
-def _compiling() -> bool:
-    is_compiling: Callable[[], bool] | None = getattr(torch.compiler, "is_compiling", None)
-    return bool(is_compiling and is_compiling()) or torch.jit.is_tracing()
+def _is_producer(module: nn.Module | None) -> bool:
+    if isinstance(module, _PRODUCERS):
+        return True
+    if not getattr(type(module), "returns_fresh_output", False):
+        return False
+    first = next(iter(module.children()), None)  # type: ignore[union-attr]
+    return isinstance(first, _PRODUCERS)
+
+
+_is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", None) or (lambda: False)
 
 
 def _unobserved(layer: nn.Module, producer: nn.Module | None) -> bool:
-    return not (
-        layer._forward_hooks
-        or layer._forward_pre_hooks
-        or (producer is not None and producer._forward_hooks)
-        or _module._global_forward_hooks
-        or _module._global_forward_pre_hooks
-    )
+    """No forward hook could have kept ``fresh`` or could see it change, and no tracer or compiler is recording."""
+    if layer._forward_hooks or layer._forward_pre_hooks:
+        return False
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks or _is_compiling() or torch.jit.is_tracing():
+        return False
+    if producer is None:
+        return True
+    if isinstance(producer, _PRODUCERS):
+        return not producer._forward_hooks
+    # A container's output may be the very tensor that one of its layers returned (in-place activations).
+    return not any(module._forward_hooks for module in producer.modules())
 
 
 def _batch_norm_into(norm: nn.BatchNorm2d, x: Tensor) -> Tensor | None:
@@ -53,9 +67,7 @@ def _batch_norm_into(norm: nn.BatchNorm2d, x: Tensor) -> Tensor | None:
     if norm.training or mean is None or var is None or x.dim() != 4 or x.dtype != var.dtype:
         return None  # batch statistics, or an input that norm(x) rejects or converts: its own call decides
     empty = x.new_empty(0)  # the kernel's saved statistics, left empty in eval mode
-    torch.ops.aten.native_batch_norm.out(
-        x, norm.weight, norm.bias, mean, var, False, 0.0, norm.eps, out=x, save_mean=empty, save_invstd=empty
-    )
+    torch.native_batch_norm(x, norm.weight, norm.bias, mean, var, False, 0.0, norm.eps, out=(x, empty, empty))
     return x
 
 
@@ -63,43 +75,44 @@ def apply_reusing(layer: nn.Module, fresh: Tensor, producer: nn.Module | None = 
     """``layer(fresh)``, computed in ``fresh``'s memory where that is safe (see the module docstring).
 
     Args:
-        layer: any module; only a plain eval-mode ``nn.BatchNorm2d`` or an ``nn.GELU`` is ever run in place.
+        layer: any module; only a plain eval-mode ``nn.BatchNorm2d``, an ``nn.GELU`` or a layer with a
+            ``forward_in_place`` method is ever run in place.
         fresh: a tensor that only the caller holds, such as the output a convolution just returned or the
             result of ``torch.cat``; never an argument that the caller received.
         producer: the module that returned ``fresh``, if any: a forward hook on it may have kept the tensor,
             which rules reuse out.
     """
-    if (
-        not torch.is_grad_enabled()
-        and type(fresh) is Tensor
-        and fresh.device.type == "cpu"
-        and _unobserved(layer, producer)
-        and not _compiling()
-    ):
-        kind = type(layer)
-        if kind is nn.BatchNorm2d:
+    if torch.is_grad_enabled() or type(fresh) is not Tensor or not fresh.is_cpu:
+        return layer(fresh)
+    kind = type(layer)
+    if kind is nn.BatchNorm2d:
+        if _unobserved(layer, producer):
             out = _batch_norm_into(layer, fresh)  # type: ignore[arg-type]
             if out is not None:
                 return out
-        elif kind is nn.GELU and fresh.is_floating_point():
+    elif kind is nn.GELU:
+        if fresh.is_floating_point() and _unobserved(layer, producer):
             return torch.ops.aten.gelu_(fresh, approximate=layer.approximate)
+    elif getattr(kind, "forward_in_place", None) is not None and _unobserved(layer, producer):
+        return layer.forward_in_place(fresh)
     return layer(fresh)
 
 
 def pair_forward(first: nn.Module, second: nn.Module, x: Tensor) -> Tensor:
-    """``second(first(x))``, with ``second`` writing into ``first``'s output when ``first`` is a convolution or
-    a linear layer (whose output nothing else holds) and the conditions of :func:`apply_reusing` hold."""
+    """``second(first(x))``, with ``second`` writing into ``first``'s output when ``first`` is a convolution, a
+    linear layer or a Conv-Norm-Activation block (whose output nothing else holds) and the conditions of
+    :func:`apply_reusing` hold."""
     out = first(x)
-    return apply_reusing(second, out, first) if isinstance(first, _PRODUCERS) else second(out)
+    return apply_reusing(second, out, first) if _is_producer(first) else second(out)
 
 
 class ReusingSequential(nn.Sequential):
-    """``nn.Sequential`` whose layers after a ``Conv2d`` or ``Linear`` may write into its output (see
-    :func:`apply_reusing`). Same children, same state_dict keys, same results."""
+    """``nn.Sequential`` whose layers after a ``Conv2d``, a ``Linear`` or a Conv-Norm-Activation block may write
+    into its output (see :func:`apply_reusing`). Same children, same state_dict keys, same results."""
 
     def forward(self, input: Tensor) -> Tensor:
         previous: nn.Module | None = None
         for layer in self:
-            input = apply_reusing(layer, input, previous) if isinstance(previous, _PRODUCERS) else layer(input)
+            input = apply_reusing(layer, input, previous) if _is_producer(previous) else layer(input)
             previous = layer
         return input

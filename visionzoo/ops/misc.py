@@ -61,6 +61,7 @@ class _ConvNormActivation(ReusingSequential):
 
     _conv: type[nn.Module]
     _ndim: int
+    returns_fresh_output = True  # what follows may write into the output (see buffer_reuse)
 
     def __init__(
         self,
@@ -226,6 +227,13 @@ class SqueezeExcitation(nn.Module):
 
     def forward(self, input: Tensor) -> Tensor:
         return self._scale(input) * input
+
+    def forward_in_place(self, input: Tensor) -> Tensor:
+        """``forward`` written into ``input``, for :mod:`visionzoo.ops.buffer_reuse` (a subclass that changes
+        ``forward`` gets its own ``forward``)."""
+        if type(self).forward is not SqueezeExcitation.forward:
+            return self(input)
+        return input.mul_(self._scale(input))
 
 
 # ---------------------------------------------------------------------------------------------------------------
