@@ -1,11 +1,14 @@
 """Inference without a second buffer: a layer that follows a convolution or a linear layer may write its
 result into that layer's fresh output instead of allocating a tensor of the same size.
 
-On the CPU, an activation-sized allocation that the allocator cannot serve from memory it already holds costs
-page faults, and an elementwise pass over cold memory. Writing in place skips both. Measured in one process
-against the same model without it, in eval mode without autograd: ResNet-50 0.87-0.93x the time at batch 8
-and 0.98x at batch 1 (BatchNorm), ViT-B/16 0.91-0.94x, ConvNeXt-T 0.86-0.89x, Swin-T 0.96x (GELU). The
-results are bit-identical: the same kernels run, only the destination changes.
+On the CPU, under glibc malloc's default settings, much of a forward pass's activation memory is handed back
+to the system between calls and page-faulted in again on the next one; one allocation less per layer usually
+means fewer of those faults. Measured in one process against the same model without reuse, in eval mode without
+autograd: ResNet-50 0.87-0.93x the time at batch 8 (BatchNorm), ViT-B/16 0.91-0.94x, ConvNeXt-T 0.86-0.89x,
+Swin-T 0.96x (GELU). With malloc told to keep freed memory the kernels' time is what is left, and that is
+within about 2% either way: the gain is in the page faults, and their count depends on the order of
+allocations, so it is not a gain for every model (``benchmarks/eager.py`` counts them per call). The results
+are bit-identical: the same kernels run, only the destination changes.
 
 It is done only where nothing can observe the difference:
 
@@ -40,7 +43,7 @@ def _is_producer(module: nn.Module | None) -> bool:
         return True
     if not getattr(type(module), "returns_fresh_output", False):
         return False
-    first = next(iter(module.children()), None)  # type: ignore[union-attr]
+    first = next(iter(module._modules.values()), None)  # type: ignore[union-attr]
     return isinstance(first, _PRODUCERS)
 
 
@@ -58,7 +61,16 @@ def _unobserved(layer: nn.Module, producer: nn.Module | None) -> bool:
     if isinstance(producer, _PRODUCERS):
         return not producer._forward_hooks
     # A container's output may be the very tensor that one of its layers returned (in-place activations).
-    return not any(module._forward_hooks for module in producer.modules())
+    return not _hooked_inside(producer)
+
+
+def _hooked_inside(module: nn.Module) -> bool:
+    if module._forward_hooks:
+        return True
+    for child in module._modules.values():
+        if child is not None and _hooked_inside(child):
+            return True
+    return False
 
 
 def _batch_norm_into(norm: nn.BatchNorm2d, x: Tensor) -> Tensor | None:
