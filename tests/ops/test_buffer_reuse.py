@@ -182,3 +182,15 @@ def test_squeeze_excitation_reuses_a_conv_block_output_unless_observed() -> None
 
 def _trained_bn_factory(channels: int) -> nn.BatchNorm2d:
     return _trained_bn(channels)
+
+
+def test_regnet_shortcut_add_leaves_a_hooked_branch_output_alone() -> None:
+    model = vz.regnet_y_400mf(num_classes=10).eval()
+    block = model.trunk_output.block1[0]
+    kept: list[torch.Tensor] = []
+    block.f.register_forward_hook(lambda module, args, output: kept.append(output.clone() if not kept else output))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        model(x)  # the first call stores a copy, the second the tensor itself
+        model(x)
+    torch.testing.assert_close(kept[1], kept[0], atol=0, rtol=0)

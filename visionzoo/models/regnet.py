@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..ops.buffer_reuse import ReusingSequential
+from ..ops.buffer_reuse import ReusingSequential, add_reusing
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation
 from ..transforms.functional import InterpolationMode
 from ._api import WeightsEnum, register_model
@@ -97,9 +97,7 @@ class ResBottleneckBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.proj is None else self.proj(x)
-        out = self.f(x)
-        out += shortcut  # in place: f's last norm returns a fresh tensor
-        return self.activation(out)
+        return self.activation(add_reusing(self.f(x), shortcut, self.f))
 
 
 class AnyStage(nn.Sequential):

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as _module
 
-__all__ = ["ReusingSequential", "apply_reusing", "pair_forward"]
+__all__ = ["ReusingSequential", "add_reusing", "apply_reusing", "pair_forward"]
 
 # Layers whose output is always a new tensor that nobody else holds once they return it. A container whose class
 # sets ``returns_fresh_output = True`` (a Conv-Norm-Activation block) counts as one when it starts with one.
@@ -108,6 +108,15 @@ def apply_reusing(layer: nn.Module, fresh: Tensor, producer: nn.Module | None = 
     elif getattr(kind, "forward_in_place", None) is not None and _unobserved(layer, producer):
         return layer.forward_in_place(fresh)
     return layer(fresh)
+
+
+def add_reusing(fresh: Tensor, other: Tensor, producer: nn.Module) -> Tensor:
+    """``fresh + other``, added into ``fresh`` (which ``producer`` just returned) unless a forward hook on or
+    inside ``producer`` may hold it. Autograd allows it either way: no backward formula needs a sum's input."""
+    if type(fresh) is not Tensor or _module._global_forward_hooks or _hooked_inside(producer):
+        return fresh + other
+    fresh += other
+    return fresh
 
 
 def pair_forward(first: nn.Module, second: nn.Module, x: Tensor) -> Tensor:
