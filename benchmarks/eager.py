@@ -11,8 +11,8 @@ Run: ``python -m benchmarks.eager [--quick] [--only resnet50,vit_b_16]``.
 from __future__ import annotations
 
 import gc
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -33,6 +33,7 @@ from ._harness import (
 from .targets import REPRESENTATIVES, Target, build_pair, max_difference
 
 BATCH_SIZES = (1, 8)
+SIDES = ("ours", "reference")
 PROCESSES = 3  # fresh processes per model in full mode, default allocator
 TUNED_PROCESSES = 2  # and with TUNED_MALLOC
 
@@ -108,9 +109,6 @@ def pool_processes(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         )
         pooled.append(row)
     return pooled
-
-
-SIDES = ("ours", "reference")
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:

@@ -52,16 +52,17 @@ _is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", None
 
 def _unobserved(layer: nn.Module, producer: nn.Module | None) -> bool:
     """No forward hook could have kept ``fresh`` or could see it change, and no tracer or compiler is recording."""
-    if layer._forward_hooks or layer._forward_pre_hooks:
+    if layer._forward_hooks or layer._forward_pre_hooks or _module._global_forward_pre_hooks:
         return False
-    if _module._global_forward_hooks or _module._global_forward_pre_hooks or _is_compiling() or torch.jit.is_tracing():
+    if _is_compiling() or torch.jit.is_tracing():
         return False
-    if producer is None:
-        return True
-    if isinstance(producer, _PRODUCERS):
-        return not producer._forward_hooks
-    # A container's output may be the very tensor that one of its layers returned (in-place activations).
-    return not _hooked_inside(producer)
+    return not _output_observed(producer)
+
+
+def _output_observed(producer: nn.Module | None) -> bool:
+    """Whether a forward hook may hold what ``producer`` returned: a global one, or one on ``producer`` or inside
+    it (a container's output may be the very tensor one of its layers returned, as in-place activations do)."""
+    return bool(_module._global_forward_hooks) or (producer is not None and _hooked_inside(producer))
 
 
 def _hooked_inside(module: nn.Module) -> bool:
@@ -111,9 +112,12 @@ def apply_reusing(layer: nn.Module, fresh: Tensor, producer: nn.Module | None = 
 
 
 def add_reusing(fresh: Tensor, other: Tensor, producer: nn.Module) -> Tensor:
-    """``fresh + other``, added into ``fresh`` (which ``producer`` just returned) unless a forward hook on or
-    inside ``producer`` may hold it. Autograd allows it either way: no backward formula needs a sum's input."""
-    if type(fresh) is not Tensor or _module._global_forward_hooks or _hooked_inside(producer):
+    """``fresh + other``, added into ``fresh`` (which ``producer`` just returned) unless a forward hook may hold it.
+
+    Also with autograd on: the sum's backward needs neither input, and should ``producer``'s last operation
+    have saved its output for its own backward, autograd refuses the in-place add with an error (RegNet's branch
+    ends in a BatchNorm, which saves its input)."""
+    if type(fresh) is not Tensor or _output_observed(producer):
         return fresh + other
     fresh += other
     return fresh
