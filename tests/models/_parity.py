@@ -12,11 +12,16 @@ from visionzoo import models
 
 
 def build_pair(name: str, **kwargs: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The reference model (random init, fixed seed) and ours, initialised alike, with the reference's state_dict loaded."""
+    """The reference model and ours, each built under the same seed, with the reference's state_dict loaded.
+
+    The same seed must give the same initial weights, draw for draw: a user who seeds a training run from
+    scratch gets the reference's starting point."""
     torch.manual_seed(0)
     ref = reference.models.get_model(name, weights=None, **kwargs).eval()
+    torch.manual_seed(0)
     ours = models.get_model(name, weights=None, **kwargs).eval()
     assert_same_initialisation(ref, ours)
+    assert_seeded_alike(ref, ours)
     # Some layers start at zero (ViT's head): outputs would be all zeros and prove nothing, so give such
     # weights random values (in the reference's own tensors) before the state is shared.
     with torch.no_grad():
@@ -58,6 +63,14 @@ def assert_same_initialisation(ref: torch.nn.Module, ours: torch.nn.Module) -> N
         assert abs(std_mine / std_ref - 1) < limit / 2**0.5, f"{key}: std {std_mine:.4g}, reference {std_ref:.4g}"
         mean_gap = abs(mine.float().mean().item() - expected.float().mean().item())
         assert mean_gap < limit * std_ref, f"{key}: mean differs by {mean_gap:.4g} (std {std_ref:.4g})"
+
+
+def assert_seeded_alike(ref: torch.nn.Module, ours: torch.nn.Module) -> None:
+    """Built under the same seed, every parameter and buffer equals the reference's exactly (same random
+    draws in the same order)."""
+    theirs = ref.state_dict()
+    differing = [key for key, mine in ours.state_dict().items() if not torch.equal(mine, theirs[key])]
+    assert not differing, f"{len(differing)} tensors differ from the reference's under the same seed: {differing[:3]}"
 
 
 def _same_meta_value(mine: Any, theirs: Any) -> bool:

@@ -265,13 +265,8 @@ class VisionTransformer(nn.Module):
                 channels = cnf.out_channels
             stem.add_module("conv_last", nn.Conv2d(channels, hidden_dim, kernel_size=1))
             self.conv_proj = stem
-            nn.init.normal_(stem.conv_last.weight, std=math.sqrt(2.0 / hidden_dim))
-            nn.init.zeros_(stem.conv_last.bias)
         else:
             self.conv_proj = nn.Conv2d(3, hidden_dim, kernel_size=patch_size, stride=patch_size)
-            fan_in = 3 * patch_size * patch_size
-            nn.init.trunc_normal_(self.conv_proj.weight, std=math.sqrt(1.0 / fan_in))
-            nn.init.zeros_(self.conv_proj.bias)
 
         self.class_token = nn.Parameter(torch.zeros(1, 1, hidden_dim))
         self.seq_length = (image_size // patch_size) ** 2 + 1
@@ -283,13 +278,27 @@ class VisionTransformer(nn.Module):
         if representation_size is not None:
             heads["pre_logits"] = nn.Linear(hidden_dim, representation_size)
             heads["act"] = nn.Tanh()
-            nn.init.trunc_normal_(heads["pre_logits"].weight, std=math.sqrt(1.0 / hidden_dim))
-            nn.init.zeros_(heads["pre_logits"].bias)
         heads["head"] = nn.Linear(representation_size or hidden_dim, num_classes)
-        # A zero head makes every class equally likely at the start of fine-tuning.
-        nn.init.zeros_(heads["head"].weight)
-        nn.init.zeros_(heads["head"].bias)
         self.heads = nn.Sequential(heads)
+        self._init_stem_and_heads()
+
+    def _init_stem_and_heads(self) -> None:
+        """Truncated-normal patch embedding (He-normal for a convolutional stem's last layer), truncated-normal
+        pre-logits and a zero head. Run once every layer exists, in the reference's order, so that a seed gives
+        the reference's initial weights draw for draw."""
+        if isinstance(self.conv_proj, nn.Conv2d):
+            fan_in = self.conv_proj.in_channels * self.patch_size * self.patch_size
+            nn.init.trunc_normal_(self.conv_proj.weight, std=math.sqrt(1.0 / fan_in))
+            nn.init.zeros_(self.conv_proj.bias)
+        else:
+            nn.init.normal_(self.conv_proj.conv_last.weight, std=math.sqrt(2.0 / self.hidden_dim))
+            nn.init.zeros_(self.conv_proj.conv_last.bias)
+        if "pre_logits" in self.heads._modules:
+            nn.init.trunc_normal_(self.heads.pre_logits.weight, std=math.sqrt(1.0 / self.hidden_dim))
+            nn.init.zeros_(self.heads.pre_logits.bias)
+        # A zero head makes every class equally likely at the start of fine-tuning.
+        nn.init.zeros_(self.heads.head.weight)
+        nn.init.zeros_(self.heads.head.bias)
 
     @property
     def input_size(self) -> tuple[int, int]:
