@@ -220,13 +220,28 @@ def peak_rss_bytes() -> int:
 # ----------------------------------------------------------------------------------------------- results
 
 
+def source_revision() -> str | None:
+    """The git commit of the code being measured, with ``+changes`` when the working tree differs from it;
+    None outside a git checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+changes" if dirty else "")
+
+
 def environment() -> dict[str, Any]:
-    """What the numbers depend on: versions, threads, CPU count and how busy the machine was."""
+    """What the numbers depend on: the code's revision, versions, threads, CPU count and how busy the machine
+    was."""
     try:
         load = list(os.getloadavg())
     except OSError:
         load = []
     return {
+        "revision": source_revision(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),

@@ -49,7 +49,9 @@ def _header(data: dict[str, Any]) -> list[str]:
     mode = "quick" if settings["quick"] else "full"
     return [
         f"_{mode} mode, torch {env['torch']}, {env['torch_threads']} threads on {env['cpu_count']} CPUs, "
-        f"load average {', '.join(f'{x:.1f}' for x in env['load_average_1_5_15min'])} at the end, {env['date']}_",
+        f"load average {', '.join(f'{x:.1f}' for x in env['load_average_1_5_15min'])} at the end, {env['date']}"
+        + (f", code at {env['revision']}" if env.get("revision") else "")
+        + "_",
         "",
     ]
 
