@@ -30,6 +30,22 @@ def isolated_weights_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch
     return torch_home / "hub" / "checkpoints"
 
 
+@pytest.fixture(autouse=True)
+def allocator_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The ``keep_freed_memory`` calls a test made, recorded instead of carried out: the setting would stay with
+    the whole test process. tests/test_allocator.py checks the real function in child processes."""
+    calls: list[bool] = []
+    if request.module.__name__ != "tests.test_allocator":
+        from visionzoo import allocator
+
+        def record(enable: bool = True) -> bool:
+            calls.append(enable)
+            return True
+
+        monkeypatch.setattr(allocator, "keep_freed_memory", record)
+    return calls
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
         pass

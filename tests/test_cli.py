@@ -122,9 +122,12 @@ def test_info_of_a_model_without_weights(zoo: TinyZoo, capsys: pytest.CaptureFix
 # ---------------------------------------------------------------------------------------------- predict
 
 
-def test_predict_downloads_and_prints_topk(zoo: TinyZoo, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_downloads_and_prints_topk(
+    zoo: TinyZoo, capsys: pytest.CaptureFixture[str], allocator_calls: list[bool]
+) -> None:
     status, out, _ = run(["predict", CAT, COFFEE, "--model", "tinynet", "--topk", "3", "--quiet"], capsys)
     assert status == 0 and (hub.get_dir() / zoo.files["V2"]).is_file()
+    assert allocator_calls == [True]  # its own process keeps freed memory for the next batch
     p = bias_probabilities()
     block = [CAT] + [f"  {r}. {CATEGORIES[9 - i]:<30} {p[i] * 100:6.2f}%" for r, i in ((1, 0), (2, 1), (3, 2))]
     assert out.splitlines() == block + [COFFEE] + block[1:]

@@ -40,11 +40,12 @@ def image_folder(tmp_path: Path) -> Path:
 
 
 def test_validate_reports_pil_and_tensor_accuracy_next_to_meta(
-    zoo: TinyZoo, image_folder: Path, capsys: pytest.CaptureFixture[str]
+    zoo: TinyZoo, image_folder: Path, capsys: pytest.CaptureFixture[str], allocator_calls: list[bool]
 ) -> None:
     # V2's logits are 0..9 whatever the image: top-1 is always 9, top-5 is 9..5.
     status, out, err = run(["validate", "TinyNet_Weights.V2", "--data", str(image_folder), "--quiet"], capsys)
     assert status == 0, err
+    assert allocator_calls == [True]  # its own process keeps freed memory for the next batch
     lines = out.splitlines()
     assert lines[0] == f"TinyNet_Weights.V2 on {image_folder}: 6 images, 3 classes"
     assert lines[1].split() == ["metric", "PIL", "tensor", "meta"]
@@ -127,12 +128,15 @@ def test_validate_errors(zoo: TinyZoo, tmp_path: Path, image_folder: Path, capsy
 # ---------------------------------------------------------------------------------------------- benchmark
 
 
-def test_benchmark_reports_speed_latency_and_memory(zoo: TinyZoo, capsys: pytest.CaptureFixture[str]) -> None:
+def test_benchmark_reports_speed_latency_and_memory(
+    zoo: TinyZoo, capsys: pytest.CaptureFixture[str], allocator_calls: list[bool]
+) -> None:
     argv = ["benchmark", "tinynet", "--batch-size", "2", "--input-size", "32", "--iterations", "4", "--warmup", "1"]
     status, out, err = run([*argv, "--threads", "1", "--channels-last", "--json"], capsys)
     assert status == 0, err
     result = json.loads(out)
     assert (result["batch_size"], result["input_size"], result["threads"], result["channels_last"]) == (2, 32, 1, True)
+    assert result["keep_freed_memory"] is False and allocator_calls == []  # a plain process unless asked
     latency = result["latency_ms"]
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
     assert result["images_per_s"] > 0 and result["peak_rss_mb"] >= result["peak_rss_before_runs_mb"] > 0
@@ -143,6 +147,20 @@ def test_benchmark_reports_speed_latency_and_memory(zoo: TinyZoo, capsys: pytest
     assert [line.split()[0] for line in out.splitlines()[3:]] == ["images/s", "latency", "latency", "latency", "peak", "peak"]
     status, out, _ = run(["benchmark", "tinynet", "--iterations", "1", "--warmup", "0", "--json"], capsys)
     assert status == 0 and json.loads(out)["input_size"] == 64
+
+    status, out, _ = run([*argv, "--keep-freed-memory"], capsys)
+    assert status == 0 and allocator_calls == [True] and "freed memory kept" in out.splitlines()[0]
+
+
+def test_benchmark_says_when_keeping_freed_memory_is_not_possible(
+    zoo: TinyZoo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from visionzoo import allocator
+
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda enable=True: False)  # as on macOS or Windows
+    status, out, err = run(["benchmark", "tinynet", "--iterations", "1", "--warmup", "0", "--keep-freed-memory", "--json"], capsys)
+    assert status == 0 and json.loads(out)["keep_freed_memory"] is False
+    assert err == "note: --keep-freed-memory has no effect here: the C library is not glibc\n"
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,12 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--channels-last", action="store_true", help="use the channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model first (slow warm-up)")
+    p.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="make malloc keep freed memory for the next call (Linux/glibc; see visionzoo.allocator): "
+        "no page faults for re-allocated activations, at the price of staying at peak memory",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_benchmark)
@@ -72,6 +78,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     import torch
 
     from visionzoo import hub
+    from visionzoo.allocator import keep_freed_memory
     from visionzoo.models import get_model
 
     from ._catalog import BUILD_KWARGS, task_of
@@ -84,6 +91,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     device = device_of(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    kept = keep_freed_memory() if args.keep_freed_memory else False
+    if args.keep_freed_memory and not kept:
+        print("note: --keep-freed-memory has no effect here: the C library is not glibc", file=sys.stderr)
     try:
         model = get_model(args.model, weights=args.weights, progress=False, **BUILD_KWARGS.get(task, {}))
     except hub.WeightsUnavailableError as error:
@@ -123,6 +133,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         "input_size": size,
         "channels_last": args.channels_last,
         "compile": args.compile,
+        "keep_freed_memory": kept,
         "iterations": args.iterations,
         "images_per_s": args.batch_size * args.iterations / (sum(latencies) / 1000),
         "latency_ms": {f"p{q}": percentile(latencies, q) for q in (50, 90, 99)},
@@ -134,7 +145,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    flags = ", ".join(f for f, on in (("channels_last", args.channels_last), ("compiled", args.compile)) if on)
+    flags = ", ".join(
+        f for f, on in (("channels_last", args.channels_last), ("compiled", args.compile), ("freed memory kept", kept)) if on
+    )
     print(
         f"{args.model} on {device} ({result['threads']} thread{'s' if result['threads'] != 1 else ''}"
         f"{', ' + flags if flags else ''}): "

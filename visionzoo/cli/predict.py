@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
         "predict",
         help="run a model on images",
         description="Run a pretrained model on images, in batches. Classification prints the top-k categories "
-        "of each image with their probabilities.",
+        "of each image with their probabilities. On Linux the process keeps the memory a batch frees for the "
+        "next one (visionzoo.allocator), which spares the page faults of re-allocating it.",
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGE")
     p.add_argument("--model", required=True)
@@ -132,10 +133,12 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from visionzoo import hub
+    from visionzoo.allocator import keep_freed_memory
     from visionzoo.models import get_model, get_model_weights
     from visionzoo.models._api import resolve_weights
 
     task = task_of(args.model)  # unknown model names fail here, with suggestions
+    keep_freed_memory()
     predictor = PREDICTORS.get(task)
     if predictor is None:
         available = ", ".join(sorted(PREDICTORS))
