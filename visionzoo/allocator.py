@@ -2,11 +2,11 @@
 
 With glibc's default settings, the activations of a CPU forward pass are handed back to the system as soon
 as they are freed, and the next call page-faults every one of their pages in again: zeroed by the kernel,
-one fault per 4 KiB page. Keeping that memory for the next call instead made our eager models up to 1.7x
-faster on the 2-core machine the benchmarks run on (``benchmarks/results/eager.json``, eager, batch 8 unless
-said): regnet_y_800mf 108 -> 63 ms, efficientnet_b0 at batch 1 21.7 -> 14.0 ms, densenet121 314 -> 250 ms,
-resnet50 316 -> 277 ms; vit_b_16, which page-faults little already (14k faults a call, the reference 146k),
-not at all.
+one fault per 4 KiB page. Keeping that memory for the next call instead made our eager models up to 1.6x
+faster on the 2-core machine the benchmarks run on (``visionzoo benchmark`` with and without
+``--keep-freed-memory``, median per call, two processes each): regnet_y_800mf at batch 8 112-125 -> 73-80 ms,
+efficientnet_b0 at batch 1 19.5-22.5 -> 13.4-13.7 ms; resnet50 at batch 8 varied too much there to tell
+(299-380 ms -> 247-380 ms). ``benchmarks/results/eager.json`` counts the faults per call of every model.
 :func:`keep_freed_memory` tells malloc to do so in a running process, which is what the environment variables
 ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do for a process started with them, or what jemalloc
 and tcmalloc do by design.

@@ -13,7 +13,8 @@ are bit-identical: the same kernels run, only the destination changes.
 It is done only where nothing can observe the difference:
 
 - the layer is a plain ``nn.BatchNorm2d`` in eval mode with running statistics, a plain ``nn.GELU``, or a
-  layer with a ``forward_in_place(fresh)`` method (such as ``SqueezeExcitation``);
+  layer with a ``forward_in_place(fresh)`` method (such as ``SqueezeExcitation``) defined by the same class
+  as its ``forward`` (a subclass that overrides ``forward`` alone keeps it);
 - autograd is off (``torch.no_grad`` or ``torch.inference_mode``), the tensor is an ordinary CPU tensor, and
   neither TorchScript tracing nor ``torch.compile`` is recording;
 - no forward hook could have kept the tensor: none on the producer or inside it, none on the layer, none
@@ -25,6 +26,7 @@ Everywhere else the layer is simply called.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -59,6 +61,17 @@ def _unobserved(layer: nn.Module, producer: nn.Module | None) -> bool:
     return not _output_observed(producer)
 
 
+@functools.cache
+def _has_in_place_forward(kind: type) -> bool:
+    """Whether ``kind.forward_in_place`` computes what ``kind.forward`` does: the nearest class of its MRO that
+    defines either defines both (the quantizable Squeeze-Excitation overrides ``forward`` only)."""
+    for klass in kind.__mro__:
+        defines = [name in vars(klass) for name in ("forward", "forward_in_place")]
+        if any(defines):
+            return all(defines)
+    return False
+
+
 def _output_observed(producer: nn.Module | None) -> bool:
     """Whether a forward hook may hold what ``producer`` returned: a global one, or one on ``producer`` or inside
     it (a container's output may be the very tensor one of its layers returned, as in-place activations do)."""
@@ -88,8 +101,8 @@ def apply_reusing(layer: nn.Module, fresh: Tensor, producer: nn.Module | None = 
     """``layer(fresh)``, computed in ``fresh``'s memory where that is safe (see the module docstring).
 
     Args:
-        layer: any module; only a plain eval-mode ``nn.BatchNorm2d``, an ``nn.GELU`` or a layer with a
-            ``forward_in_place`` method is ever run in place.
+        layer: any module; only a plain eval-mode ``nn.BatchNorm2d``, an ``nn.GELU`` or a layer whose class
+            defines ``forward_in_place`` next to its ``forward`` is ever run in place.
         fresh: a tensor that only the caller holds, such as the output a convolution just returned or the
             result of ``torch.cat``; never an argument that the caller received.
         producer: the module that returned ``fresh``, if any: a forward hook on it may have kept the tensor,
@@ -106,7 +119,7 @@ def apply_reusing(layer: nn.Module, fresh: Tensor, producer: nn.Module | None = 
     elif kind is nn.GELU:
         if fresh.is_floating_point() and _unobserved(layer, producer):
             return torch.ops.aten.gelu_(fresh, approximate=layer.approximate)
-    elif getattr(kind, "forward_in_place", None) is not None and _unobserved(layer, producer):
+    elif _has_in_place_forward(kind) and _unobserved(layer, producer):
         return layer.forward_in_place(fresh)
     return layer(fresh)
 

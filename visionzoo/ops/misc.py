@@ -229,10 +229,7 @@ class SqueezeExcitation(nn.Module):
         return self._scale(input) * input
 
     def forward_in_place(self, input: Tensor) -> Tensor:
-        """``forward`` written into ``input``, for :mod:`visionzoo.ops.buffer_reuse` (a subclass that changes
-        ``forward`` gets its own ``forward``)."""
-        if type(self).forward is not SqueezeExcitation.forward:
-            return self(input)
+        """``forward`` written into ``input``, for :mod:`visionzoo.ops.buffer_reuse`."""
         return input.mul_(self._scale(input))
 
 
