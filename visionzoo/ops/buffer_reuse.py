@@ -119,7 +119,8 @@ def apply_reusing(layer: nn.Module, fresh: Tensor, producer: nn.Module | None = 
     elif kind is nn.GELU:
         if fresh.is_floating_point() and _unobserved(layer, producer):
             return torch.ops.aten.gelu_(fresh, approximate=layer.approximate)
-    elif _has_in_place_forward(kind) and _unobserved(layer, producer):
+    elif hasattr(kind, "forward_in_place") and _unobserved(layer, producer) and _has_in_place_forward(kind):
+        # The cached check comes after _unobserved, which is False while torch.compile traces this function.
         return layer.forward_in_place(fresh)
     return layer(fresh)
 
