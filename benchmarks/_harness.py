@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime
+import gc
 import json
 import os
 import pickle
@@ -96,7 +97,11 @@ def _calls_per_measurement(fn: Callable[[], Any], min_time: float) -> int:
 def time_interleaved(fns: dict[str, Callable[[], Any]], settings: Settings) -> dict[str, list[float]]:
     """Seconds per call of each function, ``settings.repeats`` times, alternating the order of the sides.
 
-    The functions warm up first; each measurement repeats its call enough times to last ``min_time``.
+    The functions warm up first; each measurement repeats its call enough times to last ``min_time``. As in
+    ``timeit``, Python's cyclic garbage collector is off while a measurement runs and collects in between:
+    otherwise a full collection, triggered by whatever either side allocated, lands in one side's measurement
+    at random (neither side's models hold reference cycles, so everything they drop is still freed, and timed,
+    at once).
     """
     counts = {}
     for name, fn in fns.items():
@@ -105,13 +110,22 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], settings: Settings) -> d
         counts[name] = _calls_per_measurement(fn, settings.min_time)
     times: dict[str, list[float]] = {name: [] for name in fns}
     order = list(fns)
-    for repeat in range(settings.repeats):
-        for name in order if repeat % 2 == 0 else reversed(order):
-            fn, count = fns[name], counts[name]
-            start = time.perf_counter()
-            for _ in range(count):
-                fn()
-            times[name].append((time.perf_counter() - start) / count)
+    collecting = gc.isenabled()
+    try:
+        for repeat in range(settings.repeats):
+            for name in order if repeat % 2 == 0 else reversed(order):
+                fn, count = fns[name], counts[name]
+                gc.collect()
+                gc.disable()
+                start = time.perf_counter()
+                for _ in range(count):
+                    fn()
+                times[name].append((time.perf_counter() - start) / count)
+                if collecting:
+                    gc.enable()
+    finally:
+        if collecting:
+            gc.enable()
     return times
 
 
