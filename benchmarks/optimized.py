@@ -4,7 +4,9 @@ Each representative is measured in three fresh processes (``_harness.in_fresh_pr
 reference's eager model interleaved with our candidates:
 
 1. ours eager and ours optimised without compiling (conv-bn folding, channels-last);
-2. ours compiled (Inductor with freezing) from an empty Inductor cache: ``compile_s`` is a cold compile;
+2. ours compiled (Inductor with freezing) from an empty Inductor cache: ``compile_s`` is a cold compile
+   (``optimize_for_inference`` keeps the folded eager model instead where that ran clearly faster on the
+   example batch: ``compiled`` False);
 3. ours compiled again in a process that finds that cache warm (``second_process_compile_s``: what reusing
    compiled artefacts saves), with glibc malloc told to keep freed memory (``TUNED_MALLOC``). Eager models
    pay page faults for their activations on every call under the default allocator settings, so this is the
@@ -73,8 +75,9 @@ def _compare(target: Target, candidates: tuple[str, ...], settings: Settings) ->
         row.update(folded_pairs=optimized.folded, channels_last=optimized.channels_last)
         if compile:
             row.update(
-                compiled=optimized.compiled,
+                compiled=optimized.compiled,  # False when the timing on `x` kept the eager model
                 compile_s=optimized.compile_seconds,
+                seconds_per_call=optimized.seconds_per_call,
                 optimize_total_s=time.perf_counter() - start,
                 cache_counters={
                     f"{g}.{k}": v for g in ("inductor", "aot_autograd") for k, v in counters[g].items() if "cache" in k

@@ -253,6 +253,57 @@ def test_compile_failure_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) ->
     torch.testing.assert_close(optimised(x), model(x).detach(), atol=ATOL, rtol=0)
 
 
+def _fake_compiled(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[int]:
+    """Make "compiling" wrap the module in a runner that takes ``seconds`` longer per call; returns its call log."""
+    import time
+
+    from visionzoo.models import _optimize
+
+    calls: list[int] = []
+
+    def compile_with_freezing(module: nn.Module) -> object:
+        def run(*args: object) -> object:
+            calls.append(1)
+            time.sleep(seconds)
+            return module(*args)
+
+        return run
+
+    monkeypatch.setattr(_optimize, "_compile_with_freezing", compile_with_freezing)
+    return calls
+
+
+def test_eager_kept_when_compiling_is_slower(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_compiled(monkeypatch, seconds=0.05)
+    model = _calibrated(nn.Sequential(Conv2dNormActivation(3, 4), nn.Flatten()), size=8)
+    x = torch.randn(2, 3, 8, 8)
+    optimised = optimize_for_inference(model, x)
+    assert not optimised.compiled and optimised.compile_seconds is not None
+    timings = optimised.seconds_per_call
+    assert timings is not None and timings["compiled"] >= 0.05 > timings["eager"]
+    assert len(calls) == 3  # the checked first call and two timed ones
+    torch.testing.assert_close(optimised(x), model(x).detach(), atol=ATOL, rtol=0)
+    assert len(calls) == 3  # later calls run eagerly
+
+
+def test_compiled_kept_when_not_clearly_slower(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_compiled(monkeypatch, seconds=0.0)
+    model = _calibrated(nn.Sequential(Conv2dNormActivation(3, 4), nn.Flatten()), size=8)
+    x = torch.randn(2, 3, 8, 8)
+    unmeasured = optimize_for_inference(model, x, keep_faster=False)
+    assert unmeasured.compiled and unmeasured.seconds_per_call is None
+    # Equal work on both sides: a tie keeps the compiled model, unless the sleeping runner really lost by 5%.
+    tied = optimize_for_inference(model, x)
+    timings = tied.seconds_per_call
+    assert timings is not None
+    assert tied.compiled == (timings["eager"] > 0.95 * timings["compiled"])
+    slow = _fake_compiled(monkeypatch, seconds=0.05)
+    kept = optimize_for_inference(model, x, keep_faster=False)
+    assert kept.compiled and len(slow) == 1
+    kept(x)
+    assert len(slow) == 2  # calls go through the (slower) compiled runner, as asked
+
+
 def test_compiled_tiny_model_matches_eager() -> None:
     """The real torch.compile path (Inductor with freezing) on a tiny network.
 
@@ -270,8 +321,9 @@ def test_compiled_tiny_model_matches_eager() -> None:
         size=16,
     )
     x = torch.randn(2, 3, 16, 16)
-    optimised = optimize_for_inference(model, x, compile=True)
-    assert optimised.compiled and optimised.folded == 2
+    # keep_faster=False: this tiny network may well run faster eagerly, and the compiled path is under test.
+    optimised = optimize_for_inference(model, x, compile=True, keep_faster=False)
+    assert optimised.compiled and optimised.folded == 2 and optimised.seconds_per_call is None
     assert optimised.compile_seconds is not None and optimised.compile_seconds > 0
     with torch.no_grad():
         expected = model(x)
