@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime
 import gc
 import json
@@ -110,23 +111,28 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], settings: Settings) -> d
         counts[name] = _calls_per_measurement(fn, settings.min_time)
     times: dict[str, list[float]] = {name: [] for name in fns}
     order = list(fns)
-    collecting = gc.isenabled()
-    try:
-        for repeat in range(settings.repeats):
-            for name in order if repeat % 2 == 0 else reversed(order):
-                fn, count = fns[name], counts[name]
-                gc.collect()
-                gc.disable()
+    for repeat in range(settings.repeats):
+        for name in order if repeat % 2 == 0 else reversed(order):
+            fn, count = fns[name], counts[name]
+            with _collector_paused():
                 start = time.perf_counter()
                 for _ in range(count):
                     fn()
                 times[name].append((time.perf_counter() - start) / count)
-                if collecting:
-                    gc.enable()
-    finally:
-        if collecting:
-            gc.enable()
     return times
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Collect garbage now, then keep Python's cyclic garbage collector off until the block ends."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def median(values: Sequence[float]) -> float:
