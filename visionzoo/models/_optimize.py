@@ -19,7 +19,6 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.buffer_reuse import ReusingSequential
 from ..ops.misc import FrozenBatchNorm2d
 
 __all__ = ["optimize_for_inference", "InferenceModel", "fold_conv_bn", "route_linear_through_onednn"]
@@ -105,10 +104,6 @@ def _pairs_from_graph(root: nn.Module, graph: torch.fx.Graph) -> list[tuple[str,
     return pairs
 
 
-# Forwards that feed each child's output to the next child only (the buffer-reusing one computes the same).
-_SEQUENTIAL_FORWARDS = (nn.Sequential.forward, ReusingSequential.forward)
-
-
 def _pairs_in_sequential(module: nn.Sequential, prefix: str) -> list[tuple[str, str]]:
     # In an unmodified Sequential each child's output feeds only the next child.
     children = list(module.named_children())
@@ -126,7 +121,7 @@ def _find_pairs(module: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
             graph = _LeafTracer().trace(module)
     except Exception:  # data-dependent control flow and friends: fall back to the structure
         pairs = []
-        if isinstance(module, nn.Sequential) and type(module).forward in _SEQUENTIAL_FORWARDS:
+        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
             pairs += _pairs_in_sequential(module, prefix)
         for name, child in module.named_children():
             pairs += _find_pairs(child, f"{prefix}{name}.")

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..ops.buffer_reuse import ReusingSequential
 from ..ops.misc import Conv2dNormActivation, Permute, StochasticDepth
 from ._api import WeightsEnum, register_model
 from ._utils import build_model, check_image_batch
@@ -66,7 +65,7 @@ class CNBlock(nn.Module):
     ) -> None:
         super().__init__()
         norm_layer = norm_layer or partial(nn.LayerNorm, eps=1e-6)
-        self.block = ReusingSequential(
+        self.block = nn.Sequential(
             nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim),
             Permute([0, 2, 3, 1]),
             norm_layer(dim),

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from ..ops.buffer_reuse import ReusingSequential, apply_reusing
 from ._api import WeightsEnum, register_model
 from ._utils import StateDict, build_model, check_image_batch, set_or_check
 from ._weights import imagenet_entry
@@ -54,7 +53,7 @@ class _DenseLayer(nn.Module):
         self.memory_efficient = memory_efficient
 
     def _bottleneck(self, *features: Tensor) -> Tensor:
-        return self.conv1(self.relu1(apply_reusing(self.norm1, torch.cat(features, 1))))
+        return self.conv1(self.relu1(self.norm1(torch.cat(features, 1))))
 
     def forward(self, features: list[Tensor] | Tensor) -> Tensor:
         """New ``growth_rate`` channels computed from the block input and every earlier layer's output."""
@@ -65,7 +64,7 @@ class _DenseLayer(nn.Module):
             bottleneck = torch.utils.checkpoint.checkpoint(self._bottleneck, *features, use_reentrant=False)
         else:
             bottleneck = self._bottleneck(*features)
-        out = self.conv2(self.relu2(apply_reusing(self.norm2, bottleneck, self.conv1)))
+        out = self.conv2(self.relu2(self.norm2(bottleneck)))
         if self.drop_rate > 0:
             out = F.dropout(out, p=self.drop_rate, training=self.training)
         return out
@@ -145,7 +144,7 @@ class DenseNet(nn.Module):
         self._min_size = 2 ** (len(block_config) + 1) - 3
 
         # Plain layer names (conv0, denseblock1, transition1, norm5, ...) are the checkpoints' keys.
-        self.features = ReusingSequential(
+        self.features = nn.Sequential(
             OrderedDict(
                 conv0=nn.Conv2d(3, num_init_features, kernel_size=7, stride=2, padding=3, bias=False),
                 norm0=nn.BatchNorm2d(num_init_features),

@@ -19,7 +19,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..ops.buffer_reuse import ReusingSequential
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 from ..transforms import InterpolationMode
 from ._api import WeightsEnum, register_model
@@ -191,7 +190,7 @@ class MBConv(_ResidualBlock):
             se_layer(hidden, max(1, cnf.input_channels // 4), activation=partial(nn.SiLU, inplace=True)),
             conv(hidden, cnf.out_channels, kernel_size=1, activation_layer=None),
         ]
-        super().__init__(cnf, ReusingSequential(*layers), stochastic_depth_prob)
+        super().__init__(cnf, nn.Sequential(*layers), stochastic_depth_prob)
 
 
 class FusedMBConv(_ResidualBlock):

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.buffer_reuse import pair_forward
 from ._api import WeightsEnum, register_model
 from ._utils import StateDict, build_model, check_image_batch
 from ._weights import imagenet_entry
@@ -52,7 +51,7 @@ class BasicConv2d(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(pair_forward(self.conv, self.bn, x), inplace=True)
+        return F.relu(self.bn(self.conv(x)), inplace=True)
 
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)

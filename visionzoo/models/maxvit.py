@@ -18,7 +18,6 @@ import torch
 import torch.fx
 from torch import nn
 
-from ..ops.buffer_reuse import ReusingSequential
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 from ..transforms import InterpolationMode
 from ._api import WeightsEnum, register_model
@@ -85,7 +84,7 @@ class PreNormMBConv(nn.Module):
 
         mid = int(out_channels * expansion_ratio)
         conv = partial(Conv2dNormActivation, norm_layer=norm_layer, activation_layer=activation_layer, inplace=None)
-        self.layers = ReusingSequential(
+        self.layers = nn.Sequential(
             OrderedDict(
                 pre_norm=norm_layer(in_channels),
                 conv_a=conv(in_channels, mid, kernel_size=1, padding=0),
@@ -218,7 +217,7 @@ class PartitionAttention(nn.Module):
             RelativePositionSelfAttention(in_channels, head_dim, partition_size**2),
             nn.Dropout(attention_dropout),
         )
-        self.mlp_layer = ReusingSequential(
+        self.mlp_layer = nn.Sequential(
             nn.LayerNorm(in_channels),
             nn.Linear(in_channels, in_channels * mlp_ratio),
             activation_layer(),

@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..ops.buffer_reuse import ReusingSequential
 from ._api import WeightsEnum, register_model
 from ._utils import (
     StateDict,
@@ -84,7 +83,7 @@ class _InvertedResidual(nn.Module):
             raise ValueError(f"MNASNet blocks take kernel_size 3 or 5, got {kernel_size}")
         mid = in_ch * expansion_factor
         self.apply_residual = in_ch == out_ch and stride == 1
-        self.layers = ReusingSequential(
+        self.layers = nn.Sequential(
             *_conv_bn(in_ch, mid, 1),
             *_conv_bn(mid, mid, kernel_size, stride, groups=mid),
             *_conv_bn(mid, out_ch, 1, relu=False),
@@ -139,7 +138,7 @@ class MNASNet(nn.Module):
         stacks = [
             _stack(in_ch, out_ch, *stack) for in_ch, out_ch, stack in zip(depths[1:], depths[2:], _STACKS)
         ]
-        self.layers = ReusingSequential(*_stem(depths[0], depths[1]), *stacks, *_conv_bn(depths[-1], _HEAD_CHANNELS, 1))
+        self.layers = nn.Sequential(*_stem(depths[0], depths[1]), *stacks, *_conv_bn(depths[-1], _HEAD_CHANNELS, 1))
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(_HEAD_CHANNELS, num_classes))
 
         init_conv_net(

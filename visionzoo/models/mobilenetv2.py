@@ -15,7 +15,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..ops.buffer_reuse import ReusingSequential
 from ..ops.misc import Conv2dNormActivation
 from ._api import WeightsEnum, register_model
 from ._utils import build_model, check_image_batch, init_conv_net, make_divisible
@@ -65,7 +64,7 @@ class InvertedResidual(nn.Module):
             nn.Conv2d(hidden, oup, 1, bias=False),
             norm_layer(oup),
         ]
-        self.conv = ReusingSequential(*layers)
+        self.conv = nn.Sequential(*layers)
         self.stride = stride
         self.use_res_connect = stride == 1 and inp == oup
         self.out_channels = oup

@@ -17,7 +17,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..ops.buffer_reuse import ReusingSequential
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation
 from ._api import WeightsEnum, register_model
 from ._utils import build_model, check_image_batch, init_conv_net, make_divisible
@@ -125,7 +124,7 @@ class InvertedResidual(nn.Module):
         if cnf.use_se:
             layers.append(se_layer(expanded, make_divisible(expanded // 4, 8)))
         layers.append(conv(expanded, cnf.out_channels, kernel_size=1, activation_layer=None))
-        self.block = ReusingSequential(*layers)
+        self.block = nn.Sequential(*layers)
         self.use_res_connect = cnf.stride == 1 and cnf.input_channels == cnf.out_channels
         self.out_channels = cnf.out_channels
         # "Is a convolution that reduces resolution" (or would, undilated): backbones cut stages here.

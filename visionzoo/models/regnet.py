@@ -18,7 +18,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..ops.buffer_reuse import ReusingSequential, add_reusing
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation
 from ..transforms.functional import InterpolationMode
 from ._api import WeightsEnum, register_model
@@ -57,7 +56,7 @@ class SimpleStemIN(Conv2dNormActivation):
         )
 
 
-class BottleneckTransform(ReusingSequential):
+class BottleneckTransform(nn.Sequential):
     """The residual branch: 1x1 (``a``), grouped 3x3 carrying the stride (``b``), optional SE, 1x1 (``c``)."""
 
     def __init__(
@@ -97,7 +96,7 @@ class ResBottleneckBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.proj is None else self.proj(x)
-        return self.activation(add_reusing(self.f(x), shortcut, self.f))
+        return self.activation(shortcut + self.f(x))
 
 
 class AnyStage(nn.Sequential):

@@ -15,7 +15,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..ops.buffer_reuse import ReusingSequential, pair_forward
 from ._api import WeightsEnum, register_model
 from ._utils import build_model, check_image_batch, init_conv_net, set_or_check
 from ._weights import imagenet_entry
@@ -89,8 +88,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(pair_forward(self.conv1, self.bn1, x))
-        out = pair_forward(self.conv2, self.bn2, out)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
         out += shortcut  # in place: one block-sized allocation less per call
         return self.relu(out)
 
@@ -127,9 +126,9 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(pair_forward(self.conv1, self.bn1, x))
-        out = self.relu(pair_forward(self.conv2, self.bn2, out))
-        out = pair_forward(self.conv3, self.bn3, out)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
         out += shortcut  # in place: one block-sized allocation less per call
         return self.relu(out)
 
@@ -209,7 +208,7 @@ class ResNet(nn.Module):
             stride = 1
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = ReusingSequential(
+            downsample = nn.Sequential(
                 _conv1x1(self.inplanes, planes * block.expansion, stride),
                 self._norm_layer(planes * block.expansion),
             )
@@ -221,7 +220,7 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (N, C, H/32, W/32)."""
-        x = self.maxpool(self.relu(pair_forward(self.conv1, self.bn1, x)))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..ops.buffer_reuse import ReusingSequential
 from ..ops.misc import Conv2dNormActivation
 from ._api import WeightsEnum, register_model
 from ._utils import build_model, check_image_batch, conv_bn_layers, set_or_check
@@ -66,14 +65,14 @@ class InvertedResidual(nn.Module):
             )
         self.stride = stride
         if stride > 1:
-            self.branch1 = ReusingSequential(
+            self.branch1 = nn.Sequential(
                 *conv_bn_layers(inp, inp, 3, stride, groups=inp, relu=False),
                 *conv_bn_layers(inp, branch_channels, 1),
             )
         else:
             # The pass-through half; an empty Sequential keeps the attribute on every unit.
             self.branch1 = nn.Sequential()
-        self.branch2 = ReusingSequential(
+        self.branch2 = nn.Sequential(
             *conv_bn_layers(inp if stride > 1 else branch_channels, branch_channels, 1),
             *conv_bn_layers(branch_channels, branch_channels, 3, stride, groups=branch_channels, relu=False),
             *conv_bn_layers(branch_channels, branch_channels, 1),

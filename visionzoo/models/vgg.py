@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..ops.buffer_reuse import ReusingSequential
 from ._api import WeightsEnum, register_model
 from ._utils import build_model, check_image_batch, init_conv_net
 from ._weights import imagenet_entry
@@ -72,7 +71,7 @@ def make_layers(cfg: list[str | int], batch_norm: bool = False) -> nn.Sequential
             layers.append(nn.BatchNorm2d(item))
         layers.append(nn.ReLU(inplace=True))
         channels = item
-    return ReusingSequential(*layers)
+    return nn.Sequential(*layers)
 
 
 class VGG(nn.Module):

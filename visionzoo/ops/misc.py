@@ -15,8 +15,6 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
-from .buffer_reuse import ReusingSequential
-
 __all__ = [
     "Conv2dNormActivation",
     "Conv3dNormActivation",
@@ -51,17 +49,15 @@ def _as_tuple(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ..
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class _ConvNormActivation(ReusingSequential):
+class _ConvNormActivation(nn.Sequential):
     """Convolution, then an optional norm layer, then an optional activation, for any spatial dimension.
 
     Children are numbered 0, 1, 2 in that order (whichever are present), which gives the checkpoints' keys
-    ``0.weight``, ``1.running_mean``, ... The subclasses fix the dimension and the default norm layer. An
-    eval-mode BatchNorm2d writes into the convolution's output (see :mod:`visionzoo.ops.buffer_reuse`).
+    ``0.weight``, ``1.running_mean``, ... The subclasses fix the dimension and the default norm layer.
     """
 
     _conv: type[nn.Module]
     _ndim: int
-    returns_fresh_output = True  # what follows may write into the output (see buffer_reuse)
 
     def __init__(
         self,
@@ -227,10 +223,6 @@ class SqueezeExcitation(nn.Module):
 
     def forward(self, input: Tensor) -> Tensor:
         return self._scale(input) * input
-
-    def forward_in_place(self, input: Tensor) -> Tensor:
-        """``forward`` written into ``input``, for :mod:`visionzoo.ops.buffer_reuse`."""
-        return input.mul_(self._scale(input))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -400,13 +392,12 @@ class StochasticDepth(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class MLP(ReusingSequential):
+class MLP(nn.Sequential):
     """Multi-layer perceptron: per hidden layer Linear, [norm], activation, Dropout; then Linear, Dropout.
 
     The last entry of ``hidden_channels`` is the output width and gets no norm or activation. Indices in
     the sequence follow that order (e.g. ``0`` and ``3`` are the Linear layers of a two-layer MLP without
-    norm), which is the checkpoints' key layout. Without autograd, a GELU writes into its Linear's output
-    (see :mod:`visionzoo.ops.buffer_reuse`).
+    norm), which is the checkpoints' key layout.
 
     Args:
         in_channels: width of the input.
