@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 # The benchmarks compare outputs the way optimize_for_inference checks its own: one definition for both.
-from visionzoo.models._optimize import _max_difference as max_difference
+from visionzoo.inference import _max_difference as max_difference
 
 
 def _image_batch(batch: int, size: int) -> tuple[torch.Tensor, ...]:

@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("models", "transforms", "io", "ops", "hub", "utils", "cli", "allocator")
+_SUBMODULES = ("models", "transforms", "io", "ops", "hub", "inference", "cli", "allocator")
 
 
 def __getattr__(name: str) -> Any:

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from visionzoo import models
+from visionzoo.inference import fold_conv_bn, route_linear_through_onednn
 from visionzoo.models import InferenceModel, optimize_for_inference
-from visionzoo.models._optimize import fold_conv_bn, route_linear_through_onednn
 from visionzoo.models.vision_transformer import VisionTransformer
 from visionzoo.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
 
@@ -257,7 +257,7 @@ def _fake_compiled(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[int]
     """Make "compiling" wrap the module in a runner that takes ``seconds`` longer per call; returns its call log."""
     import time
 
-    from visionzoo.models import _optimize
+    from visionzoo import inference
 
     calls: list[int] = []
 
@@ -269,7 +269,7 @@ def _fake_compiled(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[int]
 
         return run
 
-    monkeypatch.setattr(_optimize, "_compile_with_freezing", compile_with_freezing)
+    monkeypatch.setattr(inference, "_compile_with_freezing", compile_with_freezing)
     return calls
 
 
@@ -342,3 +342,11 @@ def test_import_does_not_load_the_compiler() -> None:
     code = "import sys, visionzoo.models as m; m.optimize_for_inference; print('torch._dynamo' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_models_re_exports_the_inference_module() -> None:
+    import visionzoo
+
+    assert models.optimize_for_inference is visionzoo.inference.optimize_for_inference
+    assert models.InferenceModel is visionzoo.inference.InferenceModel
+    assert "inference" in dir(visionzoo)

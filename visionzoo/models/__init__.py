@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ..inference import InferenceModel, optimize_for_inference
 from ._api import Weights, WeightsEnum, get_model, get_model_builder, get_model_weights, get_weight, list_models
-from ._optimize import InferenceModel, optimize_for_inference
 from .resnet import *  # noqa: F403
 from .mobilenet import *  # noqa: F403
 from .mnasnet import *  # noqa: F403

@@ -1,8 +1,9 @@
 """Inference-only rewrites of a model: BatchNorm folding, channels-last layout and ``torch.compile``.
 
-``optimize_for_inference`` is the public entry point. Everything here works on the module tree the model
-already has: a BatchNorm that normalises a convolution's only output becomes part of that convolution, and
-the BatchNorm is replaced by ``nn.Identity``, so the model keeps its class, its attributes and its forward.
+``optimize_for_inference`` is the public entry point (``visionzoo.models`` re-exports it). Everything here works
+on the module tree the model already has: a BatchNorm that normalises a convolution's only output becomes part
+of that convolution, and the BatchNorm is replaced by ``nn.Identity``, so the model keeps its class, its
+attributes and its forward. It applies to any ``nn.Module``, not only to the models of this package.
 ``torch._dynamo`` is imported only when compiling, so importing ``visionzoo.models`` stays cheap.
 """
 
@@ -19,7 +20,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.misc import FrozenBatchNorm2d
+from .ops.misc import FrozenBatchNorm2d
 
 __all__ = ["optimize_for_inference", "InferenceModel", "fold_conv_bn", "route_linear_through_onednn"]
 
