@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests._http import FileServer
 from visionzoo import hub
 from visionzoo.hub import (
     CheckpointError,
@@ -44,12 +43,6 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("VISIONZOO_DOWNLOAD_TIMEOUT", "5")  # nothing below may hang for the default 30 s
     return tmp_path / "torch_home" / "hub" / "checkpoints"
-
-
-@pytest.fixture
-def server():
-    with FileServer() as s:
-        yield s
 
 
 @pytest.fixture
