@@ -81,9 +81,10 @@ def _write_checkpoint(target: Target, file_name: str, directory: Path) -> Path:
 def _pretend_verified(path: Path) -> None:
     """Record ``path`` in the digest memo under the digest its name promises (see the module docstring)."""
     from visionzoo import hub
+    from visionzoo.hub.verify import memo_record
 
-    prefix = hub._expected_hash_prefix(path.name) or ""
-    hub._memo_record(path, path.stat(), prefix.ljust(64, "0"))
+    prefix = hub.expected_hash_prefix(path.name) or ""
+    memo_record(path, path.stat(), prefix.ljust(64, "0"))
 
 
 def _measure(way: str, target: Target, entry: str, path: Path, env: dict[str, str]) -> dict[str, Any]:

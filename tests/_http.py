@@ -1,6 +1,6 @@
-"""A tiny HTTP server on 127.0.0.1 for tests: serves in-memory files and misbehaves on request.
+"""The HTTP server of the test suite, on 127.0.0.1: serves files and misbehaves on request.
 
-    server = FileServer().start()
+    server = FileServer().start()                  # or FileServer(root=directory): serves its files as they are
     server.serve("/w/a.pth", data)                 # 200, honours `Range: bytes=N-` with 206 (in every mode)
     server.serve("/w/a.pth", data, mode="short")   # Content-Length says len(data), half is sent, clean close
     server.fail("/w/b.pth", 404)
@@ -14,6 +14,8 @@ Modes: ``ok``; ``short`` (half the body, then a clean close); ``drop`` (half the
 checksum can reveal). A stall lasts until ``stall_s`` passes or the server stops. ``delay_s`` spreads an ``ok``
 body over that time. ``steps`` lists, one per request, the mode or HTTP error status of the first requests;
 later requests get ``mode``. ``ranges=False`` makes the server ignore Range requests (a full 200 answer).
+A path with no route is looked up under ``root`` (read at each request, so tests may change the files) and
+served in mode ``ok``; anything else is a 404.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 MODES = ("ok", "short", "drop", "stall_body", "stall_headers", "unsized_short")
 
@@ -48,7 +52,8 @@ class Request:
 class FileServer:
     """A threaded HTTP server whose routes can be reconfigured while it runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root
         self.routes: dict[str, Route] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -82,8 +87,14 @@ class FileServer:
         return self.url(path)
 
     def route(self, path: str) -> Route | None:
+        """The route configured for ``path``, else one serving the file at ``path`` under ``root``, else None."""
         with self._lock:
-            return self.routes.get(path)
+            route = self.routes.get(path)
+        if route is not None or self.root is None:
+            return route
+        root = self.root.resolve()
+        file = (root / urllib.parse.unquote(urllib.parse.urlsplit(path).path).lstrip("/")).resolve()
+        return Route(body=file.read_bytes()) if file.is_relative_to(root) and file.is_file() else None
 
     # -- inspection ------------------------------------------------------------------------------------
     @property

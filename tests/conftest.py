@@ -6,15 +6,14 @@ real ``~/.cache/torch`` and no test depends on another's downloads.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests._http import FileServer
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers on two cores: one intra-op thread each avoids oversubscription.
@@ -46,22 +45,17 @@ def allocator_calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     return calls
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
-        pass
+@pytest.fixture
+def server() -> Iterator[FileServer]:
+    """The suite's HTTP server on 127.0.0.1 (tests/_http.py): routes set by the test, faults on request."""
+    with FileServer() as running:
+        yield running
 
 
 @pytest.fixture
 def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A real HTTP server on 127.0.0.1 serving a temporary directory: yields (base_url, directory)."""
+    """The same server serving a temporary directory as it is: yields (base_url, directory)."""
     root = tmp_path / "served"
     root.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    with FileServer(root=root) as running:
+        yield running.url(""), root

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests._http import FileServer
 from visionzoo import hub
 from visionzoo.hub import (
     CheckpointError,
@@ -28,6 +27,7 @@ from visionzoo.hub import (
     load_state_dict_from_url,
     sha256_of,
 )
+from visionzoo.hub import verify
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,12 +43,6 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("VISIONZOO_DOWNLOAD_TIMEOUT", "5")  # nothing below may hang for the default 30 s
     return tmp_path / "torch_home" / "hub" / "checkpoints"
-
-
-@pytest.fixture
-def server():
-    with FileServer() as s:
-        yield s
 
 
 @pytest.fixture
@@ -113,7 +107,7 @@ def test_get_dir_follows_torch_hub_conventions(tmp_path: Path, monkeypatch: pyte
     ],
 )
 def test_expected_hash_prefix(name: str, expected: str | None) -> None:
-    assert hub._expected_hash_prefix(name) == expected
+    assert hub.expected_hash_prefix(name) == expected
 
 
 def test_sha256_of_streams_large_files(tmp_path: Path) -> None:
@@ -265,7 +259,7 @@ def test_check_hash_false_skips_verification(server, cache_dir: Path, monkeypatc
     url = server.serve(f"/m/{name}", data)
     path = fetch_checkpoint(url, progress=False)
     path.write_bytes(b"not the checkpoint")
-    monkeypatch.setattr(hub, "sha256_of", lambda p: pytest.fail("hashed although check_hash=False"))
+    monkeypatch.setattr(verify, "sha256_of", lambda p: pytest.fail("hashed although check_hash=False"))
     assert fetch_checkpoint(url, check_hash=False).read_bytes() == b"not the checkpoint"
 
 
@@ -294,7 +288,7 @@ def test_verified_digest_memo_avoids_rehashing(tmp_path: Path, cache_dir: Path, 
     monkeypatch.setenv("VISIONZOO_WEIGHTS_DIR", str(weights_dir))
     calls: list[Path] = []
     real = hub.sha256_of
-    monkeypatch.setattr(hub, "sha256_of", lambda p: calls.append(Path(p)) or real(p))
+    monkeypatch.setattr(verify, "sha256_of", lambda p: calls.append(Path(p)) or real(p))
 
     fetch_checkpoint(dead_url + name)
     fetch_checkpoint(dead_url + name)
@@ -316,7 +310,7 @@ def test_downloaded_file_is_memoised(server, cache_dir: Path, monkeypatch) -> No
     name, data, _ = make_checkpoint()
     url = server.serve(f"/m/{name}", data)
     fetch_checkpoint(url, progress=False)  # hashed while streaming
-    monkeypatch.setattr(hub, "sha256_of", lambda p: pytest.fail("re-hashed a file verified at download"))
+    monkeypatch.setattr(verify, "sha256_of", lambda p: pytest.fail("re-hashed a file verified at download"))
     fetch_checkpoint(url)
 
 

@@ -19,7 +19,7 @@ import os
 import pickle
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -40,12 +40,6 @@ from visionzoo.transforms import ImageClassification
 @pytest.fixture(autouse=True)
 def _fast_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VISIONZOO_DOWNLOAD_TIMEOUT", "5")
-
-
-@pytest.fixture
-def server() -> Iterator[FileServer]:
-    with FileServer() as s:
-        yield s
 
 
 class TinyNet(nn.Module):

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -37,12 +37,6 @@ from visionzoo.transforms import ImageClassification
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STALL_TIMEOUT = "1"  # seconds: VISIONZOO_DOWNLOAD_TIMEOUT while a fault is served
 RETRY_TIMEOUT = "10"  # generous for the retries, so that a busy CI machine cannot fail them
-
-
-@pytest.fixture
-def server() -> Iterator[FileServer]:
-    with FileServer() as s:
-        yield s
 
 
 class Linear(torch.nn.Module):

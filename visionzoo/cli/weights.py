@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -13,8 +12,6 @@ from ._common import CommandError, one_line, select_entries, table, unavailable
 
 if TYPE_CHECKING:
     from visionzoo.models import WeightsEnum
-
-_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar", ".pkl", ".safetensors")
 
 
 def register(sub: Any) -> None:
@@ -77,8 +74,7 @@ def _in_weights_dir(entry: WeightsEnum) -> Path | None:
     from visionzoo import hub
 
     path = hub.find_local(entry.file_name)
-    weights_dir = os.environ.get(hub.ENV_WEIGHTS_DIR)
-    if path is None or not weights_dir or path.parent != Path(os.path.expanduser(weights_dir)):
+    if path is None or path.parent != hub.weights_dir():
         return None
     return hub.fetch_checkpoint(entry.url, progress=False)  # a local hit: verifies, never downloads
 
@@ -113,15 +109,6 @@ def cmd_download(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- verify
 
 
-def _hash_with_progress(path: Path, bar: Any) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            hasher.update(chunk)
-            bar.update(len(chunk))
-    return hasher.hexdigest()
-
-
 def _expected_digest(path: Path) -> tuple[str | None, str]:
     """What ``path`` should hash to (a prefix or a full digest) and where that promise comes from.
 
@@ -130,23 +117,24 @@ def _expected_digest(path: Path) -> tuple[str | None, str]:
     """
     from visionzoo import hub
 
-    recorded = hub.read_sidecar(path) if path.suffix == ".safetensors" else None
+    recorded = hub.read_sidecar(path) if path.suffix == hub.SAFETENSORS_SUFFIX else None
     if recorded is not None:
         return recorded, f"{path.name}{hub.SIDECAR_SUFFIX}"
-    prefix = hub._expected_hash_prefix(path.name)
-    return prefix, "its name"
+    return hub.expected_hash_prefix(path.name), "its name"
 
 
 def _default_directories() -> list[Path]:
     """The directories the loader reads: VISIONZOO_WEIGHTS_DIR (when set) and the cache."""
     from visionzoo import hub
 
-    weights_dir = os.environ.get(hub.ENV_WEIGHTS_DIR)
-    return ([Path(os.path.expanduser(weights_dir))] if weights_dir else []) + [hub.get_dir()]
+    weights_dir = hub.weights_dir()
+    return ([weights_dir] if weights_dir is not None else []) + [hub.get_dir()]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
+
+    from visionzoo import hub
 
     if args.dir:
         directories = [Path(args.dir)]
@@ -158,7 +146,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         p
         for directory in directories
         for p in directory.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix in _CHECKPOINT_SUFFIXES
+        if p.is_file() and not p.name.startswith(".") and p.suffix in hub.CHECKPOINT_SUFFIXES
     )
     where = " and ".join(map(str, directories)) or " and ".join(map(str, _default_directories()))
     if not files:
@@ -176,7 +164,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 rows.append(["unchecked", shown, "no digest in its name"])
                 counts["unchecked"] += 1
                 continue
-            digest = _hash_with_progress(path, bar)
+            digest = hub.sha256_of(path, on_chunk=lambda chunk: bar.update(len(chunk)))
             if digest.startswith(expected):
                 rows.append(["ok", shown, ""])
                 counts["ok"] += 1

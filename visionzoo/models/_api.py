@@ -23,6 +23,9 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
+# A `weights=` string ending in one of these (the formats the loader reads) is a path, not an entry name.
+from visionzoo.hub import CHECKPOINT_SUFFIXES
+
 __all__ = [
     "Weights",
     "WeightsEnum",
@@ -33,9 +36,6 @@ __all__ = [
     "get_model_weights",
     "get_weight",
 ]
-
-# Suffixes that mark a ``weights=`` string as a path to a local checkpoint rather than an entry name.
-CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 
 # Families that live in sub-packages register their builders when imported; list_models() imports them
 # all so that the registry is complete without making ``import visionzoo.models`` pay for them.
