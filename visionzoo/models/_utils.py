@@ -48,15 +48,16 @@ def build_model(
         progress: show a progress bar while downloading.
         ignore_unexpected: key prefixes of checkpoint tensors the model was deliberately built without (e.g. the
             auxiliary heads of GoogLeNet); they are not reported as unexpected.
-        **kwargs: architecture arguments. ``num_classes`` defaults to the weights' number of categories; a
-            different value keeps every pretrained tensor except the classification head, which is built
-            fresh (with its layers' default initialisation) and named in a warning.
+        **kwargs: architecture arguments. ``num_classes`` defaults to the weights' number of categories (for a
+            local checkpoint: the size of its classification head, with a warning saying so); with published
+            weights, a different value keeps every pretrained tensor except the classification head, which is
+            built fresh (with its layers' default initialisation) and named in a warning.
 
     Old checkpoint layouts are fixed by the families' own ``_load_from_state_dict`` (PyTorch's mechanism), which
     see the checkpoint as saved, ``_metadata`` (format versions) included.
 
     Raises:
-        ValueError: the checkpoint does not fit the architecture (lists missing, unexpected and
+        CheckpointMismatchError: the checkpoint does not fit the architecture (lists missing, unexpected and
             mismatched keys).
     """
     if weights is None:
@@ -70,6 +71,18 @@ def build_model(
 
     with torch.device("meta"), _SkipInPlaceOnMeta():
         model = make(**kwargs)
+    if not published and "num_classes" not in kwargs:
+        found = _classes_in_checkpoint(model, state_dict)
+        if found is not None:
+            key, kwargs["num_classes"] = found
+            warnings.warn(
+                f"num_classes={kwargs['num_classes']} taken from the checkpoint {source} (the shape of {key}); "
+                "pass num_classes to choose it yourself",
+                UserWarning,
+                stacklevel=3,
+            )
+            with torch.device("meta"), _SkipInPlaceOnMeta():
+                model = make(**kwargs)
     # Only published weights get a fresh head; a user's own checkpoint must fit exactly (a mismatch there is
     # far more likely a forgotten num_classes than a wish to discard the trained head).
     new_head = kwargs["num_classes"] if published and kwargs.get("num_classes", categories) != categories else None
@@ -91,6 +104,21 @@ def read_weights(weights: WeightsEnum | Path, progress: bool = True, *, tensors_
     if isinstance(weights, WeightsEnum):
         return weights.get_state_dict(progress=progress), repr(weights)
     return load_local_checkpoint(weights, tensors_only=tensors_only), str(weights)
+
+
+def _classes_in_checkpoint(model: nn.Module, state_dict: Mapping[str, Any]) -> tuple[str, int] | None:
+    """``(key, n)`` when the checkpoint differs from ``model`` only in the first dimension of some tensors, all
+    ``n`` there: a classification head trained for ``n`` classes. None when it fits, or differs otherwise."""
+    expected = model.state_dict()
+    differing = [
+        (k, v.shape, expected[k].shape)
+        for k, v in state_dict.items()
+        if isinstance(v, torch.Tensor) and isinstance(expected.get(k), torch.Tensor) and v.shape != expected[k].shape
+    ]
+    if not differing or any(got[1:] != want[1:] or not got or not want for _, got, want in differing):
+        return None
+    sizes = {(got[0], want[0]) for _, got, want in differing}
+    return (differing[0][0], differing[0][1][0]) if len(sizes) == 1 else None
 
 
 class _SkipInPlaceOnMeta(TorchFunctionMode):
@@ -147,7 +175,6 @@ def load_weights(
     assign: bool = True,
     ignore_unexpected: tuple[str, ...] = (),
     new_head_classes: int | None = None,
-    model_label: str | None = None,
     hint: str | None = None,
 ) -> list[str]:
     """``model.load_state_dict(state_dict, strict=False, assign=assign)`` with one error that lists every problem.
@@ -162,7 +189,6 @@ def load_weights(
         ignore_unexpected: key prefixes of tensors the model was built without on purpose.
         new_head_classes: the caller asked for this many classes: tensors that differ from the model's only in
             their first (class) dimension are not loaded but re-initialised, and their keys returned.
-        model_label: what the model is called in the error (default: its class name).
         hint: a last line for the error (e.g. how to load a checkpoint of another kind).
 
     Returns:
@@ -171,7 +197,6 @@ def load_weights(
     Raises:
         ValueError: naming the missing, unexpected, shape-mismatched and dtype-mismatched keys.
     """
-    label = model_label or type(model).__name__
     expected = model.state_dict()
     comparable = {
         k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor) and isinstance(expected.get(k), torch.Tensor)
@@ -214,22 +239,7 @@ def load_weights(
     unexpected = [k for k in reported["unexpected"] if not k.startswith(ignore_unexpected)]
     kinds = [f"{k}: checkpoint {comparable[k].dtype} vs model {expected[k].dtype}" for k in wrong_kind]
     if missing or unexpected or mismatched or kinds:
-        lines = [f"The checkpoint {source} does not fit {label}:"]
-        problems = (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shape mismatches", mismatched),
-            ("dtype mismatches", kinds),
-        )
-        for kind, keys in problems:
-            if keys:
-                shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-                lines.append(f"  {kind}: {shown}")
-        if mismatched:
-            lines.append("  (a checkpoint fine-tuned for another number of classes needs num_classes=<that number>)")
-        if hint:
-            lines.append(f"  ({hint})")
-        raise ValueError("\n".join(lines))
+        raise CheckpointMismatchError(source, type(model).__name__, len(expected), missing, unexpected, mismatched, kinds, hint)
     if assign:
         _restore_dtypes(model, dtypes)
     if head:
@@ -242,19 +252,84 @@ _SIZE_MISMATCH = re.compile(
     r"the shape in current model is torch\.Size\((\[.*?\])\)"
 )
 
+Mismatch = tuple[str, tuple[int, ...], tuple[int, ...]]  # key, checkpoint shape, model shape
 
-def _load_errors(error: RuntimeError) -> list[str]:
-    """The problems ``load_state_dict`` raised about, as ``"key: checkpoint (a, b) vs model (c, d)"`` where it
-    reports a size mismatch (its wording since torch 1.x), verbatim otherwise."""
+
+def _load_errors(error: RuntimeError) -> list[Mismatch | str]:
+    """The problems ``load_state_dict`` raised about: ``(key, checkpoint shape, model shape)`` where it reports a
+    size mismatch (its wording since torch 1.x), the line verbatim otherwise."""
     lines = [line.strip() for line in str(error).split("\n\t")[1:]] or [str(error)]
-    shown = []
+    found: list[Mismatch | str] = []
     for line in lines:
         match = _SIZE_MISMATCH.search(line)
         if match:
             key, got, want = match.groups()
-            line = f"{key}: checkpoint {tuple(ast.literal_eval(got))} vs model {tuple(ast.literal_eval(want))}"
-        shown.append(line)
-    return shown
+            found.append((key, tuple(ast.literal_eval(got)), tuple(ast.literal_eval(want))))
+        else:
+            found.append(line)
+    return found
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose tensors do not fit the model; ``describe`` words the advice for where it is shown.
+
+    Attributes:
+        model: what the model is called in the message (the registry puts the builder's name here).
+        head_classes: the number of classes the checkpoint's head was trained for, when a different head is
+            all that keeps it from fitting; None otherwise.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        model: str,
+        total: int,
+        missing: list[str],
+        unexpected: list[str],
+        mismatched: list[Mismatch | str],
+        kinds: list[str],
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(source, model)
+        self.source, self.model, self.total, self.hint = source, model, total, hint
+        self.missing, self.unexpected, self.mismatched, self.kinds = missing, unexpected, mismatched, kinds
+        heads = {m[1][0] for m in mismatched if isinstance(m, tuple) and m[1][1:] == m[2][1:] and m[1] and m[2]}
+        only_heads = all(isinstance(m, tuple) and m[1][1:] == m[2][1:] for m in mismatched)
+        fits_otherwise = not (missing or unexpected or kinds)
+        self.head_classes = heads.pop() if mismatched and only_heads and fits_otherwise and len(heads) == 1 else None
+
+    def describe(self, classes_option: str = "num_classes={}") -> str:
+        """The message; ``classes_option`` is how to ask for a number of classes (``"--num-classes {}"`` on the
+        command line)."""
+        if self.missing or self.unexpected:
+            counts = f"{len(self.missing)} of the model's {self.total} tensors missing, {len(self.unexpected)} unexpected"
+            lines = [f"The checkpoint {self.source} is not a {self.model} checkpoint ({counts}):"]
+        else:
+            lines = [f"The checkpoint {self.source} does not fit {self.model}:"]
+        shapes = [f"{m[0]}: checkpoint {m[1]} vs model {m[2]}" for m in self.mismatched if isinstance(m, tuple)]
+        problems = (
+            ("missing keys", self.missing),
+            ("unexpected keys", self.unexpected),
+            ("shape mismatches", shapes),
+            ("dtype mismatches", self.kinds),
+            ("other errors", [m for m in self.mismatched if isinstance(m, str)]),
+        )
+        for label, keys in problems:
+            if keys:
+                shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+                lines.append(f"  {label}: {shown}")
+        if self.head_classes is not None:
+            option = classes_option.format(self.head_classes)
+            lines.append(
+                f"  (its classification head was trained for {self.head_classes} classes: pass {option}, or leave "
+                "the number of classes out to take it from the checkpoint)"
+            )
+        if self.hint:
+            lines.append(f"  ({self.hint})")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
 
 
 def _without(state_dict: Mapping[str, Any], keys: set[str]) -> OrderedDict[str, Any]:

@@ -291,7 +291,6 @@ def _load_int8(model: nn.Module, state_dict: dict[str, Any], source: str, ignore
     with quiet_quantization():
         load_weights(
             model, state_dict, source, assign=False, ignore_unexpected=ignore_unexpected,
-            model_label=f"the quantized {type(model).__name__}",
             hint="a float checkpoint needs quantize=False; an int8 one the architecture it was made for",
         )  # fmt: skip
 
