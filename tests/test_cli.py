@@ -180,7 +180,7 @@ def test_predict_with_a_local_checkpoint(zoo: TinyZoo, tmp_path: Path, capsys: p
     assert status == 0, err
     assert [(item["label"], item["index"]) for item in json.loads(out)[0]["top"]] == [("1", 1), ("2", 2), ("0", 0)]
     status, _, err = run(["predict", CAT, "--model", "tinynet", "--weights", str(path)], capsys)
-    assert status == 2 and err.count("\n") == 1 and "does not fit ResNet: shape mismatches: fc.weight" in err
+    assert status == 2 and err.count("\n") == 1 and "does not fit tinynet: shape mismatches: fc.weight" in err
     status, _, err = run(["predict", CAT, "--model", "tinynet", "--num-classes", "3"], capsys)
     assert status == 2 and "--num-classes applies to a local checkpoint" in err
 

@@ -31,7 +31,7 @@ from tests._http import FileServer
 from visionzoo import hub, models
 from visionzoo.hub import CheckpointError, ChecksumError, WeightsUnavailableError
 from visionzoo.models._api import Weights, WeightsEnum
-from visionzoo.models._utils import build_model
+from visionzoo.models._utils import CheckpointMismatchError, build_model
 from visionzoo.transforms import ImageClassification
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -223,11 +223,46 @@ def test_a_checkpoint_of_another_model_names_the_first_mismatching_keys(tmp_path
     with pytest.raises(ValueError) as info:
         models.squeezenet1_1(weights=path)
     lines = str(info.value).splitlines()
-    assert lines[0] == f"The checkpoint {path} does not fit SqueezeNet:"
+    missing, unexpected = len(models.squeezenet1_1().state_dict()), len(models.resnet18().state_dict())
+    assert lines[0] == (
+        f"The checkpoint {path} is not a squeezenet1_1 checkpoint "
+        f"({missing} of the model's {missing} tensors missing, {unexpected} unexpected):"
+    )
     expected_missing = list(models.squeezenet1_1().state_dict())
     assert lines[1] == f"  missing keys: {', '.join(expected_missing[:8])}, ... ({len(expected_missing)} in all)"
     unexpected = list(models.resnet18().state_dict())
     assert lines[2] == f"  unexpected keys: {', '.join(unexpected[:8])}, ... ({len(unexpected)} in all)"
+
+
+def test_another_architecture_of_the_same_family_gets_no_num_classes_hint(tmp_path: Path) -> None:
+    path = tmp_path / "resnet18.pth"
+    torch.save(models.resnet18(num_classes=10).state_dict(), path)
+    with pytest.raises(CheckpointMismatchError) as info:
+        models.resnet50(weights=path)
+    message = str(info.value)
+    assert message.startswith(f"The checkpoint {path} is not a resnet50 checkpoint (")
+    assert "num_classes" not in message and info.value.head_classes is None
+
+
+def test_num_classes_is_read_from_a_fine_tuned_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    fine_tuned = TinyNet(num_classes=10)
+    path = tmp_path / "tiny10.pth"
+    torch.save(fine_tuned.state_dict(), path)
+    with pytest.warns(UserWarning, match=r"num_classes=10 taken from the checkpoint .*tiny10\.pth \(the shape of fc\.weight\)"):
+        model = _build(path)
+    assert model.fc.out_features == 10
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in fine_tuned.state_dict().items())
+
+
+def test_a_wrong_explicit_num_classes_names_the_checkpoint_s_and_how_to_ask(tmp_path: Path) -> None:
+    path = tmp_path / "tiny10.pth"
+    torch.save(TinyNet(num_classes=10).state_dict(), path)
+    with pytest.raises(CheckpointMismatchError) as info:
+        build_model(TinyNet, path, False, num_classes=5)
+    assert info.value.head_classes == 10
+    assert "trained for 10 classes: pass num_classes=10" in str(info.value)
+    assert "pass --num-classes 10" in info.value.describe("--num-classes {}")
 
 
 def test_shape_mismatches_are_listed_in_checkpoint_order(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from tests import reference
 from tests.models._parity import assert_same_outputs
 from visionzoo import models
 from visionzoo.models import DenseNet, DenseNet121_Weights
-from visionzoo.models.densenet import _convert_legacy_state_dict
 
 # Small networks keep the argument tests fast; the registry tests cover the full-size builders.
 SMALL = {"growth_rate": 8, "block_config": (2, 3), "num_init_features": 16}
@@ -157,13 +156,17 @@ def test_legacy_layout_helper_writes_the_old_names(reference_densenet121: torch.
     assert "features.transition1.norm.weight" in old and "features.norm5.running_var" in old
 
 
-def test_conversion_restores_the_current_layout(reference_densenet121: torch.nn.Module) -> None:
+def test_plain_load_state_dict_takes_the_legacy_layout(reference_densenet121: torch.nn.Module) -> None:
+    """The renaming lives in the layers' own ``_load_from_state_dict``: a user's ``load_state_dict`` of an old
+    file works too, and BatchNorm adds the counters those files lack."""
     current = reference_densenet121.state_dict()
-    converted = _convert_legacy_state_dict(_legacy_layout(current))
-    assert set(converted) == set(current)
-    assert all(converted[k] is current[k] for k in current if not k.endswith("num_batches_tracked"))
-    assert all(converted[k].item() == 0 for k in current if k.endswith("num_batches_tracked"))
-    assert list(_convert_legacy_state_dict(current)) == list(current)  # the current layout passes through
+    model = models.densenet121().eval()
+    result = model.load_state_dict(_legacy_layout(current), strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], current[k]) for k in current if not k.endswith("num_batches_tracked"))
+    assert all(loaded[k].item() == 0 for k in current if k.endswith("num_batches_tracked"))
+    model.load_state_dict(current)  # the current layout loads unchanged
 
 
 def _publish_legacy_checkpoint(directory: Path, state_dict: dict[str, torch.Tensor]) -> str:

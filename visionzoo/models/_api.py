@@ -168,7 +168,14 @@ def register_model(
                 _fold_legacy_pretrained(key, weights, legacy_weights, kwargs)
                 enum = weights if weights_for is None else weights_for(kwargs)
                 kwargs["weights"] = resolve_weights(enum, kwargs.get("weights"))
-            return builder(**kwargs)
+            try:
+                return builder(**kwargs)
+            except ValueError as error:
+                from ._utils import CheckpointMismatchError
+
+                if isinstance(error, CheckpointMismatchError):
+                    error.model = key  # users know the builder's name, not the class's
+                raise
 
         wrapper.weights_enum = weights  # type: ignore[attr-defined]
         _BUILDERS[key] = wrapper

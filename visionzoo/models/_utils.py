@@ -2,20 +2,25 @@
 
 ``build_model`` owns everything that is not architecture: choosing ``num_classes`` from the weights,
 building on the ``meta`` device when a checkpoint will overwrite every tensor, loading the checkpoint
-(by ``assign``, so there is no second copy in memory and no wasted random initialisation), applying a
-family's fix-ups of old checkpoint layouts, and re-creating the classification head when the caller asks
-for a different number of classes than the weights were trained on.
+(``load_state_dict`` with ``assign``, so there is no second copy in memory and no wasted random initialisation;
+families fix old checkpoint layouts in their own ``_load_from_state_dict``), and re-creating the classification
+head when the caller asks for a different number of classes than the weights were trained on.
 """
 
 from __future__ import annotations
 
+import ast
+import re
 import warnings
+from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import torch
 import torch.fx
 from torch import nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from torch.overrides import TorchFunctionMode
 
 from ..transforms.functional import _count_non_finite
@@ -31,7 +36,7 @@ def build_model(
     weights: WeightsEnum | Path | None,
     progress: bool = True,
     *,
-    convert_state_dict: Callable[[StateDict], StateDict] | None = None,
+    ignore_unexpected: tuple[str, ...] = (),
     **kwargs: Any,
 ) -> M:
     """Build ``make(**kwargs)`` and load ``weights`` into it.
@@ -41,50 +46,79 @@ def build_model(
         weights: an enum member, a path to a local checkpoint (``.pth`` or ``.safetensors``), or None for a
             randomly initialised model.
         progress: show a progress bar while downloading.
-        convert_state_dict: the family's fix-up of older checkpoint layouts, applied before loading.
-        **kwargs: architecture arguments. ``num_classes`` defaults to the weights' number of categories; a
-            different value keeps every pretrained tensor except the classification head, which is built
-            fresh (with its layers' default initialisation) and named in a warning.
+        ignore_unexpected: key prefixes of checkpoint tensors the model was deliberately built without (e.g. the
+            auxiliary heads of GoogLeNet); they are not reported as unexpected.
+        **kwargs: architecture arguments. ``num_classes`` defaults to the weights' number of categories (for a
+            local checkpoint: the size of its classification head, with a warning saying so); with published
+            weights, a different value keeps every pretrained tensor except the classification head, which is
+            built fresh (with its layers' default initialisation) and named in a warning.
+
+    Old checkpoint layouts are fixed by the families' own ``_load_from_state_dict`` (PyTorch's mechanism), which
+    see the checkpoint as saved, ``_metadata`` (format versions) included.
 
     Raises:
-        ValueError: the checkpoint does not fit the architecture (lists missing, unexpected and
+        CheckpointMismatchError: the checkpoint does not fit the architecture (lists missing, unexpected and
             mismatched keys).
     """
     if weights is None:
         return make(**kwargs)
 
-    categories = len(weights.meta.get("categories") or ()) if isinstance(weights, WeightsEnum) else 0
+    published = isinstance(weights, WeightsEnum)
+    categories = len(weights.meta.get("categories") or ()) if published else 0
     if categories:
         kwargs.setdefault("num_classes", categories)
-    # Only published weights get a fresh head; a user's own checkpoint must fit exactly (a mismatch there is
-    # far more likely a forgotten num_classes than a wish to discard the trained head).
-    fresh_head = isinstance(weights, WeightsEnum) and kwargs.get("num_classes", categories) != categories
-
-    if isinstance(weights, WeightsEnum):
-        state_dict = weights.get_state_dict(progress=progress)
-        source = repr(weights)
-    else:
-        state_dict = load_local_checkpoint(weights)
-        source = str(weights)
-    if convert_state_dict is not None:
-        state_dict = convert_state_dict(state_dict)
+    state_dict, source = read_weights(weights, progress)
 
     with torch.device("meta"), _SkipInPlaceOnMeta():
         model = make(**kwargs)
-    skipped = _head_keys_to_skip(model, state_dict, kwargs["num_classes"]) if fresh_head else []
-    load_into(model, {k: v for k, v in state_dict.items() if k not in skipped}, source, allow_missing=skipped)
-    if skipped:
-        _reinitialise(model, skipped)
-        trained = f"{categories} categories" if categories else f"{state_dict[skipped[0]].shape[0]} outputs"
+    if not published and "num_classes" not in kwargs:
+        found = _classes_in_checkpoint(model, state_dict)
+        if found is not None:
+            key, kwargs["num_classes"] = found
+            warnings.warn(
+                f"num_classes={kwargs['num_classes']} taken from the checkpoint {source} (the shape of {key}); "
+                "pass num_classes to choose it yourself",
+                UserWarning,
+                stacklevel=3,
+            )
+            with torch.device("meta"), _SkipInPlaceOnMeta():
+                model = make(**kwargs)
+    # Only published weights get a fresh head; a user's own checkpoint must fit exactly (a mismatch there is
+    # far more likely a forgotten num_classes than a wish to discard the trained head).
+    new_head = kwargs["num_classes"] if published and kwargs.get("num_classes", categories) != categories else None
+    fresh = load_weights(model, state_dict, source, ignore_unexpected=ignore_unexpected, new_head_classes=new_head)
+    if fresh:
         warnings.warn(
-            f"num_classes={kwargs['num_classes']} differs from the {trained} of {source}: "
-            f"every pretrained tensor was loaded except {', '.join(skipped)}, which were re-initialised "
-            f"for {kwargs['num_classes']} classes (fine-tune them before use)",
+            f"num_classes={new_head} differs from the {categories} categories of {source}: every pretrained "
+            f"tensor was loaded except {', '.join(fresh)}, which were re-initialised for {new_head} classes "
+            "(fine-tune them before use)",
             UserWarning,
             stacklevel=3,
         )
     _check_materialised(model, source)
     return model
+
+
+def read_weights(weights: WeightsEnum | Path, progress: bool = True, *, tensors_only: bool = True) -> tuple[StateDict, str]:
+    """The state_dict of a weights entry or of a local checkpoint, and a name for it in messages."""
+    if isinstance(weights, WeightsEnum):
+        return weights.get_state_dict(progress=progress), repr(weights)
+    return load_local_checkpoint(weights, tensors_only=tensors_only), str(weights)
+
+
+def _classes_in_checkpoint(model: nn.Module, state_dict: Mapping[str, Any]) -> tuple[str, int] | None:
+    """``(key, n)`` when the checkpoint differs from ``model`` only in the first dimension of some tensors, all
+    ``n`` there: a classification head trained for ``n`` classes. None when it fits, or differs otherwise."""
+    expected = model.state_dict()
+    differing = [
+        (k, v.shape, expected[k].shape)
+        for k, v in state_dict.items()
+        if isinstance(v, torch.Tensor) and isinstance(expected.get(k), torch.Tensor) and v.shape != expected[k].shape
+    ]
+    if not differing or any(got[1:] != want[1:] or not got or not want for _, got, want in differing):
+        return None
+    sizes = {(got[0], want[0]) for _, got, want in differing}
+    return (differing[0][0], differing[0][1][0]) if len(sizes) == 1 else None
 
 
 class _SkipInPlaceOnMeta(TorchFunctionMode):
@@ -104,76 +138,215 @@ class _SkipInPlaceOnMeta(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def load_local_checkpoint(path: Path) -> StateDict:
+_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+
+
+def load_local_checkpoint(path: Path, *, tensors_only: bool = True) -> StateDict:
     """Read a user's checkpoint safely and unwrap the usual containers.
 
     Accepts a bare state_dict, ``{"model": ...}`` / ``{"state_dict": ...}`` wrappers written by training
-    scripts, and ``module.``-prefixed keys left by ``DistributedDataParallel``.
+    scripts, and ``module.``-prefixed keys left by ``DistributedDataParallel``. The mapping keeps its
+    ``_metadata`` (the modules' format versions) for ``load_state_dict``.
+
+    Args:
+        tensors_only: refuse values that are not tensors (int8 checkpoints hold packed parameters and dtypes).
     """
     from visionzoo import hub
 
     loaded: Any = hub.load_checkpoint(path)
-    for wrapper_key in ("model", "state_dict", "model_state_dict"):
+    for wrapper_key in _WRAPPER_KEYS:
         if isinstance(loaded, dict) and isinstance(loaded.get(wrapper_key), dict):
             loaded = loaded[wrapper_key]
             break
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
+        raise ValueError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    if tensors_only and not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise ValueError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
     if loaded and all(k.startswith("module.") for k in loaded):
-        loaded = {k.removeprefix("module."): v for k, v in loaded.items()}
+        consume_prefix_in_state_dict_if_present(loaded, "module.")  # metadata keys too
     return loaded
 
 
-def load_into(model: nn.Module, state_dict: StateDict, source: str, allow_missing: list[str] = ()) -> None:
-    """``load_state_dict(strict=True, assign=True)`` with an error that lists every problem at once."""
+def load_weights(
+    model: nn.Module,
+    state_dict: Mapping[str, Any],
+    source: str,
+    *,
+    assign: bool = True,
+    ignore_unexpected: tuple[str, ...] = (),
+    new_head_classes: int | None = None,
+    hint: str | None = None,
+) -> list[str]:
+    """``model.load_state_dict(state_dict, strict=False, assign=assign)`` with one error that lists every problem.
+
+    The checkpoint goes to ``load_state_dict`` as it is (with its ``_metadata``), so the modules'
+    ``_load_from_state_dict`` hooks can fix old layouts. Missing, unexpected and shape-mismatched keys are
+    collected from what ``load_state_dict`` reports and raised together, with integer tensors offered for
+    floating parameters. With ``assign``, floating tensors take the model's dtype afterwards, as
+    ``load_state_dict``'s copy gives them (a half-precision checkpoint still makes a float32 model).
+
+    Args:
+        ignore_unexpected: key prefixes of tensors the model was built without on purpose.
+        new_head_classes: the caller asked for this many classes: tensors that differ from the model's only in
+            their first (class) dimension are not loaded but re-initialised, and their keys returned.
+        hint: a last line for the error (e.g. how to load a checkpoint of another kind).
+
+    Returns:
+        The keys of the re-initialised head tensors (empty unless ``new_head_classes`` is given).
+
+    Raises:
+        ValueError: naming the missing, unexpected, shape-mismatched and dtype-mismatched keys.
+    """
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict and k not in allow_missing]
-    unexpected = [k for k in state_dict if k not in expected]
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-        for k, v in state_dict.items()
-        if k in expected and v.shape != expected[k].shape
+    comparable = {
+        k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor) and isinstance(expected.get(k), torch.Tensor)
+    }
+    head = [
+        k
+        for k, v in comparable.items()
+        if new_head_classes is not None
+        and v.shape != expected[k].shape
+        and expected[k].shape[:1] == (new_head_classes,)
+        and v.shape[1:] == expected[k].shape[1:]
     ]
-    floating = {k for k, t in expected.items() if isinstance(t, torch.Tensor) and t.is_floating_point()}
-    wrong_kind = [
-        f"{k}: checkpoint {v.dtype} vs model {expected[k].dtype}"
-        for k, v in state_dict.items()
-        if k in floating and not v.is_floating_point()
-    ]
-    if missing or unexpected or mismatched or wrong_kind:
-        lines = [f"The checkpoint {source} does not fit {type(model).__name__}:"]
+    wrong_kind = [k for k, v in comparable.items() if expected[k].is_floating_point() and not v.is_floating_point()]
+    held_back = set(head) | set(wrong_kind)
+    if held_back:
+        state_dict = _without(state_dict, held_back)
+    dtypes = {k: t.dtype for k, t in expected.items() if isinstance(t, torch.Tensor) and t.is_floating_point()}
+
+    # The root's post-hook sees the final missing/unexpected lists, also when size mismatches make
+    # load_state_dict raise afterwards.
+    reported: dict[str, list[str]] = {"missing": [], "unexpected": []}
+
+    def record(module: nn.Module, keys: Any) -> None:
+        reported.update(missing=list(keys.missing_keys), unexpected=list(keys.unexpected_keys))
+
+    handle = model.register_load_state_dict_post_hook(record)
+    mismatched: list[str] = []
+    try:
+        model.load_state_dict(state_dict, strict=False, assign=assign)
+    except RuntimeError as error:
+        mismatched = _load_errors(error)
+    except KeyError:
+        # Some modules (torch's quantized ones) index the checkpoint without checking: compare the key sets.
+        reported["missing"] = [k for k in expected if k not in state_dict]
+        reported["unexpected"] = [k for k in state_dict if k not in expected]
+    finally:
+        handle.remove()
+
+    missing = [k for k in reported["missing"] if k not in held_back]
+    unexpected = [k for k in reported["unexpected"] if not k.startswith(ignore_unexpected)]
+    kinds = [f"{k}: checkpoint {comparable[k].dtype} vs model {expected[k].dtype}" for k in wrong_kind]
+    if missing or unexpected or mismatched or kinds:
+        raise CheckpointMismatchError(source, type(model).__name__, len(expected), missing, unexpected, mismatched, kinds, hint)
+    if assign:
+        _restore_dtypes(model, dtypes)
+    if head:
+        _reinitialise(model, head)
+    return head
+
+
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) from checkpoint, "
+    r"the shape in current model is torch\.Size\((\[.*?\])\)"
+)
+
+Mismatch = tuple[str, tuple[int, ...], tuple[int, ...]]  # key, checkpoint shape, model shape
+
+
+def _load_errors(error: RuntimeError) -> list[Mismatch | str]:
+    """The problems ``load_state_dict`` raised about: ``(key, checkpoint shape, model shape)`` where it reports a
+    size mismatch (its wording since torch 1.x), the line verbatim otherwise."""
+    lines = [line.strip() for line in str(error).split("\n\t")[1:]] or [str(error)]
+    found: list[Mismatch | str] = []
+    for line in lines:
+        match = _SIZE_MISMATCH.search(line)
+        if match:
+            key, got, want = match.groups()
+            found.append((key, tuple(ast.literal_eval(got)), tuple(ast.literal_eval(want))))
+        else:
+            found.append(line)
+    return found
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose tensors do not fit the model; ``describe`` words the advice for where it is shown.
+
+    Attributes:
+        model: what the model is called in the message (the registry puts the builder's name here).
+        head_classes: the number of classes the checkpoint's head was trained for, when a different head is
+            all that keeps it from fitting; None otherwise.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        model: str,
+        total: int,
+        missing: list[str],
+        unexpected: list[str],
+        mismatched: list[Mismatch | str],
+        kinds: list[str],
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(source, model)
+        self.source, self.model, self.total, self.hint = source, model, total, hint
+        self.missing, self.unexpected, self.mismatched, self.kinds = missing, unexpected, mismatched, kinds
+        heads = {m[1][0] for m in mismatched if isinstance(m, tuple) and m[1][1:] == m[2][1:] and m[1] and m[2]}
+        only_heads = all(isinstance(m, tuple) and m[1][1:] == m[2][1:] for m in mismatched)
+        fits_otherwise = not (missing or unexpected or kinds)
+        self.head_classes = heads.pop() if mismatched and only_heads and fits_otherwise and len(heads) == 1 else None
+
+    def describe(self, classes_option: str = "num_classes={}") -> str:
+        """The message; ``classes_option`` is how to ask for a number of classes (``"--num-classes {}"`` on the
+        command line)."""
+        if self.missing or self.unexpected:
+            counts = f"{len(self.missing)} of the model's {self.total} tensors missing, {len(self.unexpected)} unexpected"
+            lines = [f"The checkpoint {self.source} is not a {self.model} checkpoint ({counts}):"]
+        else:
+            lines = [f"The checkpoint {self.source} does not fit {self.model}:"]
+        shapes = [f"{m[0]}: checkpoint {m[1]} vs model {m[2]}" for m in self.mismatched if isinstance(m, tuple)]
         problems = (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shape mismatches", mismatched),
-            ("dtype mismatches", wrong_kind),
+            ("missing keys", self.missing),
+            ("unexpected keys", self.unexpected),
+            ("shape mismatches", shapes),
+            ("dtype mismatches", self.kinds),
+            ("other errors", [m for m in self.mismatched if isinstance(m, str)]),
         )
         for label, keys in problems:
             if keys:
                 shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
                 lines.append(f"  {label}: {shown}")
-        if mismatched:
-            lines.append("  (a checkpoint fine-tuned for another number of classes needs num_classes=<that number>)")
-        raise ValueError("\n".join(lines))
-    # Floating tensors take the model's dtype, as load_state_dict's copy gives them (assign=True would keep a
-    # half-precision checkpoint's float16 and make a float16 model).
-    state_dict = {
-        k: v.to(expected[k].dtype) if k in floating and v.dtype != expected[k].dtype else v for k, v in state_dict.items()
-    }
-    model.load_state_dict(state_dict, strict=not allow_missing, assign=True)
+        if self.head_classes is not None:
+            option = classes_option.format(self.head_classes)
+            lines.append(
+                f"  (its classification head was trained for {self.head_classes} classes: pass {option}, or leave "
+                "the number of classes out to take it from the checkpoint)"
+            )
+        if self.hint:
+            lines.append(f"  ({self.hint})")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.describe()
 
 
-def _head_keys_to_skip(model: nn.Module, state_dict: StateDict, num_classes: int) -> list[str]:
-    """Keys of the classification head(s): tensors that differ from the model's only in their class dimension."""
-    expected = model.state_dict()
-    return [
-        k
-        for k, v in state_dict.items()
-        if k in expected
-        and v.shape != expected[k].shape
-        and expected[k].shape[:1] == (num_classes,)
-        and v.shape[1:] == expected[k].shape[1:]
-    ]
+def _without(state_dict: Mapping[str, Any], keys: set[str]) -> OrderedDict[str, Any]:
+    """A copy of ``state_dict`` without ``keys`` that keeps its ``_metadata``."""
+    kept = OrderedDict((k, v) for k, v in state_dict.items() if k not in keys)
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        kept._metadata = metadata  # type: ignore[attr-defined]
+    return kept
+
+
+def _restore_dtypes(model: nn.Module, dtypes: dict[str, torch.dtype]) -> None:
+    """Give assigned floating tensors back the dtype the model was built with."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        wanted = dtypes.get(name)
+        if wanted is not None and tensor.dtype != wanted:
+            tensor.data = tensor.data.to(wanted)
 
 
 def _reinitialise(model: nn.Module, keys: list[str]) -> None:

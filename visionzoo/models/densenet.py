@@ -19,7 +19,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from ._api import WeightsEnum, register_model
-from ._utils import StateDict, build_model, check_image_batch, set_or_check
+from ._utils import build_model, check_image_batch, set_or_check
 from ._weights import imagenet_entry
 
 __all__ = [
@@ -33,6 +33,9 @@ __all__ = [
     "densenet169",
     "densenet201",
 ]
+
+
+_LEGACY_LAYER_KEY = re.compile(r"^(norm|relu|conv)\.([12])\.")
 
 
 class _DenseLayer(nn.Module):
@@ -51,6 +54,16 @@ class _DenseLayer(nn.Module):
         self.conv2 = nn.Conv2d(width, growth_rate, kernel_size=3, padding=1, bias=False)
         self.drop_rate = float(drop_rate)
         self.memory_efficient = memory_efficient
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # The published checkpoints name these layers "norm.1", "conv.2", ... (dots inside module names, no longer
+        # allowed); BatchNorm itself adds the num_batches_tracked counters those old files lack.
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            name = key[len(prefix) :]
+            current = _LEGACY_LAYER_KEY.sub(r"\1\2.", name)
+            if current != name:
+                state_dict[prefix + current] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _bottleneck(self, *features: Tensor) -> Tensor:
         return self.conv1(self.relu1(self.norm1(torch.cat(features, 1))))
@@ -183,24 +196,6 @@ class DenseNet(nn.Module):
 # Weights
 # --------------------------------------------------------------------------------------------------
 
-# The published checkpoints come from a DenseNet whose layers were named "norm.1", "conv.2", ... (dots inside
-# module names, no longer allowed), and they predate BatchNorm's num_batches_tracked buffer.
-_LEGACY_LAYER_KEY = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.")
-
-
-def _convert_legacy_state_dict(state_dict: StateDict) -> StateDict:
-    """Rename ``...denselayerN.norm.1.weight`` to ``...denselayerN.norm1.weight`` and add missing counters.
-
-    Keys already in the current layout pass through unchanged, so this is safe on any DenseNet state_dict.
-    A BatchNorm without ``num_batches_tracked`` gets a zero counter, as ``nn.BatchNorm2d`` does for old files.
-    """
-    converted = {_LEGACY_LAYER_KEY.sub(r"\1\2.", key): value for key, value in state_dict.items()}
-    for key in [k for k in converted if k.endswith(".running_var")]:
-        counter = key.removesuffix("running_var") + "num_batches_tracked"
-        converted.setdefault(counter, torch.tensor(0, dtype=torch.long))
-    return converted
-
-
 _URL = "https://download.pytorch.org/models/"
 _entry = partial(
     imagenet_entry,
@@ -245,8 +240,7 @@ def _densenet(
     set_or_check(kwargs, "growth_rate", growth)
     set_or_check(kwargs, "block_config", blocks)
     set_or_check(kwargs, "num_init_features", stem)
-    # Local files get the conversion too: a cached official checkpoint may be passed as a path.
-    return build_model(DenseNet, weights, progress, convert_state_dict=_convert_legacy_state_dict, **kwargs)
+    return build_model(DenseNet, weights, progress, **kwargs)
 
 
 @register_model(weights=DenseNet121_Weights)

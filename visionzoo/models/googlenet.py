@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._api import WeightsEnum, register_model
-from ._utils import StateDict, build_model, check_image_batch
+from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
 
 __all__ = ["GoogLeNet", "GoogLeNetOutputs", "GoogLeNet_Weights", "googlenet"]
@@ -255,12 +255,12 @@ class GoogLeNet_Weights(WeightsEnum):
 
 def _apply_pretrained_rules(
     kwargs: dict[str, Any], weights: Any, aux_prefixes: tuple[str, ...], keep_aux_by_default: bool
-) -> Callable[[StateDict], StateDict] | None:
-    """Set the Inception family's defaults for loading a checkpoint; return the state_dict fix-up, if any.
+) -> tuple[str, ...]:
+    """Set the Inception family's defaults for loading a checkpoint; return the key prefixes to leave out.
 
     Checkpoint inputs are scaled to [-1, 1], so ``transform_input`` defaults to True; ``init_weights=True`` is
     refused (the checkpoint overwrites every tensor); ``aux_logits`` defaults to ``keep_aux_by_default``. Without
-    auxiliary heads the model is built without them and their tensors are dropped from the checkpoint.
+    auxiliary heads the model is built without them, and their tensors in the checkpoint are ignored.
 
     Raises:
         ValueError: ``init_weights=True``, or ``aux_logits=False`` with a published weights entry (refused as the
@@ -277,9 +277,7 @@ def _apply_pretrained_rules(
         )
     kwargs["init_weights"] = False
     kwargs.setdefault("transform_input", True)
-    if kwargs.setdefault("aux_logits", keep_aux_by_default):
-        return None
-    return lambda state_dict: {k: v for k, v in state_dict.items() if not k.startswith(aux_prefixes)}
+    return () if kwargs.setdefault("aux_logits", keep_aux_by_default) else aux_prefixes
 
 
 @register_model(weights=GoogLeNet_Weights)
@@ -299,13 +297,13 @@ def googlenet(
     Raises:
         ValueError: ``init_weights=True`` together with weights.
     """
-    drop_aux = None
+    aux_keys: tuple[str, ...] = ()
     if weights is not None:
-        drop_aux = _apply_pretrained_rules(kwargs, weights, ("aux1.", "aux2."), keep_aux_by_default=False)
+        aux_keys = _apply_pretrained_rules(kwargs, weights, ("aux1.", "aux2."), keep_aux_by_default=False)
         if kwargs["aux_logits"] and isinstance(weights, WeightsEnum):
             warnings.warn(
                 f"The auxiliary heads of {weights!r} were never trained; train them before relying on them",
                 UserWarning,
                 stacklevel=3,
             )
-    return build_model(GoogLeNet, weights, progress, convert_state_dict=drop_aux, **kwargs)
+    return build_model(GoogLeNet, weights, progress, ignore_unexpected=aux_keys, **kwargs)

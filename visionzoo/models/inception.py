@@ -326,7 +326,7 @@ def inception_v3(
     Raises:
         ValueError: ``init_weights=True`` together with weights.
     """
-    drop_aux = None
+    aux_keys: tuple[str, ...] = ()
     if weights is not None:
-        drop_aux = _apply_pretrained_rules(kwargs, weights, ("AuxLogits.",), keep_aux_by_default=True)
-    return build_model(Inception3, weights, progress, convert_state_dict=drop_aux, **kwargs)
+        aux_keys = _apply_pretrained_rules(kwargs, weights, ("AuxLogits.",), keep_aux_by_default=True)
+    return build_model(Inception3, weights, progress, ignore_unexpected=aux_keys, **kwargs)

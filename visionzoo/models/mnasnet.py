@@ -21,7 +21,6 @@ from torch import nn
 
 from ._api import WeightsEnum, register_model
 from ._utils import (
-    StateDict,
     build_model,
     check_image_batch,
     conv_bn_layers,
@@ -230,34 +229,9 @@ class MNASNet1_3_Weights(WeightsEnum):
 # --------------------------------------------------------------------------------------------------
 
 
-class _VersionAwareBuild:
-    """``make`` and ``convert_state_dict`` for ``build_model`` that honour the checkpoint's format version.
-
-    ``build_model`` fetches the checkpoint (and runs ``convert_state_dict``) before it builds the model, then
-    loads a plain copy of the tensors, without the metadata that records the version. So the version is read
-    here from the checkpoint as fetched, and the model is built with the stem that version had.
-    """
-
-    def __init__(self) -> None:
-        self.version: int | None = None
-
-    def read_version(self, state_dict: StateDict) -> StateDict:
-        metadata = getattr(state_dict, "_metadata", None) or {}
-        self.version = metadata.get("", {}).get("version")
-        _check_version(self.version)
-        return state_dict
-
-    def make(self, **kwargs: Any) -> MNASNet:
-        model = MNASNet(**kwargs)
-        if model._needs_version_1_stem(self.version):
-            model._use_version_1_stem()
-        return model
-
-
 def _mnasnet(alpha: float, weights: WeightsEnum | Path | None, progress: bool, /, **kwargs: Any) -> MNASNet:
     set_or_check(kwargs, "alpha", alpha)
-    build = _VersionAwareBuild()
-    return build_model(build.make, weights, progress, convert_state_dict=build.read_version, **kwargs)
+    return build_model(MNASNet, weights, progress, **kwargs)
 
 
 @register_model(weights=MNASNet0_5_Weights)

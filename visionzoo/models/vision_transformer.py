@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 NormLayer = Callable[..., nn.Module]
-StateDict = dict[str, torch.Tensor]
 
 
 class ConvStemConfig(NamedTuple):
@@ -479,15 +478,6 @@ class ViT_H_14_Weights(WeightsEnum):
 WeightsArg = WeightsEnum | Path | str | None
 
 
-def _convert_legacy_checkpoint(state_dict: StateDict) -> StateDict:
-    """Rename the MLP keys of the older checkpoints (``...mlp.linear_1.weight`` -> ``...mlp.0.weight``)."""
-    renamed = {}
-    for key, value in state_dict.items():
-        block, sep, _ = key.rpartition(".mlp.")
-        renamed[_current_mlp_key(key, block + sep) if sep else key] = value
-    return renamed
-
-
 # The published variants (Table 1 of the paper, plus ViT-H/14 with 14x14 patches).
 _ARCHITECTURE_ARGS = ("patch_size", "num_layers", "num_heads", "hidden_dim", "mlp_dim")
 _VARIANTS = {
@@ -516,7 +506,7 @@ def _vision_transformer(variant: str, weights: WeightsArg, progress: bool, **kwa
             )
     kwargs.setdefault("image_size", 224)
     kwargs.update(zip(_ARCHITECTURE_ARGS, _VARIANTS[variant]))
-    return build_model(VisionTransformer, weights, progress, convert_state_dict=_convert_legacy_checkpoint, **kwargs)
+    return build_model(VisionTransformer, weights, progress, **kwargs)
 
 
 def _no_legacy_weights(kwargs: dict[str, Any]) -> WeightsEnum:

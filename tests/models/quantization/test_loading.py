@@ -139,7 +139,7 @@ def test_float_weights_into_the_quantizable_googlenet(tmp_path: Path) -> None:
 def test_checkpoints_that_do_not_fit(tmp_path: Path) -> None:
     int8_path = tmp_path / "shufflenet_x0_5_int8.pth"
     torch.save(quantization.shufflenet_v2_x0_5(quantize=True).state_dict(), int8_path)
-    with pytest.raises(ValueError, match=r"shufflenet_x0_5_int8\.pth does not fit the quantized QuantizableShuffleNetV2"):
+    with pytest.raises(ValueError, match=r"shufflenet_x0_5_int8\.pth does not fit quantized_shufflenet_v2_x1_0"):
         quantization.shufflenet_v2_x1_0(weights=int8_path, quantize=True)
 
     float_path = tmp_path / "shufflenet_x0_5_float.pth"

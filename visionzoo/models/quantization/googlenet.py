@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._api import WeightsEnum
-from .._utils import StateDict, check_image_batch
+from .._utils import check_image_batch
 from ..googlenet import BasicConv2d, GoogLeNet, GoogLeNet_Weights, GoogLeNetOutputs, Inception, InceptionAux
 from .utils import FloatFunctional, build_quantizable, fuse, make_quantizable, quantized_entry, register_quantized
 
@@ -90,21 +90,19 @@ class GoogLeNet_QuantizedWeights(WeightsEnum):
 
 def pretrained_inception_kwargs(
     kwargs: dict[str, Any], weights: WeightsEnum | Path | None, aux_prefixes: tuple[str, ...]
-) -> Callable[[StateDict], StateDict] | None:
-    """The Inception family's defaults when loading a checkpoint; returns the fix-up that drops unwanted heads.
+) -> tuple[str, ...]:
+    """The Inception family's defaults when loading a checkpoint; returns the key prefixes of unwanted heads.
 
     The checkpoints expect [-1, 1] inputs (``transform_input`` defaults to True) and replace every tensor (no
     ``init_weights``). The auxiliary heads are left out unless ``aux_logits=True`` is asked for.
     """
     if weights is None:
-        return None
+        return ()
     if kwargs.get("init_weights"):
         raise ValueError("init_weights=True asks for a random initialisation, but weights=... overwrites it; omit it")
     kwargs["init_weights"] = False
     kwargs.setdefault("transform_input", True)
-    if kwargs.setdefault("aux_logits", False):
-        return None
-    return lambda state_dict: {k: v for k, v in state_dict.items() if not k.startswith(aux_prefixes)}
+    return () if kwargs.setdefault("aux_logits", False) else aux_prefixes
 
 
 @register_quantized("quantized_googlenet", GoogLeNet_QuantizedWeights, GoogLeNet_Weights)
@@ -124,7 +122,7 @@ def googlenet(
         **kwargs: ``backend`` (default: the weights' engine, else fbgemm) and ``GoogLeNet`` arguments
             (num_classes, aux_logits, transform_input, init_weights, dropout, dropout_aux).
     """
-    drop_aux = pretrained_inception_kwargs(kwargs, weights, ("aux1.", "aux2."))
+    aux_keys = pretrained_inception_kwargs(kwargs, weights, ("aux1.", "aux2."))
     if isinstance(weights, WeightsEnum) and kwargs["aux_logits"]:
         warnings.warn(
             f"The auxiliary heads of {weights!r} were never trained; train them before relying on them",
@@ -132,6 +130,6 @@ def googlenet(
             stacklevel=3,
         )
     return build_quantizable(
-        QuantizableGoogLeNet, weights, progress, quantize, default_backend="fbgemm", convert_state_dict=drop_aux,
+        QuantizableGoogLeNet, weights, progress, quantize, default_backend="fbgemm", ignore_unexpected=aux_keys,
         **kwargs,
     )  # fmt: skip

@@ -146,7 +146,7 @@ def inception_v3(
     Raises:
         ValueError: ``aux_logits=True`` with int8 weights.
     """
-    drop_aux = pretrained_inception_kwargs(kwargs, weights, ("AuxLogits.",))
+    aux_keys = pretrained_inception_kwargs(kwargs, weights, ("AuxLogits.",))
     if quantize and isinstance(weights, WeightsEnum) and kwargs["aux_logits"]:
         raise ValueError(
             f"{weights!r} have no auxiliary head: omit aux_logits=True, or load the float weights "
@@ -154,5 +154,5 @@ def inception_v3(
         )
     return build_quantizable(
         QuantizableInception3, weights, progress, quantize, default_backend="fbgemm", calibration_size=75,
-        convert_state_dict=drop_aux, **kwargs,
+        ignore_unexpected=aux_keys, **kwargs,
     )  # fmt: skip

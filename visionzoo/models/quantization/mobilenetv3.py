@@ -35,8 +35,8 @@ __all__ = ["QuantizableMobileNetV3", "MobileNet_V3_Large_QuantizedWeights", "mob
 class QuantizableSqueezeExcitation(SqueezeExcitation):
     """Squeeze-and-excitation with a hard-sigmoid gate applied by a quantizable ``skip_mul``."""
 
-    # Recorded in state_dict metadata: version 2 QAT states hold the gate's fake-quant buffers (older ones get
-    # them from ``_fill_gate_qparams``).
+    # Recorded in state_dict metadata: version 2 QAT states hold the gate's fake-quant buffers; older ones get
+    # them in ``_load_from_state_dict``.
     _version = 2
 
     def __init__(self, input_channels: int, squeeze_channels: int, activation: type[nn.Module] = nn.ReLU) -> None:
@@ -48,6 +48,17 @@ class QuantizableSqueezeExcitation(SqueezeExcitation):
 
     def fuse_model(self, is_qat: bool | None = None) -> None:
         fuse(self, [["fc1", "activation"]], is_qat)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any], *args: Any) -> None:
+        # QAT states written before the hard-sigmoid gate had fixed quantization parameters lack its fake-quant
+        # buffers; their values are constants of the gate, so this model's own are the right ones to fill in.
+        version = local_metadata.get("version")
+        if version is None or version < 2:
+            gate = "scale_activation.activation_post_process."
+            for name, value in self.state_dict(prefix=prefix, keep_vars=True).items():
+                if name.startswith(prefix + gate):
+                    state_dict.setdefault(name, value.detach())
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
 
 
 class QuantizableInvertedResidual(InvertedResidual):
@@ -79,15 +90,6 @@ class QuantizableMobileNetV3(MobileNetV3):
         """Fuse Conv-BN, Conv-BN-ReLU and the SE blocks' Conv-ReLU in place (hard-swish stays unfused);
         ``is_qat=None`` follows ``self.training``."""
         fuse_conv_blocks(self, is_qat, QuantizableSqueezeExcitation)
-
-
-def _fill_gate_qparams(model: nn.Module, state_dict: dict[str, Any]) -> dict[str, Any]:
-    """Checkpoints written before the hard-sigmoid gate had fixed quantization parameters lack its fake-quant
-    buffers; those values are constants of the gate, so the model's own are the right ones to fill in."""
-    marker = ".scale_activation.activation_post_process."
-    own = model.state_dict()
-    missing = {key: own[key] for key in own if marker in key and key not in state_dict}
-    return {**state_dict, **missing} if missing else state_dict
 
 
 class MobileNet_V3_Large_QuantizedWeights(WeightsEnum):
@@ -124,5 +126,5 @@ def mobilenet_v3_large(
         kwargs.pop(option, None)
     return build_quantizable(
         QuantizableMobileNetV3, weights, progress, quantize, default_backend="qnnpack", qat=True,
-        before_load=_fill_gate_qparams, inverted_residual_setting=setting, last_channel=last_channel, **kwargs,
+        inverted_residual_setting=setting, last_channel=last_channel, **kwargs,
     )  # fmt: skip

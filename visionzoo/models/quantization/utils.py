@@ -14,6 +14,7 @@ does not print that notice (nor the related notices about quantized tensors) to 
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +50,7 @@ except ImportError as error:  # pragma: no cover - depends on the installed torc
 
 from ...ops.misc import Conv2dNormActivation
 from .._api import Weights, WeightsEnum, register_model
-from .._utils import StateDict, build_model
+from .._utils import build_model, load_weights, read_weights
 
 __all__ = ["BACKENDS", "quantize_model"]
 
@@ -201,9 +202,6 @@ def random_images(size: int) -> torch.Tensor:
 # Building
 # --------------------------------------------------------------------------------------------------
 
-StateDictHook = Callable[[nn.Module, dict[str, Any]], dict[str, Any]]
-
-
 def build_quantizable(
     make: Callable[..., M],
     weights: WeightsEnum | Path | None,
@@ -213,8 +211,7 @@ def build_quantizable(
     default_backend: str,
     calibration_size: int = 64,
     qat: bool = False,
-    convert_state_dict: Callable[[StateDict], StateDict] | None = None,
-    before_load: StateDictHook | None = None,
+    ignore_unexpected: tuple[str, ...] = (),
     **kwargs: Any,
 ) -> M:
     """Build a quantizable model: float (``quantize=False``, through ``build_model``) or int8.
@@ -229,8 +226,7 @@ def build_quantizable(
             calibrate on real images with ``quantize_model`` for a useful int8 model.
         qat: the int8 checkpoints are quantization-aware-training states: prepare for QAT, load, then convert
             (MobileNet V3) instead of quantizing and then loading.
-        convert_state_dict: fix-up applied to the checkpoint (e.g. dropping unused auxiliary heads).
-        before_load: fix-up of the int8 checkpoint that needs the model (legacy layouts).
+        ignore_unexpected: key prefixes of checkpoint tensors the model is built without (auxiliary heads).
         **kwargs: architecture arguments, plus ``backend``.
 
     Raises:
@@ -241,13 +237,12 @@ def build_quantizable(
         raise TypeError(f"quantize must be True or False, got {quantize!r}")
     backend = _check_backend(_choose_backend(weights, kwargs.pop("backend", None), default_backend))
     if not quantize:
-        return build_model(make, weights, progress, convert_state_dict=convert_state_dict, **kwargs)
+        return build_model(make, weights, progress, ignore_unexpected=ignore_unexpected, **kwargs)
 
-    state_dict, source = None, None
+    state_dict, source = None, ""
     if weights is not None:
         state_dict, source = _load_int8_checkpoint(weights, progress, kwargs)
-        if convert_state_dict is not None:
-            state_dict = convert_state_dict(state_dict)
+    load = partial(_load_int8, ignore_unexpected=ignore_unexpected)
 
     torch.backends.quantized.engine = backend
     model = make(**kwargs)
@@ -257,13 +252,13 @@ def build_quantizable(
             model.qconfig = get_default_qat_qconfig(backend)
             prepare_qat(model, inplace=True)
             if state_dict is not None:
-                _strict_load(model, state_dict, source, before_load)
+                load(model, state_dict, source)
             convert(model, inplace=True)
         return model.eval()
 
     quantize_model(model, backend, random_images(calibration_size), calibrate=state_dict is None)
     if state_dict is not None:
-        _strict_load(model, state_dict, source, before_load)
+        load(model, state_dict, source)
     return model
 
 
@@ -280,8 +275,6 @@ def _choose_backend(weights: WeightsEnum | Path | None, requested: str | None, d
 def _load_int8_checkpoint(
     weights: WeightsEnum | Path, progress: bool, kwargs: dict[str, Any]
 ) -> tuple[dict[str, Any], str]:
-    from visionzoo import hub
-
     if isinstance(weights, WeightsEnum):
         categories = len(weights.meta["categories"])
         if kwargs.setdefault("num_classes", categories) != categories:
@@ -290,36 +283,16 @@ def _load_int8_checkpoint(
                 f"categories, and an int8 head cannot be re-initialised; fine-tune the float model "
                 f"(quantize=False with its unquantized weights, {weights.meta['unquantized']!r}) and quantize that"
             )
-        with quiet_quantization():
-            return weights.get_state_dict(progress=progress), repr(weights)
     with quiet_quantization():
-        loaded: Any = hub.load_checkpoint(weights)
-    for wrapper_key in ("model", "state_dict", "model_state_dict"):
-        if isinstance(loaded.get(wrapper_key), dict):
-            loaded = loaded[wrapper_key]
-            break
-    return loaded, str(weights)
+        return read_weights(weights, progress, tensors_only=False)
 
 
-def _strict_load(model: nn.Module, state_dict: dict[str, Any], source: str | None, hook: StateDictHook | None) -> None:
-    if hook is not None:
-        state_dict = hook(model, state_dict)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    if missing or unexpected:
-        lines = [f"The checkpoint {source} does not fit the quantized {type(model).__name__}:"]
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected)):
-            if keys:
-                shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-                lines.append(f"  {label}: {shown}")
-        lines.append("  (a float checkpoint needs quantize=False; an int8 one the architecture it was made for)")
-        raise ValueError("\n".join(lines))
-    try:
-        with quiet_quantization():
-            model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:  # shape or dtype mismatches inside packed parameters
-        raise ValueError(f"The checkpoint {source} does not fit the quantized {type(model).__name__}: {error}") from None
+def _load_int8(model: nn.Module, state_dict: dict[str, Any], source: str, ignore_unexpected: tuple[str, ...]) -> None:
+    with quiet_quantization():
+        load_weights(
+            model, state_dict, source, assign=False, ignore_unexpected=ignore_unexpected,
+            hint="a float checkpoint needs quantize=False; an int8 one the architecture it was made for",
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
