@@ -88,8 +88,9 @@ def build_model(
     new_head = kwargs["num_classes"] if published and kwargs.get("num_classes", categories) != categories else None
     fresh = load_weights(model, state_dict, source, ignore_unexpected=ignore_unexpected, new_head_classes=new_head)
     if fresh:
+        trained = f"{categories} categories" if categories else f"{state_dict[fresh[0]].shape[0]} outputs"
         warnings.warn(
-            f"num_classes={new_head} differs from the {categories} categories of {source}: every pretrained "
+            f"num_classes={new_head} differs from the {trained} of {source}: every pretrained "
             f"tensor was loaded except {', '.join(fresh)}, which were re-initialised for {new_head} classes "
             "(fine-tune them before use)",
             UserWarning,
