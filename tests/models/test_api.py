@@ -174,8 +174,10 @@ def test_local_checkpoint_unwraps_training_containers(tmp_path: Path) -> None:
 def test_local_checkpoint_errors_name_the_problem(tmp_path: Path) -> None:
     path = tmp_path / "ten_classes.pth"
     _save_reference(path, num_classes=10)
-    with pytest.raises(ValueError, match=r"(?s)fc\.weight: checkpoint \(10, 512\) vs model \(1000, 512\).*num_classes"):
-        models.resnet18(weights=path)
+    with pytest.warns(UserWarning, match=r"num_classes=10 taken from the checkpoint .*ten_classes\.pth"):
+        assert models.resnet18(weights=path).fc.out_features == 10
+    with pytest.raises(ValueError, match=r"(?s)fc\.weight: checkpoint \(10, 512\) vs model \(5, 512\).*pass num_classes=10"):
+        models.resnet18(weights=path, num_classes=5)
     assert models.resnet18(weights=path, num_classes=10).fc.out_features == 10
 
     wrong = tmp_path / "resnet34.pth"
