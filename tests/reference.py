@@ -5,9 +5,18 @@ Every parity test reaches the reference through this module, so the dependency s
 
 from __future__ import annotations
 
+import importlib
+
 import torchvision  # noqa: F401  (oracle only; the visionzoo package never imports it)
 import torchvision.models as models  # noqa: F401
 import torchvision.ops as ops  # noqa: F401
 import torchvision.transforms as transforms  # noqa: F401
 import torchvision.transforms.functional as functional  # noqa: F401
 import torchvision.io as io  # noqa: F401
+
+
+def list_models_of_task(task: str) -> list[str]:
+    """The reference's builders of one of our tasks: those of its package for that task (``torchvision.models``
+    itself for classification, ``torchvision.models.<task>`` otherwise, e.g. ``quantization``)."""
+    package = models if task == "classification" else importlib.import_module(f"torchvision.models.{task}")
+    return models.list_models(module=package)

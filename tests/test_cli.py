@@ -60,6 +60,8 @@ def test_list_patterns_and_task(zoo: TinyZoo, capsys: pytest.CaptureFixture[str]
     assert status == 0 and column(out) == ["tinydet"]
     status, _, err = run(["list", "tinynet", "--task", "detection"], capsys)
     assert status == 2 and "no model matches tinynet among detection models" in err
+    status, _, err = run(["list", "--task", "nosuch"], capsys)  # the registry's task list, stand-in included
+    assert status == 2 and err == "visionzoo: error: Unknown task 'nosuch'; valid tasks: classification, quantization, detection\n"
 
 
 def test_list_weights_table_and_json(zoo: TinyZoo, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,19 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from visionzoo.cli._catalog import TASKS, default_of, entries_of, family_of, models_by_task
+from visionzoo.cli._catalog import default_of, entries_of, models_by_task
+from visionzoo.models._api import get_model_info, get_task, list_tasks
 
 MODELS_MD = "models.md"
 PLOT_PNG = "accuracy_vs_gflops.png"
 PLOT_DATA_KEY = "visionzoo-plot-data"  # the PNG text chunk holding the digest of the plotted points
-_TASK_TITLES = {
-    "classification": "Image classification",
-    "quantization": "Quantized image classification",
-    "segmentation": "Semantic segmentation",
-    "detection": "Object detection, instance segmentation and keypoints",
-    "video": "Video classification",
-    "optical_flow": "Optical flow",
-}
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -50,7 +43,7 @@ def plot_points() -> list[tuple[str, str, float, float]]:
             if acc1 is None or gflops is None or math.isnan(acc1) or not gflops > 0:
                 continue
             label = name if len(entries) == 1 else f"{name} {entry.name.removeprefix('IMAGENET1K_')}"
-            points.append((family_of(name), label, float(gflops), float(acc1)))
+            points.append((get_model_info(name).family, label, float(gflops), float(acc1)))
     return points
 
 
@@ -103,12 +96,12 @@ def render_models_md() -> str:
         f"{len(pairs)} models, {entries} weights entries. `visionzoo list --weights` prints the same from the "
         "command line; `visionzoo download MODEL` fetches a checkpoint.",
     ]
-    for task in TASKS:
-        in_task = [(name, t) for name, t in pairs if t == task]
+    for task in map(get_task, list_tasks()):
+        in_task = [(name, t) for name, t in pairs if t == task.name]
         if not in_task:
             continue
-        lines += ["", f"## {_TASK_TITLES[task]}", ""]
-        if task == "classification":
+        lines += ["", f"## {task.title}", ""]
+        if task.name == "classification":
             digest = plot_digest(plot_points())
             lines += [f"![accuracy@1 against GFLOPS]({PLOT_PNG})", f"<!-- plot data: {digest} -->", ""]
         lines += _task_table(in_task)

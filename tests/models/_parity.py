@@ -1,35 +1,77 @@
-"""Parity helpers: compare a visionzoo builder with the reference builder of the same name."""
+"""Parity helpers: build a reference model and ours alike and compare them, for every family's tests.
+
+``build_pair`` pairs two builders of the same name, ``pair`` any two constructors (a family's model class with
+a small configuration, a single layer); both check the initialisation, share the reference's weights with ours
+and hand back two models that must compute the same thing (``assert_same_outputs``).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from tests import reference
 from visionzoo import models
 
 
-def build_pair(name: str, **kwargs: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The reference model and ours, each built under the same seed, with the reference's state_dict loaded.
+def pair(
+    make_reference: Callable[[], nn.Module], make_ours: Callable[[], nn.Module], *, check_init: bool = True
+) -> tuple[nn.Module, nn.Module]:
+    """The reference model and ours, each made under the same seed, with the reference's state_dict loaded into
+    ours (same keys in the same order, strict), both in eval mode.
 
-    The same seed must give the same initial weights, draw for draw: a user who seeds a training run from
-    scratch gets the reference's starting point."""
+    Args:
+        make_reference: builds the reference model.
+        make_ours: builds ours.
+        check_init: ours must start where the reference starts: same distributions and, under the same seed,
+            the same tensors draw for draw (a user who seeds a training run from scratch gets the reference's
+            starting point). False builds ours on ``meta`` instead and loads copies of the reference's tensors:
+            for the largest models, whose initialisation test_classification.py checks already.
+    """
     torch.manual_seed(0)
-    ref = reference.models.get_model(name, weights=None, **kwargs).eval()
+    ref = make_reference().eval()
     torch.manual_seed(0)
-    ours = models.get_model(name, weights=None, **kwargs).eval()
-    assert_same_initialisation(ref, ours)
-    assert_seeded_alike(ref, ours)
+    with torch.device("cpu" if check_init else "meta"):
+        ours = make_ours().eval()
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    if check_init:
+        assert_same_initialisation(ref, ours)
+        assert_seeded_alike(ref, ours)
     # Some layers start at zero (ViT's head): outputs would be all zeros and prove nothing, so give such
     # weights random values (in the reference's own tensors) before the state is shared.
     with torch.no_grad():
         for key, tensor in ref.state_dict().items():
             if key.endswith("weight") and tensor.is_floating_point() and tensor.numel() > 1 and not tensor.any():
                 tensor.normal_(0.0, 0.02)
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    if check_init:
+        ours.load_state_dict(ref.state_dict(), strict=True)
+    else:
+        ours.load_state_dict({k: v.clone() for k, v in ref.state_dict().items()}, strict=True, assign=True)
+        assert not any(t.is_meta for t in [*ours.parameters(), *ours.buffers()])
     return ref, ours
+
+
+def build_pair(
+    name: str, *, reference_kwargs: dict[str, Any] | None = None, check_init: bool = True, **kwargs: Any
+) -> tuple[nn.Module, nn.Module]:
+    """:func:`pair` of the reference builder called ``name`` and ours, both without weights.
+
+    Args:
+        name: a builder both packages register.
+        reference_kwargs: arguments that differ for the reference (its own classes, e.g. its
+            ``FrozenBatchNorm2d``), merged over ``kwargs``.
+        check_init: see :func:`pair`.
+        **kwargs: builder arguments for both.
+    """
+    theirs = {**kwargs, **(reference_kwargs or {})}
+    return pair(
+        lambda: reference.models.get_model(name, weights=None, **theirs),
+        lambda: models.get_model(name, weights=None, **kwargs),
+        check_init=check_init,
+    )
 
 
 def assert_same_outputs(ref: torch.nn.Module, ours: torch.nn.Module, x: torch.Tensor) -> None:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from tests import reference
-from tests.models._parity import assert_same_outputs
+from tests.models._parity import assert_same_outputs, build_pair
 from visionzoo import models
 from visionzoo.models import VGG16_Weights
 from visionzoo.models._api import WeightsEnum
@@ -33,10 +33,7 @@ def _dropout_rates(model: nn.Module) -> list[float]:
     ],
 )
 def test_kwargs_parity(name: str, kwargs: dict[str, Any]) -> None:
-    torch.manual_seed(0)
-    ref = reference.models.get_model(name, weights=None, **kwargs).eval()
-    ours = models.get_model(name, weights=None, **kwargs).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = build_pair(name, **kwargs)
     assert _dropout_rates(ours) == _dropout_rates(ref)
     assert set(_dropout_rates(ours)) == {kwargs.get("dropout", 0.5)}
     x = torch.randn(2, 3, 64, 72)

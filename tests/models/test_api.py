@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,61 @@ import torch
 from tests import reference
 from visionzoo import models
 from visionzoo.models import ResNet18_Weights, ResNet50_Weights
-from visionzoo.models._api import WeightsEnum
+from visionzoo.models._api import WeightsEnum, get_task, register_model
+
+
+def _package_of(task: str) -> object:
+    """Our package for a task, where the reference has its own: ``visionzoo.models`` for classification."""
+    return models if task == "classification" else importlib.import_module(f"visionzoo.models.{task}")
+
+
+@pytest.mark.parametrize("task", models.list_tasks())
+def test_registry_is_the_references_for_every_landed_task(task: str) -> None:
+    expected = reference.list_models_of_task(task)
+    assert expected, f"the reference has no {task} models: is the task named as its package?"
+    assert models.list_models(task=task) == expected
+    assert models.list_models(module=_package_of(task)) == expected
+
+
+def test_every_model_has_one_landed_task_and_its_family() -> None:
+    by_task = [name for task in models.list_tasks() for name in models.list_models(task=task)]
+    assert sorted(by_task) == models.list_models()  # each model in exactly one task, and no other task exists
+    assert models.list_tasks() == ["classification", "quantization"]
+    for name in models.list_models():
+        info = models.get_model_info(name)
+        assert info.name == name and info.builder is models.get_model_builder(name)
+        assert info.family == info.builder.__module__.rsplit(".", 1)[-1]
+    assert {models.get_model_info(n).family for n in ("resnet50", "wide_resnet50_2", "resnext101_64x4d")} == {"resnet"}
+    quantized = models.get_model_info("quantized_mobilenet_v3_large")
+    assert (quantized.task, quantized.family) == ("quantization", "mobilenetv3")
+    assert quantized.weights_enum is models.get_model_weights("quantized_mobilenet_v3_large")
+    assert models.get_model_info("ResNet50").task == "classification"
+    assert all(n.startswith("quantized_") for n in models.list_models(task="quantization"))
+
+
+def test_list_models_by_task_combines_with_the_other_filters() -> None:
+    assert models.list_models(task="quantization", include="*resnet*", exclude="*resnext*") == [
+        "quantized_resnet18",
+        "quantized_resnet50",
+    ]
+    assert models.list_models(module=models, task="quantization") == []
+
+
+def test_tasks_record_what_their_models_need() -> None:
+    assert get_task("quantization").build_kwargs == {"quantize": True} and get_task("quantization").cpu_only
+    assert get_task("classification").build_kwargs == {} and not get_task("classification").cpu_only
+    with pytest.raises(TypeError):
+        get_task("quantization").build_kwargs["quantize"] = False  # type: ignore[index]
+
+
+def test_unknown_tasks_name_the_valid_ones() -> None:
+    for call in (lambda: models.list_models(task="detection"), lambda: get_task("Classification")):
+        with pytest.raises(ValueError, match="Unknown task .*; valid tasks: classification, quantization$"):
+            call()
+    with pytest.raises(ValueError, match="valid tasks: classification, quantization"):
+        register_model(task="segmentation")  # before any builder is registered under it
+    with pytest.raises(TypeError, match="task name must be a string"):
+        models.list_models(task=1)  # type: ignore[arg-type]
 
 
 def test_list_models_filters() -> None:

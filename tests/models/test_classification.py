@@ -1,7 +1,8 @@
 """Registry-driven checks of every classification builder against the reference.
 
 Adding a builder to ``visionzoo.models`` adds it here: parity (state_dict strict + eval outputs),
-weights entries (names, urls, meta facts) and presets (on tensor and PIL input).
+weights entries (names, urls, meta facts), presets (on tensor and PIL input) and loading weights into a
+model built on ``meta``. That the registry holds exactly the reference's builders is checked in test_api.py.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import torch
 from tests import reference
 from tests.models._parity import assert_same_outputs, assert_same_weights, build_pair
 from visionzoo import models
+from visionzoo.models._api import WeightsEnum
 
-CLASSIFIERS = models.list_models(module=models)
+CLASSIFIERS = models.list_models(task="classification")
 
 
 def _input_hw(name: str, model: torch.nn.Module) -> tuple[int, int]:
@@ -36,16 +38,9 @@ def _input_hw(name: str, model: torch.nn.Module) -> tuple[int, int]:
             return size, size + 8
 
 
-def test_registry_covers_the_reference_families_landed_so_far() -> None:
-    ours = set(CLASSIFIERS)
-    assert {"resnet18", "resnet50", "resnext101_64x4d", "wide_resnet101_2"} <= ours
-    assert ours <= set(reference.models.list_models(module=reference.models))
-
-
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_parity(name: str) -> None:
-    ref, ours = build_pair(name)
-    assert list(ours.state_dict()) == list(ref.state_dict())
+    ref, ours = build_pair(name)  # same keys in the same order, same initialisation, strict load
     x = torch.randn(2, 3, *_input_hw(name, ours))
     assert_same_outputs(ref, ours, x)
     # Determinism in eval mode, and a batch gives what its images give one by one.
@@ -80,12 +75,31 @@ def test_presets(name: str) -> None:
             torch.testing.assert_close(mine(sample), theirs(sample), atol=1e-3, rtol=0)
 
 
+def _entry_for_the_default_architecture(name: str, model: torch.nn.Module) -> WeightsEnum:
+    """The first weights entry whose checkpoint fits the builder's default architecture: for a model built for
+    one input size (ViT, MaxViT), the first entry trained at that size (vit_h_14's first is at 518 pixels)."""
+    fixed = getattr(model, "input_size", None)
+    return next(e for e in models.get_model_weights(name) if fixed is None or e.transforms().crop_size == [fixed[0]])
+
+
 @pytest.mark.parametrize("name", CLASSIFIERS)
-def test_builds_on_meta_device_without_data(name: str) -> None:
-    """Architecture hyper-parameters are plain Python, so every builder can be built on ``meta``."""
+def test_builds_on_meta_device_when_weights_are_given(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With weights, a builder builds on ``meta`` and loads the checkpoint into it by assignment: no random
+    initialisation runs (not one draw from the random generator) and every tensor is the checkpoint's own."""
     with torch.device("meta"):
-        model = models.get_model(name)
-    assert all(p.is_meta for p in model.parameters())
+        default = models.get_model(name)
+    entry = _entry_for_the_default_architecture(name, default)
+    # torch.empty reserves memory lazily: the checkpoint costs nothing, and its tensors are known by their storage.
+    checkpoint = {key: torch.empty(t.shape, dtype=t.dtype) for key, t in default.state_dict().items()}
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, progress=True, check_hash=True: dict(checkpoint))
+    random_state = torch.get_rng_state()
+    model = models.get_model(name, weights=entry)
+    assert torch.equal(torch.get_rng_state(), random_state), "building with weights drew random numbers"
+    loaded = model.state_dict()
+    assert set(loaded) <= set(checkpoint)  # the builder may drop parts the weights leave out (auxiliary heads)
+    assert len(loaded) == len([*model.parameters(), *model.buffers()])  # every tensor is in the state_dict
+    copied = [key for key, tensor in loaded.items() if tensor.data_ptr() != checkpoint[key].data_ptr()]
+    assert not copied, f"not the checkpoint's tensors: {copied[:5]}"
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

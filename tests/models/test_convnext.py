@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tests import reference
-from tests.models._parity import assert_same_outputs
+from tests.models._parity import assert_same_outputs, build_pair, pair
 from visionzoo import models
 from visionzoo.models.convnext import CNBlock, CNBlockConfig, ConvNeXt, LayerNorm2d
 
@@ -48,44 +48,42 @@ def tiny() -> ConvNeXt:
 
 def test_kwargs_parity() -> None:
     kwargs = {"num_classes": 7, "layer_scale": 0.5, "stochastic_depth_prob": 0.25}
-    torch.manual_seed(0)
-    ref = reference.models.convnext_tiny(norm_layer=partial(reference.models.convnext.LayerNorm2d, eps=1e-2), **kwargs)
-    ours = models.convnext_tiny(norm_layer=partial(LayerNorm2d, eps=1e-2), **kwargs)
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref_norm = {"norm_layer": partial(reference.models.convnext.LayerNorm2d, eps=1e-2)}
+    ref, ours = build_pair("convnext_tiny", reference_kwargs=ref_norm, norm_layer=partial(LayerNorm2d, eps=1e-2), **kwargs)
     assert _layer_facts(ours) == _layer_facts(ref)
-    assert_same_outputs(ref.eval(), ours.eval(), torch.randn(2, 3, 64, 72))
+    assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 72))
 
 
 def test_block_argument_matches_the_reference() -> None:
     """``block`` replaces every block; ``norm_layer`` reaches only the stem, downsampling and head norms."""
     setting = [(16, 32, 2), (32, None, 1)]
     ref_lib = reference.models.convnext
-    torch.manual_seed(0)
-    ref = ref_lib.ConvNeXt(
-        [ref_lib.CNBlockConfig(*s) for s in setting], layer_scale=1.0,
-        block=partial(ref_lib.CNBlock, norm_layer=partial(nn.LayerNorm, eps=1e-2)),
-        norm_layer=partial(ref_lib.LayerNorm2d, eps=1e-3),
+    ref, ours = pair(
+        lambda: ref_lib.ConvNeXt(
+            [ref_lib.CNBlockConfig(*s) for s in setting], layer_scale=1.0,
+            block=partial(ref_lib.CNBlock, norm_layer=partial(nn.LayerNorm, eps=1e-2)),
+            norm_layer=partial(ref_lib.LayerNorm2d, eps=1e-3),
+        ),
+        lambda: ConvNeXt(
+            [CNBlockConfig(*s) for s in setting], layer_scale=1.0,
+            block=partial(CNBlock, norm_layer=partial(nn.LayerNorm, eps=1e-2)),
+            norm_layer=partial(LayerNorm2d, eps=1e-3),
+        ),
     )  # fmt: skip
-    ours = ConvNeXt(
-        [CNBlockConfig(*s) for s in setting], layer_scale=1.0,
-        block=partial(CNBlock, norm_layer=partial(nn.LayerNorm, eps=1e-2)),
-        norm_layer=partial(LayerNorm2d, eps=1e-3),
-    )  # fmt: skip
-    ours.load_state_dict(ref.state_dict(), strict=True)
     assert _layer_facts(ours) == _layer_facts(ref)
     assert {m.eps for m in ours.features[1].modules() if isinstance(m, nn.LayerNorm)} == {1e-2}
     assert ours.classifier[0].eps == 1e-3
-    assert_same_outputs(ref.eval(), ours.eval(), torch.randn(2, 3, 32, 40))
+    assert_same_outputs(ref, ours, torch.randn(2, 3, 32, 40))
 
 
 def test_training_mode_matches_the_reference_draw_for_draw() -> None:
     """Stochastic depth consumes the random stream in the same order as the reference."""
     setting = [(32, 64, 2), (64, None, 2)]
-    torch.manual_seed(0)
     ref_lib = reference.models.convnext
-    ref = ref_lib.ConvNeXt([ref_lib.CNBlockConfig(*s) for s in setting], stochastic_depth_prob=0.6, layer_scale=1.0)
-    ours = ConvNeXt([CNBlockConfig(*s) for s in setting], stochastic_depth_prob=0.6, layer_scale=1.0)
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = pair(
+        lambda: ref_lib.ConvNeXt([ref_lib.CNBlockConfig(*s) for s in setting], stochastic_depth_prob=0.6, layer_scale=1.0),
+        lambda: ConvNeXt([CNBlockConfig(*s) for s in setting], stochastic_depth_prob=0.6, layer_scale=1.0),
+    )
     x = torch.randn(8, 3, 32, 32)
     torch.manual_seed(1)
     expected = ref.train()(x)
@@ -99,11 +97,10 @@ def test_custom_block_setting_matches_the_reference() -> None:
     setting = [(16, 24, 1), (24, 48, 2), (48, 40, 1)]
     ref_lib = reference.models.convnext
     assert repr(CNBlockConfig(16, None, 2)) == repr(ref_lib.CNBlockConfig(16, None, 2))
-    torch.manual_seed(0)
-    ref = ref_lib.ConvNeXt([ref_lib.CNBlockConfig(*s) for s in setting], num_classes=4).eval()
-    ours = ConvNeXt([CNBlockConfig(*s) for s in setting], num_classes=4).eval()
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = pair(
+        lambda: ref_lib.ConvNeXt([ref_lib.CNBlockConfig(*s) for s in setting], num_classes=4),
+        lambda: ConvNeXt([CNBlockConfig(*s) for s in setting], num_classes=4),
+    )
     assert ours.classifier[-1].in_features == 40
     assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 64))
 

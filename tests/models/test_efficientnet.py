@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from tests import reference
-from tests.models._parity import assert_same_outputs
+from tests.models._parity import assert_same_outputs, build_pair, pair
 from visionzoo import models
 from visionzoo.models._api import WeightsEnum
 from visionzoo.models.efficientnet import EfficientNet, FusedMBConvConfig, MBConvConfig
@@ -64,25 +64,19 @@ def test_batchnorm_settings_per_generation() -> None:
     ],
 )
 def test_kwargs_parity(name: str, kwargs: dict[str, Any]) -> None:
-    torch.manual_seed(0)
-    ref = reference.models.get_model(name, weights=None, **kwargs).eval()
-    ours = models.get_model(name, weights=None, **kwargs).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = build_pair(name, **kwargs)
     assert _layer_facts(ours) == _layer_facts(ref)
     assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 72))
 
 
 def test_training_mode_matches_the_reference_draw_for_draw() -> None:
     """Dropout and stochastic depth consume the random stream in the same order as the reference."""
-    torch.manual_seed(0)
-    ref = reference.models.efficientnet_b0(stochastic_depth_prob=0.5, dropout=0.5).train()
-    ours = models.efficientnet_b0(stochastic_depth_prob=0.5, dropout=0.5).train()
-    ours.load_state_dict(ref.state_dict())
+    ref, ours = build_pair("efficientnet_b0", stochastic_depth_prob=0.5, dropout=0.5)
     x = torch.randn(4, 3, 64, 64)
     torch.manual_seed(1)
-    expected = ref(x)
+    expected = ref.train()(x)
     torch.manual_seed(1)
-    actual = ours(x)
+    actual = ours.train()(x)
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(ours.state_dict(), ref.state_dict())  # same running statistics afterwards
 
@@ -105,11 +99,10 @@ def test_custom_stages_and_last_channel_match_the_reference(last_channel: int | 
     assert repr(_custom_setting(ours_lib)) == repr(_custom_setting(ref_lib)).replace(
         "torchvision.models.efficientnet", "visionzoo.models.efficientnet"
     )
-    torch.manual_seed(0)
-    ref = ref_lib.EfficientNet(_custom_setting(ref_lib), 0.1, num_classes=5, last_channel=last_channel).eval()
-    ours = EfficientNet(_custom_setting(ours_lib), 0.1, num_classes=5, last_channel=last_channel).eval()
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = pair(
+        lambda: ref_lib.EfficientNet(_custom_setting(ref_lib), 0.1, num_classes=5, last_channel=last_channel),
+        lambda: EfficientNet(_custom_setting(ours_lib), 0.1, num_classes=5, last_channel=last_channel),
+    )
     assert ours.features[-1].out_channels == (last_channel or 4 * 40)
     assert_same_outputs(ref, ours, torch.randn(2, 3, 40, 48))
 

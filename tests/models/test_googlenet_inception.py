@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests import reference
-from tests.models._parity import assert_same_outputs
+from tests.models._parity import assert_same_outputs, build_pair, pair
 from visionzoo import models
 from visionzoo.models import GoogLeNet, GoogLeNetOutputs, Inception3, InceptionOutputs
 from visionzoo.models._api import WeightsEnum
@@ -21,17 +21,8 @@ from visionzoo.models.googlenet import BasicConv2d, Inception, InceptionAux
 # (training mode only) needs the 17x17 grid of a 299x299 input.
 SMALL = {"googlenet": 64, "inception_v3": 75}
 
-
-def _pair(name: str, **kwargs: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Reference and ours with the reference's state_dict copied strictly (init_weights=False: the copy makes the
-    initialisation irrelevant, and the truncated normal of 27M weights is slow)."""
-    kwargs.setdefault("init_weights", False)
-    torch.manual_seed(0)
-    ref = reference.models.get_model(name, weights=None, **kwargs)
-    ours = models.get_model(name, weights=None, **kwargs)
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    return ref, ours
+# The argument tests build with init_weights=False: the truncated normal of 27M weights is slow, and
+# test_same_seed_gives_the_reference_initialisation checks it once.
 
 
 @pytest.mark.parametrize(
@@ -43,9 +34,9 @@ def _pair(name: str, **kwargs: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
     ],
 )
 def test_kwargs_parity_in_eval_mode(name: str, kwargs: dict[str, Any]) -> None:
-    ref, ours = _pair(name, **kwargs)
+    ref, ours = build_pair(name, init_weights=False, **kwargs)
     size = SMALL[name]
-    assert_same_outputs(ref.eval(), ours.eval(), torch.randn(2, 3, size, size + 5))
+    assert_same_outputs(ref, ours, torch.randn(2, 3, size, size + 5))
 
 
 def _train_outputs(model: torch.nn.Module, x: torch.Tensor) -> Any:
@@ -54,7 +45,7 @@ def _train_outputs(model: torch.nn.Module, x: torch.Tensor) -> Any:
 
 
 def test_googlenet_training_outputs_match_reference() -> None:
-    ref, ours = _pair("googlenet", transform_input=True)
+    ref, ours = build_pair("googlenet", init_weights=False, transform_input=True)
     x = torch.randn(2, 3, 48, 56)
     expected, actual = _train_outputs(ref, x), _train_outputs(ours, x)
     assert isinstance(actual, GoogLeNetOutputs)
@@ -66,7 +57,7 @@ def test_googlenet_training_outputs_match_reference() -> None:
 
 
 def test_inception_training_outputs_match_reference() -> None:
-    ref, ours = _pair("inception_v3", dropout=0.0)
+    ref, ours = build_pair("inception_v3", init_weights=False, dropout=0.0)
     x = torch.randn(2, 3, 299, 299)
     expected, actual = _train_outputs(ref, x), _train_outputs(ours, x)
     assert isinstance(actual, InceptionOutputs)
@@ -108,24 +99,14 @@ def test_input_size_errors_name_the_minimum() -> None:
 
 @pytest.mark.parametrize("name", ["googlenet", "inception_v3"])
 def test_same_seed_gives_the_reference_initialisation(name: str) -> None:
-    torch.manual_seed(5)
-    ref = reference.models.get_model(name, init_weights=True)
-    torch.manual_seed(5)
+    """``init_weights=None`` means True, silently (the reference warns): the same draws as the reference's True."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # init_weights=None means True, silently (the reference warns)
-        ours = models.get_model(name)
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    for (key, mine), theirs in zip(ours.state_dict().items(), ref.state_dict().values()):
-        torch.testing.assert_close(mine, theirs, atol=0, rtol=0, msg=key)
+        warnings.simplefilter("error")
+        build_pair(name, reference_kwargs={"init_weights": True})  # pair checks the initialisation
 
 
 def test_init_weights_false_keeps_default_initialisation() -> None:
-    torch.manual_seed(5)
-    ref = reference.models.googlenet(init_weights=False)
-    torch.manual_seed(5)
-    ours = models.googlenet(init_weights=False)
-    mine, theirs = ours.inception5b.branch1.conv.weight, ref.inception5b.branch1.conv.weight
-    torch.testing.assert_close(mine, theirs, atol=0, rtol=0)
+    _, ours = build_pair("googlenet", init_weights=False)  # the same draws as the reference's
     assert ours.fc.weight.abs().max() > 0.02  # nn.Linear's default, not the truncated normal of std 0.01
 
 
@@ -163,29 +144,29 @@ def _assert_every_conv_is_swapped(model: torch.nn.Module) -> None:
 
 
 def test_swapped_googlenet_blocks_keep_keys_and_outputs() -> None:
-    ref = reference.models.googlenet(weights=None, init_weights=False)
     blocks = [ReluConv, _using_relu_conv(Inception), _using_relu_conv(InceptionAux)]
-    ours = GoogLeNet(blocks=blocks, init_weights=False)
+    ref, ours = pair(
+        lambda: reference.models.googlenet(weights=None, init_weights=False),
+        lambda: GoogLeNet(blocks=blocks, init_weights=False),
+    )
     _assert_every_conv_is_swapped(ours)
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ours.load_state_dict(ref.state_dict())
     x = torch.randn(2, 3, 40, 48)
     for mine, theirs in zip(_train_outputs(ours, x), _train_outputs(ref, x)):  # the auxiliary heads too
         torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=1e-4)
 
 
 def test_swapped_inception3_blocks_keep_keys_and_outputs() -> None:
-    ref = reference.models.inception_v3(weights=None, init_weights=False, num_classes=10)
     blocks = [ReluConv] + [
         _using_relu_conv(block)
         for block in (inception.InceptionA, inception.InceptionB, inception.InceptionC, inception.InceptionD,
                       inception.InceptionE, inception.InceptionAux)
     ]
-    ours = Inception3(inception_blocks=blocks, init_weights=False, num_classes=10)
+    ref, ours = pair(
+        lambda: reference.models.inception_v3(weights=None, init_weights=False, num_classes=10),
+        lambda: Inception3(inception_blocks=blocks, init_weights=False, num_classes=10),
+    )
     _assert_every_conv_is_swapped(ours)
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ours.load_state_dict(ref.state_dict())
-    assert_same_outputs(ref.eval(), ours.eval(), torch.randn(1, 3, 75, 80))
+    assert_same_outputs(ref, ours, torch.randn(1, 3, 75, 80))
 
 
 def test_block_lists_and_sizes_are_validated() -> None:

@@ -13,7 +13,7 @@ import torch.fx
 from torch import nn
 
 from tests import reference
-from tests.models._parity import assert_same_outputs
+from tests.models._parity import assert_same_outputs, build_pair, pair
 from visionzoo import models
 from visionzoo.models import MNASNet0_5_Weights, mnasnet, shufflenetv2
 from visionzoo.models._api import WeightsEnum
@@ -29,20 +29,14 @@ X = torch.randn(2, 3, 64, 72)
     "name, kwargs", [("mnasnet0_5", {"num_classes": 7, "dropout": 0.5}), ("mnasnet1_3", {"dropout": 0.0})]
 )
 def test_mnasnet_kwargs_parity(name: str, kwargs: dict[str, Any]) -> None:
-    torch.manual_seed(0)
-    ref = reference.models.get_model(name, **kwargs).eval()
-    ours = models.get_model(name, **kwargs).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = build_pair(name, **kwargs)
     assert_same_outputs(ref, ours, X)
     assert ours.classifier[0].p == kwargs["dropout"]
 
 
 @pytest.mark.parametrize("alpha", [0.35, 1.7])
 def test_mnasnet_any_alpha_parity(alpha: float) -> None:
-    torch.manual_seed(0)
-    ref = reference.models.mnasnet.MNASNet(alpha).eval()
-    ours = mnasnet.MNASNet(alpha).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = pair(lambda: reference.models.mnasnet.MNASNet(alpha), lambda: mnasnet.MNASNet(alpha))
     assert_same_outputs(ref, ours, X)
 
 
@@ -202,16 +196,13 @@ def test_unknown_checkpoint_version_is_refused(serve_checkpoint: list[OrderedDic
 
 
 def test_shufflenet_num_classes_and_custom_stages_parity() -> None:
-    torch.manual_seed(0)
-    ref = reference.models.shufflenet_v2_x0_5(num_classes=7).eval()
-    ours = models.shufflenet_v2_x0_5(num_classes=7).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = build_pair("shufflenet_v2_x0_5", num_classes=7)
     assert_same_outputs(ref, ours, X)
 
     stages = {"stages_repeats": [2, 3, 1], "stages_out_channels": [16, 32, 64, 128, 256]}
-    ref = reference.models.shufflenetv2.ShuffleNetV2(**stages).eval()
-    ours = shufflenetv2.ShuffleNetV2(**stages).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = pair(
+        lambda: reference.models.shufflenetv2.ShuffleNetV2(**stages), lambda: shufflenetv2.ShuffleNetV2(**stages)
+    )
     assert_same_outputs(ref, ours, X)
 
 

@@ -10,20 +10,11 @@ import torch
 from torch import nn
 
 from tests import reference
-from tests.models._parity import assert_same_outputs
+from tests.models._parity import assert_same_outputs, build_pair
 from visionzoo import models
 from visionzoo.models import mobilenet, mobilenetv2, mobilenetv3
 from visionzoo.models._utils import make_divisible
 from visionzoo.ops import SqueezeExcitation
-
-
-def _parity(name: str, ours_kwargs: dict[str, Any], ref_kwargs: dict[str, Any] | None = None, size: int = 64) -> None:
-    torch.manual_seed(0)
-    ref = reference.models.get_model(name, weights=None, **(ours_kwargs if ref_kwargs is None else ref_kwargs)).eval()
-    ours = models.get_model(name, weights=None, **ours_kwargs).eval()
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    assert_same_outputs(ref, ours, torch.randn(2, 3, size, size + 8))
 
 
 @pytest.mark.parametrize(
@@ -37,7 +28,8 @@ def _parity(name: str, ours_kwargs: dict[str, Any], ref_kwargs: dict[str, Any] |
     ],
 )
 def test_mobilenet_v2_kwargs_parity(kwargs: dict[str, Any]) -> None:
-    _parity("mobilenet_v2", kwargs)
+    ref, ours = build_pair("mobilenet_v2", **kwargs)
+    assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 72))
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_large", "mobilenet_v3_small"])
@@ -51,7 +43,8 @@ def test_mobilenet_v2_kwargs_parity(kwargs: dict[str, Any]) -> None:
     ],
 )
 def test_mobilenet_v3_kwargs_parity(name: str, kwargs: dict[str, Any]) -> None:
-    _parity(name, kwargs)
+    ref, ours = build_pair(name, **kwargs)
+    assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 72))
 
 
 def test_mobilenet_v3_block_and_norm_layer_parity() -> None:
@@ -62,11 +55,10 @@ def test_mobilenet_v3_block_and_norm_layer_parity() -> None:
         reference.models.mobilenetv3.InvertedResidual,
         se_layer=partial(reference.ops.SqueezeExcitation, scale_activation=nn.Sigmoid),
     )
-    _parity(
-        "mobilenet_v3_small",
-        {"block": ours_block, "norm_layer": norm, "dropout": 0.1},
-        {"block": ref_block, "norm_layer": norm, "dropout": 0.1},
+    ref, ours = build_pair(
+        "mobilenet_v3_small", reference_kwargs={"block": ref_block}, block=ours_block, norm_layer=norm, dropout=0.1
     )
+    assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 72))
 
 
 @pytest.mark.parametrize("arch", ["mobilenet_v3_large", "mobilenet_v3_small"])

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tests import reference
-from tests.models._parity import assert_same_outputs
+from tests.models._parity import assert_same_outputs, build_pair, pair
 from visionzoo import models
 from visionzoo.models import regnet
 from visionzoo.models.regnet import BlockParams, RegNet
@@ -99,13 +99,6 @@ def test_block_params_need_one_entry_per_stage() -> None:
         BlockParams(depths=[1, 2], widths=[32], group_widths=[8], bottleneck_multipliers=[1.0], strides=[2])
 
 
-def _reference_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    ref_kwargs = dict(kwargs)
-    if kwargs.get("norm_layer") is FrozenBatchNorm2d:
-        ref_kwargs["norm_layer"] = reference.ops.FrozenBatchNorm2d
-    return ref_kwargs
-
-
 @pytest.mark.parametrize(
     "name, kwargs",
     [
@@ -116,21 +109,18 @@ def _reference_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     ],
 )
 def test_kwargs_parity(name: str, kwargs: dict[str, Any]) -> None:
-    torch.manual_seed(0)
-    ref = reference.models.get_model(name, weights=None, **_reference_kwargs(kwargs)).eval()
-    ours = models.get_model(name, weights=None, **kwargs).eval()
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    frozen = {"norm_layer": reference.ops.FrozenBatchNorm2d} if kwargs.get("norm_layer") is FrozenBatchNorm2d else {}
+    ref, ours = build_pair(name, reference_kwargs=frozen, **kwargs)
     assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 72))
 
 
 def test_custom_design_parity() -> None:
     """A RegNet built directly from design parameters, with SE and a bottleneck ratio of 2."""
     design = dict(depth=8, w_0=24, w_a=20.0, w_m=2.3, group_width=8, bottleneck_multiplier=2.0, se_ratio=0.25)
-    torch.manual_seed(0)
-    ref = reference.models.regnet.RegNet(_reference_block_params(**design), num_classes=10, stem_width=24).eval()
-    ours = RegNet(BlockParams.from_init_params(**design), num_classes=10, stem_width=24).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = pair(
+        lambda: reference.models.regnet.RegNet(_reference_block_params(**design), num_classes=10, stem_width=24),
+        lambda: RegNet(BlockParams.from_init_params(**design), num_classes=10, stem_width=24),
+    )
     assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 64))
 
 
@@ -162,13 +152,7 @@ def test_custom_stem_and_block_types_are_called_like_the_reference(name: str) ->
 @pytest.mark.parametrize("name", ["regnet_y_400mf", "regnet_x_400mf"])
 def test_random_initialisation_is_the_references_draw_for_draw(name: str) -> None:
     """Same modules in the same order, same init rules (SE biases keep PyTorch's default): same tensors."""
-    torch.manual_seed(0)
-    ref = reference.models.get_model(name)
-    torch.manual_seed(0)
-    ours = models.get_model(name)
-    expected, actual = ref.state_dict(), ours.state_dict()
-    assert list(actual) == list(expected)
-    assert all(torch.equal(actual[k], expected[k]) for k in expected)
+    ref, ours = build_pair(name)  # pair checks the initial tensors, draw for draw
     ref_norms = [m for m in ref.modules() if isinstance(m, nn.BatchNorm2d)]
     our_norms = [m for m in ours.modules() if isinstance(m, nn.BatchNorm2d)]
     assert [(m.eps, m.momentum) for m in our_norms] == [(m.eps, m.momentum) for m in ref_norms]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tests import reference
-from tests.models._parity import assert_same_outputs
+from tests.models._parity import assert_same_outputs, build_pair
 from visionzoo import models
 from visionzoo.ops import FrozenBatchNorm2d
 
@@ -25,13 +25,8 @@ from visionzoo.ops import FrozenBatchNorm2d
     ],
 )
 def test_kwargs_parity(name: str, kwargs: dict[str, Any]) -> None:
-    ref_kwargs = dict(kwargs)
-    if kwargs.get("norm_layer") is FrozenBatchNorm2d:
-        ref_kwargs["norm_layer"] = reference.ops.FrozenBatchNorm2d
-    torch.manual_seed(0)
-    ref = reference.models.get_model(name, weights=None, **ref_kwargs).eval()
-    ours = models.get_model(name, weights=None, **kwargs).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    frozen = {"norm_layer": reference.ops.FrozenBatchNorm2d} if kwargs.get("norm_layer") is FrozenBatchNorm2d else {}
+    ref, ours = build_pair(name, reference_kwargs=frozen, **kwargs)
     assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 72))
 
 

@@ -19,7 +19,7 @@ import torch.fx
 from torch import nn
 
 from tests import reference
-from tests.models._parity import assert_same_outputs
+from tests.models._parity import assert_same_outputs, build_pair, pair
 from visionzoo import models
 from visionzoo.models.swin_transformer import (
     PatchMerging,
@@ -43,15 +43,12 @@ def _small_pair(v2: bool, **kwargs: Any) -> tuple[nn.Module, SwinTransformer]:
     config: dict[str, Any] = dict(
         patch_size=[4, 4], embed_dim=16, depths=[2, 2, 2], num_heads=[2, 2, 4], window_size=[3, 4], **kwargs
     )
-    torch.manual_seed(0)
     if v2:
-        ref = REF.SwinTransformer(**config, block=REF.SwinTransformerBlockV2, downsample_layer=REF.PatchMergingV2)
-        ours = SwinTransformer(**config, block=SwinTransformerBlockV2, downsample_layer=PatchMergingV2)
-    else:
-        ref, ours = REF.SwinTransformer(**config), SwinTransformer(**config)
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    return ref.eval(), ours.eval()
+        return pair(
+            lambda: REF.SwinTransformer(**config, block=REF.SwinTransformerBlockV2, downsample_layer=REF.PatchMergingV2),
+            lambda: SwinTransformer(**config, block=SwinTransformerBlockV2, downsample_layer=PatchMergingV2),
+        )
+    return pair(lambda: REF.SwinTransformer(**config), lambda: SwinTransformer(**config))
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
@@ -63,10 +60,7 @@ def test_windows_shifts_and_padding_match_the_reference_at_many_sizes(v2: bool) 
 
 @pytest.mark.parametrize("name,size", [("swin_t", (100, 76)), ("swin_v2_t", (120, 88))])
 def test_full_models_at_sizes_not_divisible_by_the_windows(name: str, size: tuple[int, int]) -> None:
-    torch.manual_seed(0)
-    ref = reference.models.get_model(name).eval()
-    ours = models.get_model(name).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = build_pair(name)
     assert_same_outputs(ref, ours, torch.randn(1, 3, *size))
 
 
@@ -76,14 +70,8 @@ def test_attention_layers_and_their_buffers_match_the_reference(window: list[int
     for ours_cls, ref_cls in pairs:
         if ours_cls is ShiftedWindowAttentionV2 and 1 in window:
             continue  # the reference divides by window - 1 (NaN offsets); ours is tested for that below
-        torch.manual_seed(0)
-        ref = ref_cls(32, window, shift, num_heads=4).eval()
-        ours = ours_cls(32, window, shift, num_heads=4).eval()
-        # Freshly computed buffers equal the reference's, before any loading.
-        for key, buffer in ref.named_buffers():
-            assert torch.equal(dict(ours.named_buffers())[key], buffer), key
-        assert list(ours.state_dict()) == list(ref.state_dict())
-        ours.load_state_dict(ref.state_dict())
+        # pair compares the fresh tensors too: the computed buffers must equal the reference's before any loading.
+        ref, ours = pair(lambda: ref_cls(32, window, shift, num_heads=4), lambda: ours_cls(32, window, shift, num_heads=4))
         with torch.no_grad():
             ref.qkv.bias.normal_()  # includes V2's key bias, which both must ignore
             ours.qkv.bias.copy_(ref.qkv.bias)
@@ -106,12 +94,13 @@ def test_v2_key_bias_is_ignored_and_zeroed_at_construction() -> None:
 
 def test_v2_large_temperatures_are_clamped_like_the_reference() -> None:
     """Per-head temperatures above 100 (logit scale log(100)) are clamped to 100, as in the reference."""
-    torch.manual_seed(0)
-    ref = REF.ShiftedWindowAttentionV2(16, [4, 4], [2, 2], num_heads=2).eval()
-    ours = ShiftedWindowAttentionV2(16, [4, 4], [2, 2], num_heads=2).eval()
+    ref, ours = pair(
+        lambda: REF.ShiftedWindowAttentionV2(16, [4, 4], [2, 2], num_heads=2),
+        lambda: ShiftedWindowAttentionV2(16, [4, 4], [2, 2], num_heads=2),
+    )
     with torch.no_grad():
-        ref.logit_scale.copy_(torch.tensor([math.log(100.0) - 0.5, 7.0]).view(2, 1, 1))
-    ours.load_state_dict(ref.state_dict())
+        for model in (ref, ours):
+            model.logit_scale.copy_(torch.tensor([math.log(100.0) - 0.5, 7.0]).view(2, 1, 1))
     assert_same_outputs(ref, ours, torch.randn(2, 10, 11, 16))
 
 
@@ -125,10 +114,7 @@ def test_v2_offsets_stay_finite_for_a_single_token_window() -> None:
 
 @pytest.mark.parametrize("cls,ref_cls", [(PatchMerging, "PatchMerging"), (PatchMergingV2, "PatchMergingV2")])
 def test_patch_merging_pads_odd_maps_and_keeps_leading_dimensions(cls: type[nn.Module], ref_cls: str) -> None:
-    torch.manual_seed(0)
-    ref = getattr(REF, ref_cls)(6)
-    ours = cls(6)
-    ours.load_state_dict(ref.state_dict())
+    ref, ours = pair(lambda: getattr(REF, ref_cls)(6), lambda: cls(6))
     for shape in ((2, 5, 7, 6), (2, 4, 4, 6), (3, 2, 1, 1, 6)):
         x = torch.randn(*shape)
         expected_hw = (math.ceil(shape[-3] / 2), math.ceil(shape[-2] / 2))
@@ -163,10 +149,7 @@ def test_layers_match_the_reference_on_meta(name: str) -> None:
 
 def test_builder_kwargs_match_the_reference() -> None:
     kwargs = {"num_classes": 7, "mlp_ratio": 2.0, "dropout": 0.1, "attention_dropout": 0.2}
-    torch.manual_seed(0)
-    ref = reference.models.swin_v2_t(norm_layer=partial(nn.LayerNorm, eps=1e-3), **kwargs).eval()
-    ours = models.swin_v2_t(norm_layer=partial(nn.LayerNorm, eps=1e-3), **kwargs).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = build_pair("swin_v2_t", norm_layer=partial(nn.LayerNorm, eps=1e-3), **kwargs)
     assert _layer_facts(ours) == _layer_facts(ref)
     assert ours.head.out_features == 7 and ours.features[1][0].mlp[0].out_features == 192
     assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 72))

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from tests import reference
-from tests.models._parity import assert_same_outputs
+from tests.models._parity import assert_same_outputs, build_pair, pair
 from visionzoo import models
 from visionzoo.models._api import WeightsEnum
 from visionzoo.models.vision_transformer import (
@@ -32,23 +32,11 @@ VITS = models.list_models(module=models, include="vit_*")
 PATCH = {"vit_b_16": 16, "vit_b_32": 32, "vit_l_16": 16, "vit_l_32": 32, "vit_h_14": 14}
 
 
-def _randomise_heads(model: nn.Module) -> None:
-    """The heads start at zero, which would hide every difference before them."""
-    with torch.no_grad():
-        for parameter in model.heads.parameters():
-            parameter.normal_(std=0.5)
-
-
 def _pair(name: str, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
-    """The reference model with random heads, and ours (built on meta, no init cost) holding its tensors."""
-    torch.manual_seed(0)
-    ref = reference.models.get_model(name, **kwargs).eval()
-    _randomise_heads(ref)
-    with torch.device("meta"):
-        ours = models.get_model(name, **kwargs).eval()
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ours.load_state_dict(ref.state_dict(), strict=True, assign=True)
-    return ref, ours
+    """The reference builder's model and ours holding its weights; ours is built on meta (no init cost: up to
+    632M parameters here), its initialisation being checked by test_classification.py. The heads start at zero:
+    ``pair`` gives them random weights, which would otherwise hide every difference before them."""
+    return build_pair(name, check_init=False, **kwargs)
 
 
 @pytest.mark.parametrize("name", VITS)
@@ -87,12 +75,10 @@ def test_conv_stem_matches_the_reference() -> None:
                 lib.ConvStemConfig(16, 3, 2, activation_layer=nn.SiLU), lib.ConvStemConfig(32, 3, 2)]  # fmt: skip
 
     args = dict(image_size=32, patch_size=16, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64, num_classes=5)
-    torch.manual_seed(0)
-    ref = ref_lib.VisionTransformer(conv_stem_configs=stem(ref_lib), **args).eval()
-    _randomise_heads(ref)
-    ours = VisionTransformer(conv_stem_configs=stem(models.vision_transformer), **args).eval()
-    assert list(ours.state_dict()) == list(ref.state_dict())
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref, ours = pair(
+        lambda: ref_lib.VisionTransformer(conv_stem_configs=stem(ref_lib), **args),
+        lambda: VisionTransformer(conv_stem_configs=stem(models.vision_transformer), **args),
+    )
     assert_same_outputs(ref, ours, torch.randn(2, 3, 32, 32))
     with pytest.raises(ValueError, match="multiply to 8"):
         VisionTransformer(conv_stem_configs=[ConvStemConfig(8, 3, 2)] * 3, **args)

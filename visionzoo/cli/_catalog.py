@@ -1,6 +1,7 @@
 """Read-only views of the registry shared by the command line and the docs generator.
 
-Everything here is computed from the registry, so new families show up without code changes.
+Everything here is computed from the registry (``visionzoo.models._api``: each model's task and family, the
+one list of tasks), so new families and tasks show up without code changes.
 """
 
 from __future__ import annotations
@@ -11,39 +12,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from visionzoo.models import WeightsEnum
 
-# The task of a model is the package its builder lives in: visionzoo.models.<family> is classification,
-# visionzoo.models.<task>.<family> is <task>.
-TASKS = ("classification", "quantization", "segmentation", "detection", "video", "optical_flow")
-
-
-# Extra builder arguments to run a task's models on real inputs: quantized classifiers are built quantized
-# (their builders, as in the reference, otherwise return the float model).
-BUILD_KWARGS: dict[str, dict[str, Any]] = {"quantization": {"quantize": True}}
-
-
-def task_of(name: str) -> str:
-    """The task of a registered model: ``classification`` for ``visionzoo.models.resnet``, and so on."""
-    from visionzoo.models import get_model_builder
-
-    parts = get_model_builder(name).__module__.split(".")
-    if parts[:2] == ["visionzoo", "models"] and len(parts) > 3 and parts[2] in TASKS:
-        return parts[2]
-    return "classification"
-
-
-def family_of(name: str) -> str:
-    """The family (module) a model's builder lives in: ``resnet`` for ``resnet50`` and ``wide_resnet50_2``."""
-    from visionzoo.models import get_model_builder
-
-    return get_model_builder(name).__module__.rsplit(".", 1)[-1]
-
 
 def models_by_task(patterns: list[str] | None = None, task: str | None = None) -> list[tuple[str, str]]:
-    """``(model, task)`` pairs of the registered models matching ``patterns`` (fnmatch) and ``task``."""
-    from visionzoo.models import list_models
+    """``(model, task)`` pairs of the registered models matching ``patterns`` (fnmatch) and ``task``.
 
-    pairs = [(name, task_of(name)) for name in list_models(include=patterns or None)]
-    return [(name, t) for name, t in pairs if task is None or t == task]
+    Raises:
+        ValueError: ``task`` is not a known task (the message lists the valid ones).
+    """
+    from visionzoo.models import get_model_info, list_models
+
+    return [(name, get_model_info(name).task) for name in list_models(include=patterns or None, task=task)]
 
 
 def entries_of(name: str) -> list[WeightsEnum]:

@@ -79,11 +79,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     from visionzoo import hub
     from visionzoo.allocator import keep_freed_memory
-    from visionzoo.models import get_model
+    from visionzoo.models import get_model, get_model_info
+    from visionzoo.models._api import get_task
 
-    from ._catalog import BUILD_KWARGS, task_of
-
-    task = task_of(args.model)  # unknown names fail here, before any work
+    task = get_task(get_model_info(args.model).task)  # unknown names fail here, before any work
     if min(args.batch_size, args.iterations) < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         raise CommandError("--batch-size, --iterations and --threads must be at least 1, --warmup at least 0")
     if args.input_size is not None and args.input_size < 1:
@@ -95,7 +94,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.keep_freed_memory and not kept:
         print("note: --keep-freed-memory has no effect here: the C library is not glibc", file=sys.stderr)
     try:
-        model = get_model(args.model, weights=args.weights, progress=False, **BUILD_KWARGS.get(task, {}))
+        model = get_model(args.model, weights=args.weights, progress=False, **task.build_kwargs)
     except hub.WeightsUnavailableError as error:
         raise unavailable(error) from None
     model = model.eval().to(device)

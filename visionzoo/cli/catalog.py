@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._catalog import TASKS, default_of, entries_of, entry_facts, flat_metrics, models_by_task, task_of
+from ._catalog import default_of, entries_of, entry_facts, flat_metrics, models_by_task
 from ._common import CommandError, number, table
 
 if TYPE_CHECKING:
@@ -20,7 +20,8 @@ def register(sub: Any) -> None:
     """Add the catalog commands to the top-level parser's subparsers."""
     p = sub.add_parser("list", help="list models (and their weights)", description="List registered models.")
     p.add_argument("patterns", nargs="*", metavar="PATTERN", help="fnmatch patterns of model names, e.g. 'resnet*'")
-    p.add_argument("--task", choices=TASKS, help="only models of this task")
+    # Checked against the registry's task list when the command runs (reading it here would import torch).
+    p.add_argument("--task", help="only models of this task, e.g. classification (an unknown one lists the rest)")
     p.add_argument("--weights", action="store_true", help="one row per weights entry, with its metrics")
     p.add_argument("--json", action="store_true", help="machine-readable output (always includes the entries)")
     p.set_defaults(func=cmd_list)
@@ -118,13 +119,13 @@ def model_card(name: str, only: WeightsEnum | None = None) -> str:
     the recipe, and its preprocessing explained in words.
     """
     from visionzoo import hub
-    from visionzoo.models import get_model_builder
+    from visionzoo.models import get_model_info
     from visionzoo.models._api import builder_signature
 
-    builder = get_model_builder(name)
+    info = get_model_info(name)
     # Annotations are strings (postponed evaluation); show them without quotes.
-    lines = [f"{name}{builder_signature(name)}".replace("'", ""), f"task: {task_of(name)}", ""]
-    doc = (builder.__doc__ or "").strip().splitlines()
+    lines = [f"{name}{builder_signature(name)}".replace("'", ""), f"task: {info.task}", ""]
+    doc = (info.builder.__doc__ or "").strip().splitlines()
     if doc:
         lines += [doc[0], ""]
     entries = entries_of(name) if only is None else [only]

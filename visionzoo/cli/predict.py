@@ -1,9 +1,10 @@
 """``visionzoo predict``: run a pretrained model on files, dispatched by the model's task.
 
 Each task has a :class:`Predictor`: how to turn a batch of inputs into results, and how to print them.
-Classification (and quantized classification) is available today; detection, segmentation, video and
-optical flow add their predictor to ``PREDICTORS`` when their models land, and every other part of the
-command (weights resolution, device, batching, progress, ``--out``, errors) stays as it is.
+Classification (and quantized classification) is available today; a task that lands later adds its
+predictor to ``PREDICTORS``, and every other part of the command (weights resolution, device, batching,
+progress, ``--out``, errors) stays as it is. What the registry knows about a task (the builder arguments
+its models run with, whether they run on the CPU only) comes from its line in the registry's task list.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from ._catalog import BUILD_KWARGS, task_of
 from ._common import CommandError, device_of, one_line, unavailable
 
 if TYPE_CHECKING:
@@ -54,11 +54,10 @@ def register(sub: Any) -> None:
 @dataclass(frozen=True)
 class Predictor:
     """How one task runs: ``run(args, model, preset, categories, device)`` returns one result per input;
-    ``show`` prints them; ``cpu_only`` models refuse other devices."""
+    ``show`` prints them."""
 
     run: Callable[[argparse.Namespace, torch.nn.Module, Callable[..., Any], list[str], torch.device], Results]
     show: Callable[[Results], None]
-    cpu_only: bool = False
 
 
 def read_rgb(path: str) -> torch.Tensor:
@@ -115,7 +114,7 @@ def show_classification(results: Results) -> None:
 
 PREDICTORS: dict[str, Predictor] = {
     "classification": Predictor(classify, show_classification),
-    "quantization": Predictor(classify, show_classification, cpu_only=True),  # int8 kernels run on the CPU
+    "quantization": Predictor(classify, show_classification),
 }
 
 
@@ -134,26 +133,26 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from visionzoo import hub
     from visionzoo.allocator import keep_freed_memory
-    from visionzoo.models import get_model, get_model_weights
-    from visionzoo.models._api import resolve_weights
+    from visionzoo.models import get_model, get_model_info, get_model_weights
+    from visionzoo.models._api import get_task, resolve_weights
 
-    task = task_of(args.model)  # unknown model names fail here, with suggestions
+    task = get_task(get_model_info(args.model).task)  # unknown model names fail here, with suggestions
     keep_freed_memory()
-    predictor = PREDICTORS.get(task)
+    predictor = PREDICTORS.get(task.name)
     if predictor is None:
         available = ", ".join(sorted(PREDICTORS))
-        raise CommandError(f"predict does not handle {task} models yet ({args.model}); it handles {available} models")
+        raise CommandError(f"predict does not handle {task.name} models yet ({args.model}); it handles {available} models")
     _check_arguments(args)
     device = device_of(args.device)
-    if predictor.cpu_only and device.type != "cpu":
-        raise CommandError(f"{args.model} is a {task} model, which runs on the CPU only (not --device {args.device})")
+    if task.cpu_only and device.type != "cpu":
+        raise CommandError(f"{args.model} is a {task.name} model, which runs on the CPU only (not --device {args.device})")
     enum = get_model_weights(args.model)
     weights = resolve_weights(enum, args.weights or "DEFAULT")
     if isinstance(weights, Path) and not weights.is_file():
         raise CommandError(f"{weights}: no such checkpoint file")
     entry = weights if not isinstance(weights, Path) else enum.DEFAULT  # a local checkpoint uses DEFAULT's preset
     categories = list(entry.meta.get("categories") or [])
-    config = dict(BUILD_KWARGS.get(task, {}))
+    config = dict(task.build_kwargs)
     if isinstance(weights, Path):
         config["num_classes"] = args.num_classes or len(categories) or 1000
         if config["num_classes"] != len(categories):

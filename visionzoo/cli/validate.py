@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import torch
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+# The tasks this command scores: their models output one logit per category, measured as acc@1 and acc@5.
+SCORED_TASKS = ("classification", "quantization")
 _WNID = re.compile(r"n\d{8}")
 
 
@@ -146,9 +148,10 @@ def measure(
 def cmd_validate(args: argparse.Namespace) -> int:
     from visionzoo import hub
     from visionzoo.allocator import keep_freed_memory
-    from visionzoo.models import get_model, get_weight
+    from visionzoo.models import get_model, get_model_info, get_weight
+    from visionzoo.models._api import get_task
 
-    from ._catalog import BUILD_KWARGS, default_of, flat_metrics, task_of
+    from ._catalog import default_of, flat_metrics
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise CommandError("--batch-size and --limit must be at least 1")
@@ -157,21 +160,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
         model_name = _models_of(entry)[0]
     else:
         model_name = args.weights.lower()
-        task_of(model_name)  # raises for unknown model names, with suggestions
+        get_model_info(model_name)  # raises for unknown model names, with suggestions
         entry = default_of(model_name)
         if entry is None:
             raise CommandError(f"{args.weights} has no pretrained weights to validate")
-    task = task_of(model_name)
-    if task not in ("classification", "quantization"):
-        raise CommandError(f"validate handles classification weights only, not {task} ({entry!r})")
+    task = get_task(get_model_info(model_name).task)
+    if task.name not in SCORED_TASKS:
+        raise CommandError(f"validate handles classification weights only, not {task.name} ({entry!r})")
     device = device_of(args.device)
-    if task == "quantization" and device.type != "cpu":
-        raise CommandError(f"{entry!r} is quantized and runs on the CPU only (not --device {args.device})")
+    if task.cpu_only and device.type != "cpu":
+        raise CommandError(f"{entry!r} are {task.name} weights, which run on the CPU only (not --device {args.device})")
     categories = list(entry.meta.get("categories") or [])
     samples = find_samples(Path(args.data), categories)[: args.limit]
     keep_freed_memory()
     try:
-        model = get_model(model_name, weights=entry, progress=not args.quiet, **BUILD_KWARGS.get(task, {}))
+        model = get_model(model_name, weights=entry, progress=not args.quiet, **task.build_kwargs)
     except hub.WeightsUnavailableError as error:
         raise unavailable(error, entry) from None
     measured = measure(model.eval().to(device), entry.transforms(), samples, args, device)

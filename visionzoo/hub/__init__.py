@@ -14,47 +14,51 @@ One module per stage, each stating its own policies:
   happens to corrupt files.
 * :mod:`.load`: :func:`load_checkpoint`, with ``torch.load(weights_only=True)`` or safetensors.
 * :mod:`.errors`: what all of them raise.
-
-The names below are imported from their stage on first use, so that importing one stage (``visionzoo.models``
-reads :data:`CHECKPOINT_SUFFIXES`) does not import the others.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .download import DEFAULT_DOWNLOAD_TIMEOUT, ENV_DOWNLOAD_TIMEOUT, download_to, fetch_checkpoint
+from .errors import CheckpointError, ChecksumError, WeightsError, WeightsUnavailableError
+from .load import load_checkpoint, load_state_dict_from_url
+from .locate import (
+    CHECKPOINT_SUFFIXES,
+    ENV_WEIGHTS_DIR,
+    ENV_WEIGHTS_URL,
+    SAFETENSORS_SUFFIX,
+    TORCH_SUFFIXES,
+    expected_hash_prefix,
+    find_local,
+    get_dir,
+    safetensors_name,
+    weights_dir,
+)
+from .verify import MEMO_FILE_NAME, SIDECAR_SUFFIX, read_sidecar, sha256_of, write_sidecar
 
-_STAGES = {
-    "errors": ("WeightsError", "WeightsUnavailableError", "ChecksumError", "CheckpointError"),
-    "locate": (
-        "ENV_WEIGHTS_DIR",
-        "ENV_WEIGHTS_URL",
-        "CHECKPOINT_SUFFIXES",
-        "TORCH_SUFFIXES",
-        "SAFETENSORS_SUFFIX",
-        "get_dir",
-        "weights_dir",
-        "find_local",
-        "expected_hash_prefix",
-        "safetensors_name",
-    ),
-    "verify": ("MEMO_FILE_NAME", "SIDECAR_SUFFIX", "sha256_of", "read_sidecar", "write_sidecar"),
-    "download": ("ENV_DOWNLOAD_TIMEOUT", "DEFAULT_DOWNLOAD_TIMEOUT", "fetch_checkpoint", "download_to"),
-    "load": ("load_checkpoint", "load_state_dict_from_url"),
-}
-_STAGE_OF = {name: stage for stage, names in _STAGES.items() for name in names}
-
-__all__ = list(_STAGE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    stage = _STAGE_OF.get(name)
-    if stage is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{stage}"), name)
-    globals()[name] = value  # later look-ups find it directly
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_STAGE_OF})
+__all__ = [
+    "CHECKPOINT_SUFFIXES",
+    "DEFAULT_DOWNLOAD_TIMEOUT",
+    "ENV_DOWNLOAD_TIMEOUT",
+    "ENV_WEIGHTS_DIR",
+    "ENV_WEIGHTS_URL",
+    "MEMO_FILE_NAME",
+    "SAFETENSORS_SUFFIX",
+    "SIDECAR_SUFFIX",
+    "TORCH_SUFFIXES",
+    "CheckpointError",
+    "ChecksumError",
+    "WeightsError",
+    "WeightsUnavailableError",
+    "download_to",
+    "expected_hash_prefix",
+    "fetch_checkpoint",
+    "find_local",
+    "get_dir",
+    "load_checkpoint",
+    "load_state_dict_from_url",
+    "read_sidecar",
+    "safetensors_name",
+    "sha256_of",
+    "weights_dir",
+    "write_sidecar",
+]

@@ -1,7 +1,6 @@
 """Classification models, their weights, and the registry API.
 
-Task families live in sub-packages (``visionzoo.models.quantization``, ``.segmentation``, ``.detection``,
-``.video``, ``.optical_flow``), imported on first use.
+The quantized classification models live in ``visionzoo.models.quantization``, imported on first use.
 """
 
 from __future__ import annotations
@@ -10,7 +9,17 @@ import importlib
 from typing import Any
 
 from ..inference import InferenceModel, optimize_for_inference
-from ._api import Weights, WeightsEnum, get_model, get_model_builder, get_model_weights, get_weight, list_models
+from ._api import (
+    Weights,
+    WeightsEnum,
+    get_model,
+    get_model_builder,
+    get_model_info,
+    get_model_weights,
+    get_weight,
+    list_models,
+    list_tasks,
+)
 from .resnet import *  # noqa: F403
 from .mobilenet import *  # noqa: F403
 from .mnasnet import *  # noqa: F403
@@ -28,7 +37,8 @@ from .regnet import *  # noqa: F403
 from .vision_transformer import *  # noqa: F403
 from .maxvit import *  # noqa: F403
 
-_SUBPACKAGES = ("quantization", "segmentation", "detection", "video", "optical_flow", "feature_extraction")
+# Sub-packages that exist; one joins this list when its code lands.
+_SUBPACKAGES = ("quantization",)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,9 +1,10 @@
 """Weights entries and the model registry.
 
 A model family file declares one :class:`WeightsEnum` per builder and registers each builder with
-:func:`register_model`. The registry is what ``list_models``, ``get_model``, ``get_model_weights``,
-``get_weight``, the command line and ``hubconf.py`` all read, so a new builder is visible everywhere
-as soon as its family module is imported.
+:func:`register_model`, which records the builder's task and family. The registry (and :data:`TASKS`, the
+one list of tasks) is what ``list_models``, ``get_model``, ``get_model_weights``, ``get_weight``, the
+command line, the docs generator and ``hubconf.py`` all read, so a new builder is visible everywhere as
+soon as its family module is imported.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable, TypeVar
+from types import MappingProxyType, ModuleType
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 
@@ -29,8 +30,13 @@ from visionzoo.hub import CHECKPOINT_SUFFIXES
 __all__ = [
     "Weights",
     "WeightsEnum",
+    "Task",
+    "ModelInfo",
     "register_model",
+    "list_tasks",
+    "get_task",
     "list_models",
+    "get_model_info",
     "get_model",
     "get_model_builder",
     "get_model_weights",
@@ -38,14 +44,40 @@ __all__ = [
 ]
 
 # Families that live in sub-packages register their builders when imported; list_models() imports them
-# all so that the registry is complete without making ``import visionzoo.models`` pay for them.
-_FAMILY_PACKAGES = (
-    "visionzoo.models",
-    "visionzoo.models.quantization",
-    "visionzoo.models.segmentation",
-    "visionzoo.models.detection",
-    "visionzoo.models.video",
-    "visionzoo.models.optical_flow",
+# all so that the registry is complete without making ``import visionzoo.models`` pay for them. A package
+# joins this list when its code lands.
+_FAMILY_PACKAGES = ("visionzoo.models", "visionzoo.models.quantization")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task whose models have landed; :data:`TASKS` holds one per task.
+
+    Attributes:
+        name: the key that ``register_model(task=...)``, ``list_models(task=...)`` and ``visionzoo list --task``
+            take.
+        title: the heading of the task's section in ``docs/models.md``.
+        build_kwargs: builder arguments that give the model users run (the quantized builders return the
+            float quantizable model unless ``quantize=True``, as in the reference).
+        cpu_only: the task's models run on the CPU only (int8 kernels).
+    """
+
+    name: str
+    title: str
+    build_kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    cpu_only: bool = False
+
+
+# The one list of tasks, in the order the docs show them. Only tasks whose code has landed are here; a new
+# task adds its line together with its builders.
+TASKS: Mapping[str, Task] = MappingProxyType(
+    {
+        task.name: task
+        for task in (
+            Task("classification", "Image classification"),
+            Task("quantization", "Quantized image classification", MappingProxyType({"quantize": True}), cpu_only=True),
+        )
+    }
 )
 
 
@@ -131,20 +163,59 @@ class WeightsEnum(Enum):
 # Registry
 # --------------------------------------------------------------------------------------------------
 
-_BUILDERS: dict[str, Callable[..., torch.nn.Module]] = {}
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry records about one builder when it registers.
+
+    Attributes:
+        name: the registered name, e.g. ``"quantized_resnet50"``.
+        task: a key of :data:`TASKS`.
+        family: the architecture family, i.e. the module the builder is defined in: ``resnet`` for ``resnet50``
+            and ``wide_resnet50_2``. Quantized builders keep their float family's name (``mobilenetv3`` for
+            ``quantized_mobilenet_v3_large``); their task tells them apart.
+        builder: the registered builder (with the weights conventions applied).
+        weights_enum: the builder's weights enum, or None for a builder without pretrained weights.
+    """
+
+    name: str
+    task: str
+    family: str
+    builder: Callable[..., torch.nn.Module] = field(repr=False)
+    weights_enum: type[WeightsEnum] | None = None
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
 _WEIGHTS_ENUMS: dict[str, type[WeightsEnum]] = {}
 
 F = TypeVar("F", bound=Callable[..., torch.nn.Module])
 
 
+def list_tasks() -> list[str]:
+    """The names of the tasks whose models have landed, in the order the docs show them."""
+    return list(TASKS)
+
+
+def get_task(name: str) -> Task:
+    """The :class:`Task` called ``name``; unknown names raise a ``ValueError`` that lists the valid ones."""
+    if not isinstance(name, str):
+        raise TypeError(f"A task name must be a string, got {type(name).__name__}: {name!r}")
+    if name not in TASKS:
+        raise ValueError(f"Unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
 def register_model(
     name: str | None = None,
     *,
+    task: str = "classification",
     weights: type[WeightsEnum] | None = None,
     legacy_weights: str | Callable[[dict[str, Any]], WeightsEnum] | None = None,
     weights_for: Callable[[dict[str, Any]], type[WeightsEnum]] | None = None,
 ) -> Callable[[F], F]:
     """Register a builder under ``name`` (default: its function name) and apply the builder conventions.
+
+    The registry records the builder's ``task`` (a key of :data:`TASKS`) and its family (the module it is
+    defined in; see :class:`ModelInfo`).
 
     The wrapped builder accepts ``weights`` as a member of ``weights``, a member name, ``None`` or a path to
     a local checkpoint, and still honours the deprecated ``pretrained=`` keyword and a positional bool (with a
@@ -154,11 +225,15 @@ def register_model(
     ``quantize=True``, float weights otherwise): called with the keyword arguments, it returns the enum that
     resolves ``weights`` (or raises a ``ValueError`` for a combination that cannot work); ``weights`` stays the
     enum that ``get_model_weights`` reports.
+
+    Raises:
+        ValueError: ``task`` is not a known task, or the name is already registered.
     """
+    get_task(task)
 
     def decorator(builder: F) -> F:
         key = name or builder.__name__
-        if key in _BUILDERS:
+        if key in _REGISTRY:
             raise ValueError(f"A model named {key!r} is already registered")
 
         @functools.wraps(builder)
@@ -177,8 +252,8 @@ def register_model(
                     error.model = key  # users know the builder's name, not the class's
                 raise
 
-        wrapper.weights_enum = weights  # type: ignore[attr-defined]
-        _BUILDERS[key] = wrapper
+        family = builder.__module__.rsplit(".", 1)[-1]
+        _REGISTRY[key] = ModelInfo(key, task, family, wrapper, weights)
         if weights is not None:
             _WEIGHTS_ENUMS[weights.__name__] = weights
         return wrapper  # type: ignore[return-value]
@@ -252,7 +327,8 @@ def _import_all_families() -> None:
         try:
             importlib.import_module(package)
         except ModuleNotFoundError as error:
-            # Families that have not landed yet simply contribute nothing.
+            # A family package that cannot work with the installed torch raises an error named after itself
+            # (the quantized family without torch.ao.quantization) and simply contributes nothing.
             if error.name != package:
                 raise
 
@@ -261,6 +337,8 @@ def list_models(
     module: ModuleType | None = None,
     include: str | list[str] | None = None,
     exclude: str | list[str] | None = None,
+    *,
+    task: str | None = None,
 ) -> list[str]:
     """Sorted names of the registered models.
 
@@ -269,12 +347,19 @@ def list_models(
             ``visionzoo.models`` (classification) or ``visionzoo.models.quantization``.
         include: fnmatch pattern(s) a name must match (any of them).
         exclude: fnmatch pattern(s) that remove a name.
+        task: only models of this task (see :func:`list_tasks`).
+
+    Raises:
+        ValueError: ``task`` is not a known task (the message lists the valid ones).
     """
+    if task is not None:
+        get_task(task)
     _import_all_families()
     names = [
         key
-        for key, builder in _BUILDERS.items()
-        if module is None or builder.__module__.rsplit(".", 1)[0] == module.__name__
+        for key, info in _REGISTRY.items()
+        if (module is None or info.builder.__module__.rsplit(".", 1)[0] == module.__name__)
+        and (task is None or info.task == task)
     ]
     if include is not None:
         patterns = [include] if isinstance(include, str) else list(include)
@@ -285,16 +370,25 @@ def list_models(
     return sorted(names)
 
 
-def get_model_builder(name: str) -> Callable[..., torch.nn.Module]:
-    """The registered builder called ``name`` (case-insensitive)."""
+def get_model_info(name: str) -> ModelInfo:
+    """What the registry records about the model called ``name`` (case-insensitive): task, family, builder, weights.
+
+    Raises:
+        ValueError: no model has that name (the message suggests close ones).
+    """
     if not isinstance(name, str):
         raise TypeError(f"Model name must be a string, got {type(name).__name__}")
     key = name.lower()
-    if key not in _BUILDERS:
+    if key not in _REGISTRY:
         _import_all_families()
-    if key not in _BUILDERS:
-        raise ValueError(f"Unknown model {name!r}{_suggest(key, _BUILDERS)} (visionzoo.models.list_models() lists all)")
-    return _BUILDERS[key]
+    if key not in _REGISTRY:
+        raise ValueError(f"Unknown model {name!r}{_suggest(key, _REGISTRY)} (visionzoo.models.list_models() lists all)")
+    return _REGISTRY[key]
+
+
+def get_model_builder(name: str) -> Callable[..., torch.nn.Module]:
+    """The registered builder called ``name`` (case-insensitive)."""
+    return get_model_info(name).builder
 
 
 def get_model(name: str, **config: Any) -> torch.nn.Module:
@@ -304,12 +398,14 @@ def get_model(name: str, **config: Any) -> torch.nn.Module:
 
 def get_model_weights(name: str | Callable[..., Any]) -> type[WeightsEnum]:
     """The weights enum of a model, given its name or its builder."""
-    builder = get_model_builder(name) if isinstance(name, str) else name
-    enum = getattr(builder, "weights_enum", None)
-    if enum is None:
-        label = name if isinstance(name, str) else getattr(builder, "__name__", repr(builder))
+    if isinstance(name, str):
+        info: ModelInfo | None = get_model_info(name)
+    else:
+        info = next((i for i in _REGISTRY.values() if i.builder is name), None)
+    if info is None or info.weights_enum is None:
+        label = name if isinstance(name, str) else getattr(name, "__name__", repr(name))
         raise ValueError(f"{label!r} is not a registered visionzoo builder with pretrained weights")
-    return enum
+    return info.weights_enum
 
 
 def get_weight(name: str) -> WeightsEnum:

@@ -342,12 +342,13 @@ def quantized_entry(
 
 
 def register_quantized(name: str, quantized: type[WeightsEnum], floating: type[WeightsEnum]) -> Callable[[F], F]:
-    """Register a quantized builder under ``name``: ``weights`` resolves against ``quantized`` with
-    ``quantize=True`` and against ``floating`` otherwise; ``pretrained=True`` means the first entry of the one
-    that ``quantize`` selects."""
+    """Register a quantized builder under ``name``, task ``quantization``: ``weights`` resolves against
+    ``quantized`` with ``quantize=True`` and against ``floating`` otherwise; ``pretrained=True`` means the first
+    entry of the one that ``quantize`` selects."""
     first_int8, first_float = next(iter(quantized)), next(iter(floating))
     return register_model(
         name,
+        task="quantization",
         weights=quantized,
         legacy_weights=lambda kwargs: first_int8 if kwargs.get("quantize") else first_float,
         weights_for=weights_enum_for(quantized, floating),
