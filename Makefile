@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # torchvision is the test oracle; it pins the torch version the suite runs against.
 EXTRAS := test
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test lint format bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,16 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(filter-out 0,$(QUICK)),--quick)
 
-test: $(STAMP)
+# Formatting and lint (ruff, configured in pyproject.toml) are part of the test run; `make format` fixes what it can.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
 	$(BIN)/python -m pytest -q -n 2 --timeout 900 --durations 15 tests
 
 clean:

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> Report:
         if params > _LARGE:
             here = replace(settings, repeats=1, warmup=0) if settings.quick else replace(settings, repeats=7)
         # Each model is dropped as soon as it is built (freeing is timed too, alike on both sides).
-        builds = {side: (lambda side=side: target.build(side)) for side in ("ours", "reference")}
+        builds = {side: (lambda side=side, target=target: target.build(side)) for side in ("ours", "reference")}
         times = time_interleaved(builds, here)
         gc.collect()
         ours, reference = median(times["ours"]), median(times["reference"])

@@ -61,7 +61,10 @@ def compare_eager(
         inputs = target.inputs(batch, size)
         with torch.inference_mode():
             difference = max_difference(pair.ours(*inputs), pair.reference(*inputs))
-            calls = {"ours": lambda: pair.ours(*inputs), "reference": lambda: pair.reference(*inputs)}
+            calls = {
+                side: (lambda m=model, x=inputs: m(*x))
+                for side, model in (("ours", pair.ours), ("reference", pair.reference))
+            }
             times = time_interleaved(calls, settings)
             faults = {side: faults_per_call(call) for side, call in calls.items()}
         ours, reference = median(times["ours"]), median(times["reference"])
@@ -103,7 +106,9 @@ def pool_processes(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
             ours_img_per_s=row["batch"] / median(ours),
             reference_img_per_s=row["batch"] / median(reference),
             process_ratios=[r["ratio"] for r in rows],
-            **{f"{side}_faults_per_call": _mean_or_none([r[f"{side}_faults_per_call"] for r in rows]) for side in SIDES},
+            **{
+                f"{side}_faults_per_call": _mean_or_none([r[f"{side}_faults_per_call"] for r in rows]) for side in SIDES
+            },
             ours_all_s=ours,
             reference_all_s=reference,
         )

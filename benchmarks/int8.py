@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> Report:
         (x,) = FLOAT.inputs(batch)
         with torch.inference_mode():
             int8_difference = max_difference(int8s.ours(x), int8s.reference(x))
-            times = time_interleaved({name: (lambda m=m: m(x)) for name, m in models.items()}, settings)
+            times = time_interleaved({name: (lambda m=m, x=x: m(x)) for name, m in models.items()}, settings)
         t = {name: median(values) for name, values in times.items()}
         row: dict[str, Any] = {
             "batch": batch,

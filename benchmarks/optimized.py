@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> Report:
     settings, args = parse_settings(__doc__.splitlines()[0], argv)
     report = Report("optimized", settings)
     cache_dir = tempfile.mkdtemp(prefix="visionzoo-inductor-")
-    report.notes.append("Inductor cache started empty (a new directory, removed afterwards): compile_s is a cold compile")
+    report.notes.append(
+        "Inductor cache started empty (a new directory, removed afterwards): compile_s is a cold compile"
+    )
     for target in selected(report, REPRESENTATIVES, args):
         if target.task == "quantization":
             skip(report, f"{target.name}: already an int8 model (benchmarks.int8 compares it with float)")

@@ -88,7 +88,10 @@ def _eager_section(data: dict[str, Any], title: str) -> list[str]:
     elif s.get("median_ratio") is not None:
         lines += ["", _eager_verdict(s, "")]
         if s.get("tuned_malloc_median_ratio") is not None:
-            lines += ["", _eager_verdict(s, "tuned_malloc_", " with glibc malloc keeping freed memory (no page faults)")]
+            lines += [
+                "",
+                _eager_verdict(s, "tuned_malloc_", " with glibc malloc keeping freed memory (no page faults)"),
+            ]
     return lines + ["", *_notes(data)]
 
 
@@ -127,10 +130,10 @@ def _optimized_section(data: dict[str, Any]) -> list[str]:
     )
     lines += [
         "",
-        "Speed-ups are reference time / ours, each pair timed interleaved in a fresh process. \"tuned malloc\": "
+        'Speed-ups are reference time / ours, each pair timed interleaved in a fresh process. "tuned malloc": '
         "the same pair with glibc's malloc told to keep freed memory (MALLOC_MMAP_THRESHOLD_=32 MiB, "
         "MALLOC_TRIM_THRESHOLD_=4 GiB), which spares eager models a page fault per activation page on every "
-        "call: the reference's best case. \"eager kept\": timed on the example batch, the compiled model was "
+        'call: the reference\'s best case. "eager kept": timed on the example batch, the compiled model was '
         "slower than the folded eager one, which `optimize_for_inference` then returns instead.",
         "",
     ]
@@ -270,7 +273,7 @@ def readme_block() -> list[str]:
         )
         lines += [
             "",
-            "Each pair runs in a fresh process. \"Tuned malloc\" runs it with glibc's malloc keeping freed memory "
+            'Each pair runs in a fresh process. "Tuned malloc" runs it with glibc\'s malloc keeping freed memory '
             "(`MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296`): the reference's eager model "
             "gains most from that, so the speed-ups there are smaller.",
             "",

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 # The benchmarks compare outputs the way optimize_for_inference checks its own: one definition for both.
-from visionzoo.inference import _max_difference as max_difference
 
 
 def _image_batch(batch: int, size: int) -> tuple[torch.Tensor, ...]:

@@ -61,7 +61,10 @@ def test_list_patterns_and_task(zoo: TinyZoo, capsys: pytest.CaptureFixture[str]
     status, _, err = run(["list", "tinynet", "--task", "detection"], capsys)
     assert status == 2 and "no model matches tinynet among detection models" in err
     status, _, err = run(["list", "--task", "nosuch"], capsys)  # the registry's task list, stand-in included
-    assert status == 2 and err == "visionzoo: error: Unknown task 'nosuch'; valid tasks: classification, quantization, detection\n"
+    assert (
+        status == 2
+        and err == "visionzoo: error: Unknown task 'nosuch'; valid tasks: classification, quantization, detection\n"
+    )
 
 
 def test_list_weights_table_and_json(zoo: TinyZoo, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,7 +155,9 @@ def test_predict_batches_with_progress_json_and_out(
         assert sorted(item["index"] for item in result["top"]) == list(range(10))
         assert all(item["label"] == CATEGORIES[item["index"]] for item in result["top"])
     # The same images one at a time give the same answers: batching does not change results.
-    status, out, err = run(["predict", images[3], "--model", "tinynet", "--weights", "V1", "--topk", "10", "--json"], capsys)
+    status, out, err = run(
+        ["predict", images[3], "--model", "tinynet", "--weights", "V1", "--topk", "10", "--json"], capsys
+    )
     assert json.loads(out)[0]["top"] == results[3]["top"] and "img" not in err  # one batch: no bar
 
 
@@ -178,7 +183,9 @@ def test_predict_with_a_local_checkpoint(zoo: TinyZoo, tmp_path: Path, capsys: p
     state["fc.weight"].zero_()
     state["fc.bias"].copy_(torch.tensor([0.0, 5.0, 1.0]))
     torch.save(state, path)
-    status, out, err = run(["predict", CAT, "--model", "tinynet", "--weights", str(path), "--num-classes", "3", "--json"], capsys)
+    status, out, err = run(
+        ["predict", CAT, "--model", "tinynet", "--weights", str(path), "--num-classes", "3", "--json"], capsys
+    )
     assert status == 0, err
     assert [(item["label"], item["index"]) for item in json.loads(out)[0]["top"]] == [("1", 1), ("2", 2), ("0", 0)]
     status, _, err = run(["predict", CAT, "--model", "tinynet", "--weights", str(path)], capsys)
@@ -210,7 +217,10 @@ def test_make_demo_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
 def test_predict_refuses_tasks_it_cannot_run_yet(zoo: TinyZoo, capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = run(["predict", CAT, "--model", "tinydet"], capsys)
     assert status == 2
-    assert err == "visionzoo: error: predict does not handle detection models yet (tinydet); it handles classification, quantization models\n"
+    assert (
+        err
+        == "visionzoo: error: predict does not handle detection models yet (tinydet); it handles classification, quantization models\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -251,7 +261,9 @@ def test_errors_are_one_line(
 
 
 def test_module_entry_point_and_lazy_imports() -> None:
-    done = subprocess.run([sys.executable, "-m", "visionzoo", "list", "wide_*"], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "visionzoo", "list", "wide_*"], capture_output=True, text=True, cwd=ROOT
+    )
     assert done.returncode == 0 and column(done.stdout) == ["wide_resnet101_2", "wide_resnet50_2"]
     # `visionzoo --help` builds the whole parser without importing torch (or PIL, tqdm, matplotlib).
     probe = "import sys, visionzoo.cli as c; c.build_parser().format_help(); print(sorted(m for m in ('torch', 'PIL', 'tqdm', 'matplotlib') if m in sys.modules))"

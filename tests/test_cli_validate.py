@@ -57,7 +57,9 @@ def test_validate_measures_what_the_model_predicts(
     zoo: TinyZoo, image_folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """V1 is random: its accuracy is recomputed here, image by image, through both preset paths."""
-    status, out, err = run(["validate", "TinyNet_Weights.V1", "--data", str(image_folder), "--json", "--batch-size", "4"], capsys)
+    status, out, err = run(
+        ["validate", "TinyNet_Weights.V1", "--data", str(image_folder), "--json", "--batch-size", "4"], capsys
+    )
     assert status == 0, err
     report = json.loads(out)
     assert report["weights"] == "TinyNet_Weights.V1" and report["images"] == 6
@@ -80,7 +82,9 @@ def test_validate_measures_what_the_model_predicts(
         assert report["measured"][name] == pytest.approx({"acc@1": 100 * hits1 / 6, "acc@5": 100 * hits5 / 6})
 
 
-def test_validate_a_model_name_means_its_default(zoo: TinyZoo, image_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_a_model_name_means_its_default(
+    zoo: TinyZoo, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     status, out, _ = run(["validate", "tinynet", "--data", str(image_folder), "--limit", "2", "--quiet"], capsys)
     assert status == 0 and out.splitlines()[0] == f"TinyNet_Weights.V2 on {image_folder}: 2 images, 1 classes"
 
@@ -108,11 +112,23 @@ def test_class_folder_errors(folders: list[str], fragment: str) -> None:
 
 def test_validate_errors(zoo: TinyZoo, tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cases = [
-        (["validate", "TinyNet_Weights.V1", "--data", str(tmp_path / "none")], 2, f"{tmp_path / 'none'}: no such directory"),
+        (
+            ["validate", "TinyNet_Weights.V1", "--data", str(tmp_path / "none")],
+            2,
+            f"{tmp_path / 'none'}: no such directory",
+        ),
         (["validate", "TinyNet_Weights.V1", "--data", str(tmp_path)], 2, "is neither a category index"),  # 'val', ...
-        (["validate", "TinyNet_Weights.V7", "--data", str(image_folder)], 2, "Unknown weights 'V7' for TinyNet_Weights"),
+        (
+            ["validate", "TinyNet_Weights.V7", "--data", str(image_folder)],
+            2,
+            "Unknown weights 'V7' for TinyNet_Weights",
+        ),
         (["validate", "tinydet", "--data", str(image_folder)], 2, "tinydet has no pretrained weights to validate"),
-        (["validate", "tinynet", "--data", str(image_folder), "--batch-size", "0"], 2, "--batch-size and --limit must be at least 1"),
+        (
+            ["validate", "tinynet", "--data", str(image_folder), "--batch-size", "0"],
+            2,
+            "--batch-size and --limit must be at least 1",
+        ),
     ]
     for argv, code, fragment in cases:
         status, out, err = run(argv, capsys)
@@ -144,7 +160,14 @@ def test_benchmark_reports_speed_latency_and_memory(
 
     status, out, _ = run(argv, capsys)  # the text report
     assert status == 0 and "batch 2 x 3 x 32 x 32, 4 iterations after 1 warm-up" in out
-    assert [line.split()[0] for line in out.splitlines()[3:]] == ["images/s", "latency", "latency", "latency", "peak", "peak"]
+    assert [line.split()[0] for line in out.splitlines()[3:]] == [
+        "images/s",
+        "latency",
+        "latency",
+        "latency",
+        "peak",
+        "peak",
+    ]
     status, out, _ = run(["benchmark", "tinynet", "--iterations", "1", "--warmup", "0", "--json"], capsys)
     assert status == 0 and json.loads(out)["input_size"] == 64
 
@@ -158,7 +181,9 @@ def test_benchmark_says_when_keeping_freed_memory_is_not_possible(
     from visionzoo import allocator
 
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda enable=True: False)  # as on macOS or Windows
-    status, out, err = run(["benchmark", "tinynet", "--iterations", "1", "--warmup", "0", "--keep-freed-memory", "--json"], capsys)
+    status, out, err = run(
+        ["benchmark", "tinynet", "--iterations", "1", "--warmup", "0", "--keep-freed-memory", "--json"], capsys
+    )
     assert status == 0 and json.loads(out)["keep_freed_memory"] is False
     assert err == "note: --keep-freed-memory has no effect here: the C library is not glibc\n"
 

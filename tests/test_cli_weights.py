@@ -51,7 +51,7 @@ def test_download_to_a_directory_then_skip(
     assert statuses(out) == {"TinyNet_Weights.V1": "downloaded", "TinyNet_Weights.V2": "downloaded"}
     assert out.strip().splitlines()[-1] == "2 downloaded, 0 copied, 0 skipped, 0 failed"
     assert "note: tinydet: no pretrained weights" in err and "Downloading" in err  # progress on stderr
-    for entry, name in zoo.files.items():
+    for name in zoo.files.values():
         assert (usb / name).read_bytes() == (zoo.served / name).read_bytes()
     assert not list(hub.get_dir().glob("*.pth"))  # --to bypasses the cache
 
@@ -167,7 +167,10 @@ def test_verify_defaults_to_the_places_the_loader_reads(
     monkeypatch.setenv("VISIONZOO_WEIGHTS_DIR", str(mirror))
     capsys.readouterr()
     status, out, _ = run(["verify", "--quiet"], capsys)
-    assert status == 0 and out.strip().splitlines()[-1] == f"2 files in {mirror} and {hub.get_dir()}: 2 ok, 0 bad, 0 unchecked"
+    assert (
+        status == 0
+        and out.strip().splitlines()[-1] == f"2 files in {mirror} and {hub.get_dir()}: 2 ok, 0 bad, 0 unchecked"
+    )
     assert str(mirror / zoo.files["V1"]) in out and str(hub.get_dir() / zoo.files["V2"]) in out
 
 
@@ -185,7 +188,9 @@ def test_convert_to_safetensors_used_by_the_loader(
     from safetensors import safe_open
 
     offline = tmp_path / "offline"
-    status, out, err = run(["convert", "tinynet", "--weights", "all", "--to", str(offline), "--format", "safetensors", "--quiet"], capsys)
+    status, out, err = run(
+        ["convert", "tinynet", "--weights", "all", "--to", str(offline), "--format", "safetensors", "--quiet"], capsys
+    )
     assert status == 0, err
     assert statuses(out) == {"TinyNet_Weights.V1": "converted", "TinyNet_Weights.V2": "converted"}
     for entry, name in zoo.files.items():

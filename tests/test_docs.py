@@ -38,7 +38,9 @@ def test_plot_is_a_sane_png_of_the_current_data() -> None:
     assert 600 <= width <= 4000 and 400 <= height <= 3000
     assert 20_000 < path.stat().st_size < 5_000_000
     # Not a pixel comparison: the digest of the plotted points, stored in the PNG when it was drawn.
-    assert docs.png_read_digest(path) == docs.plot_digest(docs.plot_points()), "the plot is out of date: run `make docs`"
+    assert docs.png_read_digest(path) == docs.plot_digest(docs.plot_points()), (
+        "the plot is out of date: run `make docs`"
+    )
 
 
 def test_models_md_lists_every_weights_entry_per_task() -> None:

@@ -26,8 +26,8 @@ from visionzoo.hub import (
     load_checkpoint,
     load_state_dict_from_url,
     sha256_of,
+    verify,
 )
-from visionzoo.hub import verify
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -439,8 +439,12 @@ def test_concurrent_processes_download_once(server, cache_dir: Path, tmp_path: P
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", child, url, str(go)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", child, url, str(go)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(8)
     ]
@@ -570,7 +574,6 @@ def test_wrapped_checkpoints_are_returned_as_is(tmp_path: Path) -> None:
     got = load_checkpoint(path)
     assert got.keys() == {"model", "epoch"} and got["epoch"] == 3
     assert_state_equal(got["model"], state)
-
 
 
 def test_find_local_looks_in_mirror_then_cache(tmp_path, monkeypatch):
@@ -705,5 +708,7 @@ def test_safetensors_copy_is_ignored_without_the_package_when_the_original_is_th
 
     name, converted, _ = converted_dir
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: None if mod == "safetensors" else real_find_spec(mod, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda mod, *a: None if mod == "safetensors" else real_find_spec(mod, *a)
+    )
     assert fetch_checkpoint(dead_url + name) == converted.parent / name

@@ -151,7 +151,9 @@ def test_control_each_payload_runs_under_an_unsafe_load(tmp_path: Path, payload:
     assert marker.exists(), "the payload is inert, so the refusal tests below would prove nothing"
 
 
-def _entry_points(tmp_path: Path, server: FileServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[[bytes], object]]:
+def _entry_points(
+    tmp_path: Path, server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Callable[[bytes], object]]:
     """Ways to load checkpoint bytes; each takes the file's bytes and loads them as a user would."""
 
     def local_file(data: bytes) -> Path:
@@ -249,7 +251,9 @@ def test_num_classes_is_read_from_a_fine_tuned_checkpoint(tmp_path: Path) -> Non
     fine_tuned = TinyNet(num_classes=10)
     path = tmp_path / "tiny10.pth"
     torch.save(fine_tuned.state_dict(), path)
-    with pytest.warns(UserWarning, match=r"num_classes=10 taken from the checkpoint .*tiny10\.pth \(the shape of fc\.weight\)"):
+    with pytest.warns(
+        UserWarning, match=r"num_classes=10 taken from the checkpoint .*tiny10\.pth \(the shape of fc\.weight\)"
+    ):
         model = _build(path)
     assert model.fc.out_features == 10
     assert all(torch.equal(model.state_dict()[k], v) for k, v in fine_tuned.state_dict().items())
@@ -271,7 +275,10 @@ def test_shape_mismatches_are_listed_in_checkpoint_order(tmp_path: Path) -> None
     state["fc.weight"] = torch.zeros(7, 4)
     path = tmp_path / "wrong_shapes.pth"
     torch.save(state, path)
-    with pytest.raises(ValueError, match=r"shape mismatches: conv\.weight: checkpoint \(4, 3, 5, 5\) vs model \(4, 3, 3, 3\), fc\.weight: checkpoint \(7, 4\) vs model \(3, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"shape mismatches: conv\.weight: checkpoint \(4, 3, 5, 5\) vs model \(4, 3, 3, 3\), fc\.weight: checkpoint \(7, 4\) vs model \(3, 4\)",
+    ):
         _build(path)
 
 
@@ -281,7 +288,10 @@ def test_integer_tensors_for_float_parameters_are_named(tmp_path: Path) -> None:
     state["fc.bias"] = torch.zeros(3, dtype=torch.bool)
     path = tmp_path / "ints.pth"
     torch.save(state, path)
-    with pytest.raises(ValueError, match=r"dtype mismatches: bn\.weight: checkpoint torch\.int64 vs model torch\.float32, fc\.bias: checkpoint torch\.bool"):
+    with pytest.raises(
+        ValueError,
+        match=r"dtype mismatches: bn\.weight: checkpoint torch\.int64 vs model torch\.float32, fc\.bias: checkpoint torch\.bool",
+    ):
         _build(path)
 
 

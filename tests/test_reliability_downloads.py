@@ -55,7 +55,9 @@ def _checkpoint(seed: int = 0, stem: str = "lin") -> tuple[str, bytes]:
 
 
 def _weights(url: str) -> WeightsEnum:
-    entry = Weights(url=url, transforms=partial(ImageClassification, crop_size=8), meta={"categories": list(range(250))})
+    entry = Weights(
+        url=url, transforms=partial(ImageClassification, crop_size=8), meta={"categories": list(range(250))}
+    )
     return WeightsEnum("Lin_Weights", {"V1": entry}).V1  # type: ignore[attr-defined]
 
 
@@ -83,7 +85,9 @@ REASONS = {
 }
 
 
-def _routes(server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[[str], tuple[str, Callable[[], Path], Path]]]:
+def _routes(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Callable[[str], tuple[str, Callable[[], Path], Path]]]:
     """For each way to start a download: (served path, a fetch returning the file, where the file lands)."""
 
     def original(name: str):
@@ -91,7 +95,11 @@ def _routes(server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
     def mirror(name: str):
         monkeypatch.setenv("VISIONZOO_WEIGHTS_URL", server.url("/mirror/"))
-        return f"/mirror/{name}", lambda: hub.fetch_checkpoint(f"http://127.0.0.1:9/{name}", progress=False), hub.get_dir()
+        return (
+            f"/mirror/{name}",
+            lambda: hub.fetch_checkpoint(f"http://127.0.0.1:9/{name}", progress=False),
+            hub.get_dir(),
+        )
 
     def download_to(name: str):
         target = tmp_path / "usb"
@@ -191,9 +199,17 @@ def test_a_killed_process_leaves_no_final_file_and_no_held_lock(server: FileServ
     name, data = _checkpoint()
     url = server.serve(f"/m/{name}", data, delay_s=20.0)  # 2 s per tenth: the child is killed mid-way
     child = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from visionzoo.hub import fetch_checkpoint; fetch_checkpoint(sys.argv[1])", url],
-        cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys; from visionzoo.hub import fetch_checkpoint; fetch_checkpoint(sys.argv[1])",
+            url,
+        ],
+        cwd=REPO_ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     partial = hub.get_dir() / f"{name}.partial"
     deadline = time.monotonic() + 30
     while not partial.exists() and time.monotonic() < deadline:  # the child holds the lock and streams
@@ -226,7 +242,9 @@ except hub.WeightsUnavailableError as error:
 def test_a_full_disk_is_explained_and_the_download_resumes_later(server: FileServer) -> None:
     name, data = _checkpoint()
     url = server.serve(f"/m/{name}", data)
-    run = subprocess.run([sys.executable, "-c", _FILL_DISK, url], cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-c", _FILL_DISK, url], cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, run.stderr
     assert f"cannot write {hub.get_dir() / name}.partial" in run.stdout and "free space" in run.stdout, run.stdout
     assert not (hub.get_dir() / name).exists()
@@ -257,8 +275,12 @@ def _eight_at_once(url: str, tmp_path: Path, how: str = "fetch") -> list[str]:
     procs = [
         subprocess.Popen(
             [sys.executable, "-W", "ignore", "-c", _CHILD, url, str(go), how],
-            cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            cwd=REPO_ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(8)
     ]
     time.sleep(0.3)  # let the interpreters start, then release them together

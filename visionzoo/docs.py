@@ -15,8 +15,9 @@ import hashlib
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from visionzoo.cli._catalog import default_of, entries_of, models_by_task
 from visionzoo.models._api import get_model_info, get_task, list_tasks

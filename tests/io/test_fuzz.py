@@ -197,7 +197,9 @@ def _mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
 
 
 def _check_decoded(out: torch.Tensor) -> None:
-    assert isinstance(out, torch.Tensor) and out.dim() == 3, f"not a CHW tensor: {type(out)} {getattr(out, 'shape', '')}"
+    assert isinstance(out, torch.Tensor) and out.dim() == 3, (
+        f"not a CHW tensor: {type(out)} {getattr(out, 'shape', '')}"
+    )
     assert out.dtype in (torch.uint8, torch.uint16), out.dtype
     channels, height, width = out.shape
     assert 1 <= channels <= 4 and height >= 1 and width >= 1, tuple(out.shape)
@@ -237,7 +239,9 @@ def test_mutated_files_decode_or_raise_image_decode_error(fmt: str, tmp_path, mo
                     path.write_bytes(data)
                     out = vio.read_image(path, mode, apply_exif_orientation=exif)
                 elif via == 1:
-                    out = vio.decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else data, mode, exif)
+                    out = vio.decode_image(
+                        torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else data, mode, exif
+                    )
                 else:
                     out = vio.decode_image(data, mode, apply_exif_orientation=exif)
         except vio.ImageDecodeError as error:

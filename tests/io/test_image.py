@@ -13,7 +13,7 @@ import struct
 import time
 import warnings
 import zlib
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -99,7 +99,7 @@ def _palette_image(colours: int, seed: int = 0) -> Image.Image:
     return _random_image("RGB", seed).quantize(colours)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _case(name: str) -> bytes:
     png16 = {"png_L16": (1, 0), "png_LA16": (2, 4), "png_RGB16": (3, 2), "png_RGBA16": (4, 6)}
     if name in png16:

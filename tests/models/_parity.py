@@ -8,7 +8,8 @@ and hand back two models that must compute the same thing (``assert_same_outputs
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -65,7 +65,9 @@ def test_squeezenet_init_and_head() -> None:
     assert model.num_classes == 20
 
 
-@pytest.mark.parametrize("name, min_size", [("alexnet", 63), ("vgg11", 32), ("squeezenet1_0", 21), ("squeezenet1_1", 17)])
+@pytest.mark.parametrize(
+    "name, min_size", [("alexnet", 63), ("vgg11", 32), ("squeezenet1_0", 21), ("squeezenet1_1", 17)]
+)
 def test_smallest_input(name: str, min_size: int) -> None:
     assert models.get_model_weights(name).DEFAULT.meta["min_size"] == (min_size, min_size)
     model = models.get_model(name, num_classes=2).eval()
@@ -123,7 +125,9 @@ def _reference_state_dict(name: str) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in reference.models.get_model(name, weights=None).state_dict().items()}
 
 
-@pytest.mark.parametrize("name, head", [("alexnet", "classifier.6"), ("vgg11", "classifier.6"), ("squeezenet1_1", "classifier.1")])
+@pytest.mark.parametrize(
+    "name, head", [("alexnet", "classifier.6"), ("vgg11", "classifier.6"), ("squeezenet1_1", "classifier.1")]
+)
 def test_num_classes_with_weights_resets_only_the_head(
     name: str, head: str, served: dict[str, dict[str, torch.Tensor]]
 ) -> None:

@@ -132,7 +132,9 @@ def fake_download(monkeypatch: pytest.MonkeyPatch) -> list[WeightsEnum]:
     return fetched
 
 
-@pytest.mark.parametrize("weights", [ResNet18_Weights.IMAGENET1K_V1, "IMAGENET1K_V1", "DEFAULT", "ResNet18_Weights.DEFAULT"])
+@pytest.mark.parametrize(
+    "weights", [ResNet18_Weights.IMAGENET1K_V1, "IMAGENET1K_V1", "DEFAULT", "ResNet18_Weights.DEFAULT"]
+)
 def test_weights_given_as_member_or_name(weights: object, fake_download: list[WeightsEnum]) -> None:
     model = models.resnet18(weights=weights)
     assert fake_download == [ResNet18_Weights.IMAGENET1K_V1]
@@ -157,7 +159,9 @@ def test_deprecated_pretrained_keyword_and_positional_bool(fake_download: list[W
         models.resnet18(True, True)
 
 
-def test_weights_build_on_meta_without_random_init(fake_download: list[WeightsEnum], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_weights_build_on_meta_without_random_init(
+    fake_download: list[WeightsEnum], monkeypatch: pytest.MonkeyPatch
+) -> None:
     models.resnet50(weights="DEFAULT")  # the fake download builds its checkpoint once, before counting
     real_inits: list[torch.Size] = []
     original = torch.nn.init.kaiming_normal_
@@ -231,7 +235,9 @@ def test_local_checkpoint_errors_name_the_problem(tmp_path: Path) -> None:
     _save_reference(path, num_classes=10)
     with pytest.warns(UserWarning, match=r"num_classes=10 taken from the checkpoint .*ten_classes\.pth"):
         assert models.resnet18(weights=path).fc.out_features == 10
-    with pytest.raises(ValueError, match=r"(?s)fc\.weight: checkpoint \(10, 512\) vs model \(5, 512\).*pass num_classes=10"):
+    with pytest.raises(
+        ValueError, match=r"(?s)fc\.weight: checkpoint \(10, 512\) vs model \(5, 512\).*pass num_classes=10"
+    ):
         models.resnet18(weights=path, num_classes=5)
     assert models.resnet18(weights=path, num_classes=10).fc.out_features == 10
 

@@ -7,7 +7,6 @@ model built on ``meta``. That the registry holds exactly the reference's builder
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 

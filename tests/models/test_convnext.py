@@ -49,7 +49,9 @@ def tiny() -> ConvNeXt:
 def test_kwargs_parity() -> None:
     kwargs = {"num_classes": 7, "layer_scale": 0.5, "stochastic_depth_prob": 0.25}
     ref_norm = {"norm_layer": partial(reference.models.convnext.LayerNorm2d, eps=1e-2)}
-    ref, ours = build_pair("convnext_tiny", reference_kwargs=ref_norm, norm_layer=partial(LayerNorm2d, eps=1e-2), **kwargs)
+    ref, ours = build_pair(
+        "convnext_tiny", reference_kwargs=ref_norm, norm_layer=partial(LayerNorm2d, eps=1e-2), **kwargs
+    )
     assert _layer_facts(ours) == _layer_facts(ref)
     assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 72))
 
@@ -60,16 +62,18 @@ def test_block_argument_matches_the_reference() -> None:
     ref_lib = reference.models.convnext
     ref, ours = pair(
         lambda: ref_lib.ConvNeXt(
-            [ref_lib.CNBlockConfig(*s) for s in setting], layer_scale=1.0,
+            [ref_lib.CNBlockConfig(*s) for s in setting],
+            layer_scale=1.0,
             block=partial(ref_lib.CNBlock, norm_layer=partial(nn.LayerNorm, eps=1e-2)),
             norm_layer=partial(ref_lib.LayerNorm2d, eps=1e-3),
         ),
         lambda: ConvNeXt(
-            [CNBlockConfig(*s) for s in setting], layer_scale=1.0,
+            [CNBlockConfig(*s) for s in setting],
+            layer_scale=1.0,
             block=partial(CNBlock, norm_layer=partial(nn.LayerNorm, eps=1e-2)),
             norm_layer=partial(LayerNorm2d, eps=1e-3),
         ),
-    )  # fmt: skip
+    )
     assert _layer_facts(ours) == _layer_facts(ref)
     assert {m.eps for m in ours.features[1].modules() if isinstance(m, nn.LayerNorm)} == {1e-2}
     assert ours.classifier[0].eps == 1e-3
@@ -81,7 +85,9 @@ def test_training_mode_matches_the_reference_draw_for_draw() -> None:
     setting = [(32, 64, 2), (64, None, 2)]
     ref_lib = reference.models.convnext
     ref, ours = pair(
-        lambda: ref_lib.ConvNeXt([ref_lib.CNBlockConfig(*s) for s in setting], stochastic_depth_prob=0.6, layer_scale=1.0),
+        lambda: ref_lib.ConvNeXt(
+            [ref_lib.CNBlockConfig(*s) for s in setting], stochastic_depth_prob=0.6, layer_scale=1.0
+        ),
         lambda: ConvNeXt([CNBlockConfig(*s) for s in setting], stochastic_depth_prob=0.6, layer_scale=1.0),
     )
     x = torch.randn(8, 3, 32, 32)

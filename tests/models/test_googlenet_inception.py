@@ -12,9 +12,8 @@ import torch
 from tests import reference
 from tests.models._parity import assert_same_outputs, build_pair, pair
 from visionzoo import models
-from visionzoo.models import GoogLeNet, GoogLeNetOutputs, Inception3, InceptionOutputs
+from visionzoo.models import GoogLeNet, GoogLeNetOutputs, Inception3, InceptionOutputs, inception
 from visionzoo.models._api import WeightsEnum
-from visionzoo.models import inception
 from visionzoo.models.googlenet import BasicConv2d, Inception, InceptionAux
 
 # Input sizes: GoogLeNet works from 15x15; Inception v3 from 75x75 in eval mode, but its auxiliary head
@@ -158,8 +157,14 @@ def test_swapped_googlenet_blocks_keep_keys_and_outputs() -> None:
 def test_swapped_inception3_blocks_keep_keys_and_outputs() -> None:
     blocks = [ReluConv] + [
         _using_relu_conv(block)
-        for block in (inception.InceptionA, inception.InceptionB, inception.InceptionC, inception.InceptionD,
-                      inception.InceptionE, inception.InceptionAux)
+        for block in (
+            inception.InceptionA,
+            inception.InceptionB,
+            inception.InceptionC,
+            inception.InceptionD,
+            inception.InceptionE,
+            inception.InceptionAux,
+        )
     ]
     ref, ours = pair(
         lambda: reference.models.inception_v3(weights=None, init_weights=False, num_classes=10),

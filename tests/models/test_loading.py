@@ -31,7 +31,9 @@ def _publish(directory: Path) -> tuple[str, dict[str, torch.Tensor]]:
 
 
 def _enum(url: str) -> type[WeightsEnum]:
-    entry = Weights(url=url, transforms=partial(ImageClassification, crop_size=224), meta={"categories": _IMAGENET_CATEGORIES})
+    entry = Weights(
+        url=url, transforms=partial(ImageClassification, crop_size=224), meta={"categories": _IMAGENET_CATEGORIES}
+    )
     return WeightsEnum("Tiny_Weights", {"V1": entry})  # type: ignore[return-value]
 
 
@@ -50,7 +52,9 @@ def test_download_then_cache_reuse_without_network(file_server: tuple[str, Path]
     assert torch.equal(_build(weights).fc.bias, state["fc.bias"])
 
 
-def test_mirror_directory_and_mirror_url(file_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mirror_directory_and_mirror_url(
+    file_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base, served = file_server
     name, state = _publish(served)
     unreachable = f"http://127.0.0.1:9/{name}"

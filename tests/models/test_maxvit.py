@@ -19,8 +19,15 @@ from visionzoo import models
 from visionzoo.models._api import WeightsEnum
 from visionzoo.models.maxvit import MaxVit, _grid_merge, _grid_partition, _window_merge, _window_partition
 
-SMALL = dict(stem_channels=16, partition_size=4, block_channels=[16, 32], block_layers=[1, 2], head_dim=8,
-             stochastic_depth_prob=0.3, num_classes=5)  # fmt: skip
+SMALL = dict(
+    stem_channels=16,
+    partition_size=4,
+    block_channels=[16, 32],
+    block_layers=[1, 2],
+    head_dim=8,
+    stochastic_depth_prob=0.3,
+    num_classes=5,
+)
 
 
 def _layer_facts(model: nn.Module) -> list[tuple[Any, ...]]:
@@ -45,7 +52,8 @@ def _small_pair(input_size: int | tuple[int, int] = 64, **kwargs: Any) -> tuple[
     args = {**SMALL, **kwargs}
     ref_size = input_size if isinstance(input_size, tuple) else (input_size, input_size)
     ref, ours = pair(
-        lambda: reference.models.maxvit.MaxVit(input_size=ref_size, **args), lambda: MaxVit(input_size=input_size, **args)
+        lambda: reference.models.maxvit.MaxVit(input_size=ref_size, **args),
+        lambda: MaxVit(input_size=input_size, **args),
     )
     assert _layer_facts(ours) == _layer_facts(ref)
     return ref, ours
@@ -70,11 +78,16 @@ def test_builder_configuration_matches_the_reference() -> None:
     "kwargs",
     [
         {},
-        {"norm_layer": partial(nn.BatchNorm2d, eps=1e-2), "activation_layer": nn.SiLU, "squeeze_ratio": 0.5,
-         "expansion_ratio": 2, "mlp_ratio": 2},
+        {
+            "norm_layer": partial(nn.BatchNorm2d, eps=1e-2),
+            "activation_layer": nn.SiLU,
+            "squeeze_ratio": 0.5,
+            "expansion_ratio": 2,
+            "mlp_ratio": 2,
+        },
         {"partition_size": 2, "block_layers": [2, 1], "num_classes": 3},
     ],
-)  # fmt: skip
+)
 def test_kwargs_parity(kwargs: dict[str, Any]) -> None:
     ref, ours = _small_pair(**kwargs)
     assert_same_outputs(ref, ours, torch.randn(2, 3, 64, 64))
@@ -95,7 +108,9 @@ def test_other_input_sizes_match_a_reference_built_for_them() -> None:
     """Weights do not depend on the input size: a model built for 64 pixels also runs at 128, as the reference
     built for 128 does (the reference itself only runs at the size it was built for)."""
     ref, ours = _small_pair(input_size=128)
-    _, at_64 = pair(lambda: reference.models.maxvit.MaxVit(input_size=(128, 128), **SMALL), lambda: MaxVit(input_size=64, **SMALL))
+    _, at_64 = pair(
+        lambda: reference.models.maxvit.MaxVit(input_size=(128, 128), **SMALL), lambda: MaxVit(input_size=64, **SMALL)
+    )
     assert_same_outputs(ref, at_64, torch.randn(2, 3, 128, 128))
     assert_same_outputs(ref, ours, torch.randn(2, 3, 128, 128))
 

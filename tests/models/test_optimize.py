@@ -287,7 +287,7 @@ def test_eager_kept_when_compiling_is_slower(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_compiled_kept_when_not_clearly_slower(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _fake_compiled(monkeypatch, seconds=0.0)
+    _fake_compiled(monkeypatch, seconds=0.0)
     model = _calibrated(nn.Sequential(Conv2dNormActivation(3, 4), nn.Flatten()), size=8)
     x = torch.randn(2, 3, 8, 8)
     unmeasured = optimize_for_inference(model, x, keep_faster=False)

@@ -45,7 +45,9 @@ def _small_pair(v2: bool, **kwargs: Any) -> tuple[nn.Module, SwinTransformer]:
     )
     if v2:
         return pair(
-            lambda: REF.SwinTransformer(**config, block=REF.SwinTransformerBlockV2, downsample_layer=REF.PatchMergingV2),
+            lambda: REF.SwinTransformer(
+                **config, block=REF.SwinTransformerBlockV2, downsample_layer=REF.PatchMergingV2
+            ),
             lambda: SwinTransformer(**config, block=SwinTransformerBlockV2, downsample_layer=PatchMergingV2),
         )
     return pair(lambda: REF.SwinTransformer(**config), lambda: SwinTransformer(**config))
@@ -66,12 +68,18 @@ def test_full_models_at_sizes_not_divisible_by_the_windows(name: str, size: tupl
 
 @pytest.mark.parametrize("window,shift", [([7, 7], [3, 3]), ([8, 8], [4, 0]), ([3, 5], [1, 2]), ([1, 1], [0, 0])])
 def test_attention_layers_and_their_buffers_match_the_reference(window: list[int], shift: list[int]) -> None:
-    pairs = ((ShiftedWindowAttention, REF.ShiftedWindowAttention), (ShiftedWindowAttentionV2, REF.ShiftedWindowAttentionV2))
+    pairs = (
+        (ShiftedWindowAttention, REF.ShiftedWindowAttention),
+        (ShiftedWindowAttentionV2, REF.ShiftedWindowAttentionV2),
+    )
     for ours_cls, ref_cls in pairs:
         if ours_cls is ShiftedWindowAttentionV2 and 1 in window:
             continue  # the reference divides by window - 1 (NaN offsets); ours is tested for that below
         # pair compares the fresh tensors too: the computed buffers must equal the reference's before any loading.
-        ref, ours = pair(lambda: ref_cls(32, window, shift, num_heads=4), lambda: ours_cls(32, window, shift, num_heads=4))
+        ref, ours = pair(
+            lambda ref_cls=ref_cls: ref_cls(32, window, shift, num_heads=4),
+            lambda ours_cls=ours_cls: ours_cls(32, window, shift, num_heads=4),
+        )
         with torch.no_grad():
             ref.qkv.bias.normal_()  # includes V2's key bias, which both must ignore
             ours.qkv.bias.copy_(ref.qkv.bias)

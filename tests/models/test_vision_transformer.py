@@ -53,8 +53,10 @@ def test_every_builder_at_a_small_image_size(name: str) -> None:
     "name, kwargs",
     [
         ("vit_b_32", {"image_size": 64, "num_classes": 7, "representation_size": 48}),
-        ("vit_b_16", {"image_size": 48, "norm_layer": partial(nn.LayerNorm, eps=1e-3), "dropout": 0.2,
-                      "attention_dropout": 0.1}),
+        (
+            "vit_b_16",
+            {"image_size": 48, "norm_layer": partial(nn.LayerNorm, eps=1e-3), "dropout": 0.2, "attention_dropout": 0.1},
+        ),
     ],
 )
 def test_kwargs_parity(name: str, kwargs: dict[str, Any]) -> None:
@@ -71,8 +73,12 @@ def test_conv_stem_matches_the_reference() -> None:
     ref_lib = reference.models.vision_transformer
 
     def stem(lib: Any) -> list[Any]:
-        return [lib.ConvStemConfig(8, 3, 2), lib.ConvStemConfig(16, 3, 2, norm_layer=partial(nn.GroupNorm, 4)),
-                lib.ConvStemConfig(16, 3, 2, activation_layer=nn.SiLU), lib.ConvStemConfig(32, 3, 2)]  # fmt: skip
+        return [
+            lib.ConvStemConfig(8, 3, 2),
+            lib.ConvStemConfig(16, 3, 2, norm_layer=partial(nn.GroupNorm, 4)),
+            lib.ConvStemConfig(16, 3, 2, activation_layer=nn.SiLU),
+            lib.ConvStemConfig(32, 3, 2),
+        ]
 
     args = dict(image_size=32, patch_size=16, num_layers=2, num_heads=4, hidden_dim=32, mlp_dim=64, num_classes=5)
     ref, ours = pair(
@@ -121,8 +127,10 @@ def test_entry_describes_the_model_it_loads_into(name: str, entry: str, monkeypa
     with torch.device("meta"):
         shapes = reference.models.get_model(name, image_size=size).state_dict()
     # torch.empty reserves memory lazily: even ViT-H/14 at 518 pixels costs nothing until written.
-    checkpoint = {key.replace(".mlp.0.", ".mlp.linear_1.").replace(".mlp.3.", ".mlp.linear_2."): torch.empty(v.shape)
-                  for key, v in shapes.items()}  # fmt: skip
+    checkpoint = {
+        key.replace(".mlp.0.", ".mlp.linear_1.").replace(".mlp.3.", ".mlp.linear_2."): torch.empty(v.shape)
+        for key, v in shapes.items()
+    }
     monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, progress=True, check_hash=True: dict(checkpoint))
     model = models.get_model(name, weights=entry)
     assert model.image_size == size
@@ -156,8 +164,10 @@ def test_legacy_pretrained_keyword() -> None:
 
 def test_old_mlp_key_names_load_from_a_local_checkpoint(tmp_path: Path) -> None:
     ref, _ = _pair("vit_b_32", image_size=64)
-    old = OrderedDict((k.replace(".mlp.0.", ".mlp.linear_1.").replace(".mlp.3.", ".mlp.linear_2."), v)
-                      for k, v in ref.state_dict().items())  # fmt: skip
+    old = OrderedDict(
+        (k.replace(".mlp.0.", ".mlp.linear_1.").replace(".mlp.3.", ".mlp.linear_2."), v)
+        for k, v in ref.state_dict().items()
+    )
     assert any(".mlp.linear_2.bias" in k for k in old)
     path = tmp_path / "old_vit.pth"
     torch.save(old, path)

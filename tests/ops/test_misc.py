@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -416,9 +417,17 @@ def test_permute_rejects_repeated_dims() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["Conv2dNormActivation", "Conv3dNormActivation", "SqueezeExcitation", "FrozenBatchNorm2d", "StochasticDepth",
-     "stochastic_depth", "MLP", "Permute"],
-)  # fmt: skip
+    [
+        "Conv2dNormActivation",
+        "Conv3dNormActivation",
+        "SqueezeExcitation",
+        "FrozenBatchNorm2d",
+        "StochasticDepth",
+        "stochastic_depth",
+        "MLP",
+        "Permute",
+    ],
+)
 def test_signature_matches_reference(name: str) -> None:
     _assert_same_signature(getattr(ops, name), getattr(ref_ops, name))
 

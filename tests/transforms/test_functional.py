@@ -257,7 +257,7 @@ def test_pil_round_trip_matches_reference(mode):
 
 def test_pil_round_trip_16_bit():
     """The reference cannot turn the uint16 tensor back into an image; visionzoo maps it to I;16."""
-    img = Image.fromarray((_uint8(11, 13).numpy().astype(np.uint16) * 257))
+    img = Image.fromarray(_uint8(11, 13).numpy().astype(np.uint16) * 257)
     assert img.mode == "I;16"
     tensor = F.pil_to_tensor(img)
     assert _same(tensor, ref_F.pil_to_tensor(img))

@@ -85,8 +85,15 @@ def test_image_classification_attributes_and_repr_match_reference():
 
 def test_image_classification_describe():
     text = ImageClassification(crop_size=224, resize_size=232, interpolation=InterpolationMode.BICUBIC).describe()
-    for fact in ("shorter side is resized to 232", "bicubic", "with antialiasing", "224x224", "[0.0, 1.0]",
-                 "mean=[0.485, 0.456, 0.406]", "std=[0.229, 0.224, 0.225]"):
+    for fact in (
+        "shorter side is resized to 232",
+        "bicubic",
+        "with antialiasing",
+        "224x224",
+        "[0.0, 1.0]",
+        "mean=[0.485, 0.456, 0.406]",
+        "std=[0.229, 0.224, 0.225]",
+    ):
         assert fact in text, fact
     assert "without antialiasing" in ImageClassification(crop_size=8, antialias=False).describe()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import benchmark, catalog, predict, validate, weights
 from ._common import CommandError, one_line, unavailable

@@ -145,7 +145,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     flags = ", ".join(
-        f for f, on in (("channels_last", args.channels_last), ("compiled", args.compile), ("freed memory kept", kept)) if on
+        f
+        for f, on in (("channels_last", args.channels_last), ("compiled", args.compile), ("freed memory kept", kept))
+        if on
     )
     print(
         f"{args.model} on {device} ({result['threads']} thread{'s' if result['threads'] != 1 else ''}"
@@ -154,7 +156,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     )
     rows = [["metric", "value"], ["images/s", f"{result['images_per_s']:.1f}"]]
     rows += [[f"latency {q} (ms/batch)", f"{v:.2f}"] for q, v in result["latency_ms"].items()]
-    for label, key in (("peak RSS, model built (MB)", "peak_rss_before_runs_mb"), ("peak RSS, after runs (MB)", "peak_rss_mb")):
+    for label, key in (
+        ("peak RSS, model built (MB)", "peak_rss_before_runs_mb"),
+        ("peak RSS, after runs (MB)", "peak_rss_mb"),
+    ):
         rows.append([label, f"{result[key]:.0f}" if result[key] is not None else "n/a"])
     if "peak_cuda_mb" in result:
         rows.append(["peak CUDA memory (MB)", f"{result['peak_cuda_mb']:.0f}"])

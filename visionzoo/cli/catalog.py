@@ -88,7 +88,12 @@ def _weights_table(pairs: list[tuple[str, str]]) -> str:
 def _wrap(label: str, text: str) -> list[str]:
     # Paths and urls stay whole, so that they can be copied from the terminal.
     lines = textwrap.wrap(
-        text, width=100, initial_indent=f"  {label:<10}", subsequent_indent=" " * 12, break_long_words=False, break_on_hyphens=False
+        text,
+        width=100,
+        initial_indent=f"  {label:<10}",
+        subsequent_indent=" " * 12,
+        break_long_words=False,
+        break_on_hyphens=False,
     )
     return lines or [f"  {label}"]
 
@@ -135,7 +140,8 @@ def model_card(name: str, only: WeightsEnum | None = None) -> str:
     for entry in entries:
         meta = entry.meta
         metrics = "; ".join(
-            f"{dataset} " + " ".join(f"{k}={number(v)}" for k, v in m.items()) for dataset, m in meta.get("_metrics", {}).items()
+            f"{dataset} " + " ".join(f"{k}={number(v)}" for k, v in m.items())
+            for dataset, m in meta.get("_metrics", {}).items()
         )
         params = meta.get("num_params")
         preset = entry.transforms()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ._common import CommandError, device_of, one_line, unavailable
 
@@ -83,7 +84,11 @@ def batches(paths: list[str], batch_size: int, quiet: bool) -> Iterator[list[str
 
 
 def classify(
-    args: argparse.Namespace, model: torch.nn.Module, preset: Callable[..., Any], categories: list[str], device: torch.device
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    preset: Callable[..., Any],
+    categories: list[str],
+    device: torch.device,
 ) -> Results:
     """Top-k categories (with softmax probabilities at least ``--threshold``) of every input image."""
     import torch
@@ -125,7 +130,9 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise CommandError(f"--threshold must be a probability between 0 and 1, got {args.threshold}")
     missing = [path for path in args.inputs if not Path(path).is_file()]
     if missing:
-        raise CommandError(f"{missing[0]}: no such file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise CommandError(
+            f"{missing[0]}: no such file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     if args.out and not Path(args.out).resolve().parent.is_dir():
         raise CommandError(f"--out {args.out}: the directory does not exist")
 
@@ -141,11 +148,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = PREDICTORS.get(task.name)
     if predictor is None:
         available = ", ".join(sorted(PREDICTORS))
-        raise CommandError(f"predict does not handle {task.name} models yet ({args.model}); it handles {available} models")
+        raise CommandError(
+            f"predict does not handle {task.name} models yet ({args.model}); it handles {available} models"
+        )
     _check_arguments(args)
     device = device_of(args.device)
     if task.cpu_only and device.type != "cpu":
-        raise CommandError(f"{args.model} is a {task.name} model, which runs on the CPU only (not --device {args.device})")
+        raise CommandError(
+            f"{args.model} is a {task.name} model, which runs on the CPU only (not --device {args.device})"
+        )
     enum = get_model_weights(args.model)
     weights = resolve_weights(enum, args.weights or "DEFAULT")
     if isinstance(weights, Path) and not weights.is_file():

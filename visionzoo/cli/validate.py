@@ -129,7 +129,10 @@ def measure(
     from tqdm import tqdm
 
     hits = {path: Counter() for path in ("PIL", "tensor")}
-    with torch.inference_mode(), tqdm(total=len(samples), unit="img", file=sys.stderr, disable=args.quiet or None) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(total=len(samples), unit="img", file=sys.stderr, disable=args.quiet or None) as bar,
+    ):
         for start in range(0, len(samples), args.batch_size):
             chunk = samples[start : start + args.batch_size]
             images = [_read_both(path) for path, _ in chunk]
@@ -180,12 +183,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     measured = measure(model.eval().to(device), entry.transforms(), samples, args, device)
     published = flat_metrics(entry)
     if args.json:
-        print(json.dumps({"weights": repr(entry), "images": len(samples), "measured": measured, "meta": published}, indent=2))
+        print(
+            json.dumps(
+                {"weights": repr(entry), "images": len(samples), "measured": measured, "meta": published}, indent=2
+            )
+        )
         return 0
     classes = len({label for _, label in samples})
     print(f"{entry!r} on {args.data}: {len(samples)} images, {classes} classes")
     rows = [["metric", "PIL", "tensor", "meta"]]
-    rows += [[k, number(measured["PIL"][k]), number(measured["tensor"][k]), number(published.get(k))] for k in ("acc@1", "acc@5")]
+    rows += [
+        [k, number(measured["PIL"][k]), number(measured["tensor"][k]), number(published.get(k))]
+        for k in ("acc@1", "acc@5")
+    ]
     print(table(rows, "lrrr"))
     return 0
 

@@ -155,7 +155,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     rows = []
     counts = {"ok": 0, "bad": 0, "unchecked": 0}
     total = sum(p.stat().st_size for p in files)
-    with tqdm(total=total, unit="B", unit_scale=True, desc="verifying", file=sys.stderr, disable=args.quiet or None) as bar:
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc="verifying", file=sys.stderr, disable=args.quiet or None
+    ) as bar:
         for path in files:
             shown = str(path) if len(directories) > 1 else path.name
             expected, source = _expected_digest(path)
@@ -223,7 +225,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     try:
         import safetensors  # noqa: F401
     except ImportError:
-        raise CommandError("convert needs the optional safetensors package: pip install 'visionzoo[safetensors]'") from None
+        raise CommandError(
+            "convert needs the optional safetensors package: pip install 'visionzoo[safetensors]'"
+        ) from None
     entries, notes = select_entries(args.patterns, args.weights)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

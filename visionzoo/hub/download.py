@@ -176,10 +176,19 @@ def _stream(url: str, dest: Path, partial: Path, *, progress: bool, timeout: flo
             sys.stderr.write(f"{action}: {url!r} to {dest}\n")
         received = 0
         try:
-            with open(partial, "ab" if offset else "wb") as f, tqdm(
-                total=total, initial=offset, desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
-                disable=not progress, file=sys.stderr,
-            ) as bar:
+            with (
+                open(partial, "ab" if offset else "wb") as f,
+                tqdm(
+                    total=total,
+                    initial=offset,
+                    desc=dest.name,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    disable=not progress,
+                    file=sys.stderr,
+                ) as bar,
+            ):
                 while True:
                     try:
                         chunk = response.read(CHUNK_SIZE)
@@ -330,9 +339,7 @@ def _obtain(
 # ---------------------------------------------------------------------------------------------- entry points
 
 
-def fetch_checkpoint(
-    url: str, *, file_name: str | None = None, progress: bool = True, check_hash: bool = True
-) -> Path:
+def fetch_checkpoint(url: str, *, file_name: str | None = None, progress: bool = True, check_hash: bool = True) -> Path:
     """Resolve a checkpoint to a verified local file (see :mod:`visionzoo.hub` for the search order).
 
     Args:

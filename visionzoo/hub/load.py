@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 _ZIP_MAGIC = b"PK\x03\x04"
 
+
 def _is_zip(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(4) == _ZIP_MAGIC

@@ -262,9 +262,7 @@ def _decode(
         raise ImageDecodeError(f"{name}: no data (empty file or buffer)")
     fmt = _sniff_format(bytes(buf[:12]))
     if fmt is None:
-        raise ImageDecodeError(
-            f"{name}: not a JPEG, PNG, GIF, WebP or BMP image (starts with {bytes(buf[:8])!r})"
-        )
+        raise ImageDecodeError(f"{name}: not a JPEG, PNG, GIF, WebP or BMP image (starts with {bytes(buf[:8])!r})")
     if expected is not None and fmt != expected:
         raise ImageDecodeError(f"{name}: expected {expected} data, found {fmt}")
     try:
@@ -572,9 +570,7 @@ def write_png(input: torch.Tensor, filename: str | os.PathLike[str], compression
     return data
 
 
-def encode_jpeg(
-    input: torch.Tensor | list[torch.Tensor], quality: int = 75
-) -> torch.Tensor | list[torch.Tensor]:
+def encode_jpeg(input: torch.Tensor | list[torch.Tensor], quality: int = 75) -> torch.Tensor | list[torch.Tensor]:
     """Encodes a ``uint8`` ``[1 or 3, H, W]`` image (or a list of them) as JPEG; returns 1-D ``uint8`` tensors.
 
     Args:

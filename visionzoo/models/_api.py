@@ -16,11 +16,12 @@ import importlib
 import inspect
 import os
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from types import MappingProxyType, ModuleType
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -163,6 +164,7 @@ class WeightsEnum(Enum):
 # Registry
 # --------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the registry records about one builder when it registers.
@@ -295,7 +297,9 @@ def _fold_legacy_pretrained(
             chosen = legacy(kwargs)
         else:
             chosen = enum[legacy] if legacy else next(iter(enum))
-        advice = f"weights={chosen!r} (the same weights) or weights={type(chosen).__name__}.DEFAULT (the best available)"
+        advice = (
+            f"weights={chosen!r} (the same weights) or weights={type(chosen).__name__}.DEFAULT (the best available)"
+        )
     else:
         chosen = None
         advice = "weights=None"

@@ -9,8 +9,7 @@ mask.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.fx
@@ -285,10 +284,20 @@ class ShiftedWindowAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
         return _window_attention(
-            x, self.qkv.weight, self._qkv_bias(), self.proj.weight, self.proj.bias, self.relative_position_bias(),
-            tuple(self.window_size), tuple(self.shift_size), self.num_heads, self._logit_scale(),
-            self.attention_dropout, self.dropout, self.training,
-        )  # fmt: skip
+            x,
+            self.qkv.weight,
+            self._qkv_bias(),
+            self.proj.weight,
+            self.proj.bias,
+            self.relative_position_bias(),
+            tuple(self.window_size),
+            tuple(self.shift_size),
+            self.num_heads,
+            self._logit_scale(),
+            self.attention_dropout,
+            self.dropout,
+            self.training,
+        )
 
 
 class ShiftedWindowAttentionV2(ShiftedWindowAttention):
@@ -311,9 +320,15 @@ class ShiftedWindowAttentionV2(ShiftedWindowAttention):
         dropout: float = 0.0,
     ) -> None:
         super().__init__(
-            dim, window_size, shift_size, num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias,
-            attention_dropout=attention_dropout, dropout=dropout,
-        )  # fmt: skip
+            dim,
+            window_size,
+            shift_size,
+            num_heads,
+            qkv_bias=qkv_bias,
+            proj_bias=proj_bias,
+            attention_dropout=attention_dropout,
+            dropout=dropout,
+        )
         self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), math.log(10.0)))
         # Keys cpb_mlp.0 / cpb_mlp.2: Linear, ReLU, Linear as in the checkpoints.
         self.cpb_mlp = nn.Sequential(nn.Linear(2, 512), nn.ReLU(inplace=True), nn.Linear(512, num_heads, bias=False))

@@ -13,9 +13,9 @@ import ast
 import re
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.fx
@@ -100,7 +100,9 @@ def build_model(
     return model
 
 
-def read_weights(weights: WeightsEnum | Path, progress: bool = True, *, tensors_only: bool = True) -> tuple[StateDict, str]:
+def read_weights(
+    weights: WeightsEnum | Path, progress: bool = True, *, tensors_only: bool = True
+) -> tuple[StateDict, str]:
     """The state_dict of a weights entry or of a local checkpoint, and a name for it in messages."""
     if isinstance(weights, WeightsEnum):
         return weights.get_state_dict(progress=progress), repr(weights)
@@ -240,7 +242,9 @@ def load_weights(
     unexpected = [k for k in reported["unexpected"] if not k.startswith(ignore_unexpected)]
     kinds = [f"{k}: checkpoint {comparable[k].dtype} vs model {expected[k].dtype}" for k in wrong_kind]
     if missing or unexpected or mismatched or kinds:
-        raise CheckpointMismatchError(source, type(model).__name__, len(expected), missing, unexpected, mismatched, kinds, hint)
+        raise CheckpointMismatchError(
+            source, type(model).__name__, len(expected), missing, unexpected, mismatched, kinds, hint
+        )
     if assign:
         _restore_dtypes(model, dtypes)
     if head:
@@ -303,7 +307,9 @@ class CheckpointMismatchError(ValueError):
         """The message; ``classes_option`` is how to ask for a number of classes (``"--num-classes {}"`` on the
         command line)."""
         if self.missing or self.unexpected:
-            counts = f"{len(self.missing)} of the model's {self.total} tensors missing, {len(self.unexpected)} unexpected"
+            counts = (
+                f"{len(self.missing)} of the model's {self.total} tensors missing, {len(self.unexpected)} unexpected"
+            )
             lines = [f"The checkpoint {self.source} is not a {self.model} checkpoint ({counts}):"]
         else:
             lines = [f"The checkpoint {self.source} does not fit {self.model}:"]
@@ -444,7 +450,6 @@ def check_image_batch(x: Any, model: str, channels: int = 3, min_size: tuple[int
             f"{model} got {bad} NaN or infinite values in its input (shape {tuple(x.shape)}); "
             "check the data source and the preprocessing (e.g. a division by a zero std)"
         )
-
 
 
 def _small_normal(linear: nn.Linear) -> None:

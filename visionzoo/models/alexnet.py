@@ -71,8 +71,13 @@ class AlexNet(nn.Module):
 
 class AlexNet_Weights(WeightsEnum):
     IMAGENET1K_V1 = imagenet_entry(
-        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", params=61100840, acc1=56.522, acc5=79.066,
-        gflops=0.714, file_mb=233.087, min_size=_MIN_SIZE,
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        params=61100840,
+        acc1=56.522,
+        acc5=79.066,
+        gflops=0.714,
+        file_mb=233.087,
+        min_size=_MIN_SIZE,
         recipe="https://github.com/pytorch/vision/tree/main/references/classification#alexnet-and-vgg",
         docs="Trained with a simplified recipe; close to the accuracy the paper reports.",
     )

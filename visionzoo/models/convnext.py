@@ -7,11 +7,11 @@ GELU, per-channel layer scale, and separate 2x2 strided downsampling layers betw
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -141,9 +141,15 @@ class ConvNeXt(nn.Module):
         norm_layer = norm_layer or partial(LayerNorm2d, eps=1e-6)
 
         stem = Conv2dNormActivation(
-            3, block_setting[0].input_channels, kernel_size=4, stride=4, padding=0,
-            norm_layer=norm_layer, activation_layer=None, bias=True,
-        )  # fmt: skip
+            3,
+            block_setting[0].input_channels,
+            kernel_size=4,
+            stride=4,
+            padding=0,
+            norm_layer=norm_layer,
+            activation_layer=None,
+            bias=True,
+        )
         layers: list[nn.Module] = [stem]
         self.feature_info: list[dict[str, Any]] = []
         stride = 4
@@ -204,22 +210,54 @@ _entry = partial(
 
 
 class ConvNeXt_Tiny_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}convnext_tiny-983f1562.pth", params=28589128, acc1=82.52, acc5=96.146, gflops=4.456, file_mb=109.119, resize=236)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}convnext_tiny-983f1562.pth",
+        params=28589128,
+        acc1=82.52,
+        acc5=96.146,
+        gflops=4.456,
+        file_mb=109.119,
+        resize=236,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ConvNeXt_Small_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}convnext_small-0c510722.pth", params=50223688, acc1=83.616, acc5=96.65, gflops=8.684, file_mb=191.703, resize=230)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}convnext_small-0c510722.pth",
+        params=50223688,
+        acc1=83.616,
+        acc5=96.65,
+        gflops=8.684,
+        file_mb=191.703,
+        resize=230,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ConvNeXt_Base_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}convnext_base-6075fbad.pth", params=88591464, acc1=84.062, acc5=96.87, gflops=15.355, file_mb=338.064, resize=232)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}convnext_base-6075fbad.pth",
+        params=88591464,
+        acc1=84.062,
+        acc5=96.87,
+        gflops=15.355,
+        file_mb=338.064,
+        resize=232,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ConvNeXt_Large_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}convnext_large-ea097f82.pth", params=197767336, acc1=84.414, acc5=96.976, gflops=34.361, file_mb=754.537, resize=232)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}convnext_large-ea097f82.pth",
+        params=197767336,
+        acc1=84.414,
+        acc5=96.976,
+        gflops=34.361,
+        file_mb=754.537,
+        resize=232,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
@@ -231,9 +269,13 @@ WeightsArg = WeightsEnum | Path | str | None
 
 
 def _convnext(
-    widths: tuple[int, int, int, int], depths: tuple[int, int, int, int], default_sd_prob: float,
-    weights: WeightsArg, progress: bool, **kwargs: Any,
-) -> ConvNeXt:  # fmt: skip
+    widths: tuple[int, int, int, int],
+    depths: tuple[int, int, int, int],
+    default_sd_prob: float,
+    weights: WeightsArg,
+    progress: bool,
+    **kwargs: Any,
+) -> ConvNeXt:
     """Four stages of the given widths and depths, each but the last followed by downsampling."""
     if "block_setting" in kwargs:
         raise ValueError("The convnext_* builders fix block_setting; build ConvNeXt(...) directly for custom stages")
@@ -243,7 +285,9 @@ def _convnext(
 
 
 @register_model(weights=ConvNeXt_Tiny_Weights)
-def convnext_tiny(*, weights: ConvNeXt_Tiny_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any) -> ConvNeXt:
+def convnext_tiny(
+    *, weights: ConvNeXt_Tiny_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any
+) -> ConvNeXt:
     """ConvNeXt-T.
 
     Args:
@@ -265,7 +309,9 @@ def convnext_small(
 
 
 @register_model(weights=ConvNeXt_Base_Weights)
-def convnext_base(*, weights: ConvNeXt_Base_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any) -> ConvNeXt:
+def convnext_base(
+    *, weights: ConvNeXt_Base_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any
+) -> ConvNeXt:
     """ConvNeXt-B."""
     return _convnext((128, 256, 512, 1024), (3, 3, 27, 3), 0.5, weights, progress, **kwargs)
 

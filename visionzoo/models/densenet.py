@@ -206,22 +206,30 @@ _entry = partial(
 
 
 class DenseNet121_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}densenet121-a639ec97.pth", params=7978856, acc1=74.434, acc5=91.972, gflops=2.834, file_mb=30.845)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}densenet121-a639ec97.pth", params=7978856, acc1=74.434, acc5=91.972, gflops=2.834, file_mb=30.845
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class DenseNet161_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}densenet161-8d451a50.pth", params=28681000, acc1=77.138, acc5=93.56, gflops=7.728, file_mb=110.369)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}densenet161-8d451a50.pth", params=28681000, acc1=77.138, acc5=93.56, gflops=7.728, file_mb=110.369
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class DenseNet169_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}densenet169-b2777c0a.pth", params=14149480, acc1=75.6, acc5=92.806, gflops=3.36, file_mb=54.708)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}densenet169-b2777c0a.pth", params=14149480, acc1=75.6, acc5=92.806, gflops=3.36, file_mb=54.708
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class DenseNet201_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}densenet201-c1103571.pth", params=20013928, acc1=76.896, acc5=93.37, gflops=4.291, file_mb=77.373)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}densenet201-c1103571.pth", params=20013928, acc1=76.896, acc5=93.37, gflops=4.291, file_mb=77.373
+    )
     DEFAULT = IMAGENET1K_V1
 
 

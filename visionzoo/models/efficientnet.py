@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -333,18 +333,32 @@ def _v2_setting(size: str) -> list[MBConvConfig | FusedMBConvConfig]:
     fused, mb = FusedMBConvConfig, MBConvConfig
     settings: dict[str, list[MBConvConfig | FusedMBConvConfig]] = {
         "s": [
-            fused(1, 3, 1, 24, 24, 2), fused(4, 3, 2, 24, 48, 4), fused(4, 3, 2, 48, 64, 4),
-            mb(4, 3, 2, 64, 128, 6), mb(6, 3, 1, 128, 160, 9), mb(6, 3, 2, 160, 256, 15),
+            fused(1, 3, 1, 24, 24, 2),
+            fused(4, 3, 2, 24, 48, 4),
+            fused(4, 3, 2, 48, 64, 4),
+            mb(4, 3, 2, 64, 128, 6),
+            mb(6, 3, 1, 128, 160, 9),
+            mb(6, 3, 2, 160, 256, 15),
         ],
         "m": [
-            fused(1, 3, 1, 24, 24, 3), fused(4, 3, 2, 24, 48, 5), fused(4, 3, 2, 48, 80, 5),
-            mb(4, 3, 2, 80, 160, 7), mb(6, 3, 1, 160, 176, 14), mb(6, 3, 2, 176, 304, 18), mb(6, 3, 1, 304, 512, 5),
+            fused(1, 3, 1, 24, 24, 3),
+            fused(4, 3, 2, 24, 48, 5),
+            fused(4, 3, 2, 48, 80, 5),
+            mb(4, 3, 2, 80, 160, 7),
+            mb(6, 3, 1, 160, 176, 14),
+            mb(6, 3, 2, 176, 304, 18),
+            mb(6, 3, 1, 304, 512, 5),
         ],
         "l": [
-            fused(1, 3, 1, 32, 32, 4), fused(4, 3, 2, 32, 64, 7), fused(4, 3, 2, 64, 96, 7),
-            mb(4, 3, 2, 96, 192, 10), mb(6, 3, 1, 192, 224, 19), mb(6, 3, 2, 224, 384, 25), mb(6, 3, 1, 384, 640, 7),
+            fused(1, 3, 1, 32, 32, 4),
+            fused(4, 3, 2, 32, 64, 7),
+            fused(4, 3, 2, 64, 96, 7),
+            mb(4, 3, 2, 96, 192, 10),
+            mb(6, 3, 1, 192, 224, 19),
+            mb(6, 3, 2, 224, 384, 25),
+            mb(6, 3, 1, 384, 640, 7),
         ],
-    }  # fmt: skip
+    }
     return settings[size]
 
 
@@ -364,68 +378,176 @@ _v2 = partial(imagenet_entry, recipe=f"{_RECIPE}-v2", min_size=(33, 33))
 
 
 class EfficientNet_B0_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _ported_v1(f"{_URL}efficientnet_b0_rwightman-7f5810bc.pth", params=5288548, acc1=77.692, acc5=93.532, gflops=0.386, file_mb=20.451, crop=224, resize=256)
+    IMAGENET1K_V1 = _ported_v1(
+        f"{_URL}efficientnet_b0_rwightman-7f5810bc.pth",
+        params=5288548,
+        acc1=77.692,
+        acc5=93.532,
+        gflops=0.386,
+        file_mb=20.451,
+        crop=224,
+        resize=256,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class EfficientNet_B1_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _ported_v1(f"{_URL}efficientnet_b1_rwightman-bac287d4.pth", params=7794184, acc1=78.642, acc5=94.186, gflops=0.687, file_mb=30.134, crop=240, resize=256)
+    IMAGENET1K_V1 = _ported_v1(
+        f"{_URL}efficientnet_b1_rwightman-bac287d4.pth",
+        params=7794184,
+        acc1=78.642,
+        acc5=94.186,
+        gflops=0.687,
+        file_mb=30.134,
+        crop=240,
+        resize=256,
+    )
     # Retrained, so unlike the ported entries it is evaluated with bilinear resizing, to 255 pixels.
     IMAGENET1K_V2 = imagenet_entry(
-        f"{_URL}efficientnet_b1-c27df63c.pth", params=7794184, acc1=79.838, acc5=94.934, gflops=0.687, file_mb=30.136,
-        recipe="https://github.com/pytorch/vision/issues/3995#new-recipe-with-lr-wd-crop-tuning", docs=_DOCS_RETRAINED,
-        crop=240, resize=255,
-    )  # fmt: skip
+        f"{_URL}efficientnet_b1-c27df63c.pth",
+        params=7794184,
+        acc1=79.838,
+        acc5=94.934,
+        gflops=0.687,
+        file_mb=30.136,
+        recipe="https://github.com/pytorch/vision/issues/3995#new-recipe-with-lr-wd-crop-tuning",
+        docs=_DOCS_RETRAINED,
+        crop=240,
+        resize=255,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class EfficientNet_B2_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _ported_v1(f"{_URL}efficientnet_b2_rwightman-c35c1473.pth", params=9109994, acc1=80.608, acc5=95.31, gflops=1.088, file_mb=35.174, crop=288, resize=288)
+    IMAGENET1K_V1 = _ported_v1(
+        f"{_URL}efficientnet_b2_rwightman-c35c1473.pth",
+        params=9109994,
+        acc1=80.608,
+        acc5=95.31,
+        gflops=1.088,
+        file_mb=35.174,
+        crop=288,
+        resize=288,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class EfficientNet_B3_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _ported_v1(f"{_URL}efficientnet_b3_rwightman-b3899882.pth", params=12233232, acc1=82.008, acc5=96.054, gflops=1.827, file_mb=47.184, crop=300, resize=320)
+    IMAGENET1K_V1 = _ported_v1(
+        f"{_URL}efficientnet_b3_rwightman-b3899882.pth",
+        params=12233232,
+        acc1=82.008,
+        acc5=96.054,
+        gflops=1.827,
+        file_mb=47.184,
+        crop=300,
+        resize=320,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class EfficientNet_B4_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _ported_v1(f"{_URL}efficientnet_b4_rwightman-23ab8bcd.pth", params=19341616, acc1=83.384, acc5=96.594, gflops=4.394, file_mb=74.489, crop=380, resize=384)
+    IMAGENET1K_V1 = _ported_v1(
+        f"{_URL}efficientnet_b4_rwightman-23ab8bcd.pth",
+        params=19341616,
+        acc1=83.384,
+        acc5=96.594,
+        gflops=4.394,
+        file_mb=74.489,
+        crop=380,
+        resize=384,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class EfficientNet_B5_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _ported_v1(f"{_URL}efficientnet_b5_lukemelas-1a07897c.pth", params=30389784, acc1=83.444, acc5=96.628, gflops=10.266, file_mb=116.864, crop=456, resize=456)
+    IMAGENET1K_V1 = _ported_v1(
+        f"{_URL}efficientnet_b5_lukemelas-1a07897c.pth",
+        params=30389784,
+        acc1=83.444,
+        acc5=96.628,
+        gflops=10.266,
+        file_mb=116.864,
+        crop=456,
+        resize=456,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class EfficientNet_B6_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _ported_v1(f"{_URL}efficientnet_b6_lukemelas-24a108a5.pth", params=43040704, acc1=84.008, acc5=96.916, gflops=19.068, file_mb=165.362, crop=528, resize=528)
+    IMAGENET1K_V1 = _ported_v1(
+        f"{_URL}efficientnet_b6_lukemelas-24a108a5.pth",
+        params=43040704,
+        acc1=84.008,
+        acc5=96.916,
+        gflops=19.068,
+        file_mb=165.362,
+        crop=528,
+        resize=528,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class EfficientNet_B7_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _ported_v1(f"{_URL}efficientnet_b7_lukemelas-c5b4e57e.pth", params=66347960, acc1=84.122, acc5=96.908, gflops=37.746, file_mb=254.675, crop=600, resize=600)
+    IMAGENET1K_V1 = _ported_v1(
+        f"{_URL}efficientnet_b7_lukemelas-c5b4e57e.pth",
+        params=66347960,
+        acc1=84.122,
+        acc5=96.908,
+        gflops=37.746,
+        file_mb=254.675,
+        crop=600,
+        resize=600,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class EfficientNet_V2_S_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v2(f"{_URL}efficientnet_v2_s-dd5fe13b.pth", params=21458488, acc1=84.228, acc5=96.878, gflops=8.366, file_mb=82.704, crop=384, resize=384, docs=_DOCS_RETRAINED)
+    IMAGENET1K_V1 = _v2(
+        f"{_URL}efficientnet_v2_s-dd5fe13b.pth",
+        params=21458488,
+        acc1=84.228,
+        acc5=96.878,
+        gflops=8.366,
+        file_mb=82.704,
+        crop=384,
+        resize=384,
+        docs=_DOCS_RETRAINED,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class EfficientNet_V2_M_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v2(f"{_URL}efficientnet_v2_m-dc08266a.pth", params=54139356, acc1=85.112, acc5=97.156, gflops=24.582, file_mb=208.01, crop=480, resize=480, docs=_DOCS_RETRAINED)
+    IMAGENET1K_V1 = _v2(
+        f"{_URL}efficientnet_v2_m-dc08266a.pth",
+        params=54139356,
+        acc1=85.112,
+        acc5=97.156,
+        gflops=24.582,
+        file_mb=208.01,
+        crop=480,
+        resize=480,
+        docs=_DOCS_RETRAINED,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class EfficientNet_V2_L_Weights(WeightsEnum):
     # Converted from the official TensorFlow release, which maps pixels to [-1, 1] (mean = std = 0.5).
     IMAGENET1K_V1 = _v2(
-        f"{_URL}efficientnet_v2_l-59c71312.pth", params=118515272, acc1=85.808, acc5=97.788, gflops=56.08,
-        file_mb=454.573, crop=480, resize=480, interpolation=InterpolationMode.BICUBIC, docs=_DOCS_PORTED,
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-    )  # fmt: skip
+        f"{_URL}efficientnet_v2_l-59c71312.pth",
+        params=118515272,
+        acc1=85.808,
+        acc5=97.788,
+        gflops=56.08,
+        file_mb=454.573,
+        crop=480,
+        resize=480,
+        interpolation=InterpolationMode.BICUBIC,
+        docs=_DOCS_PORTED,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+    )
     DEFAULT = IMAGENET1K_V1
 
 
@@ -459,9 +581,15 @@ def _efficientnet(
 
 
 def _efficientnet_v1(
-    width_mult: float, depth_mult: float, default_dropout: float, weights: WeightsArg, progress: bool, *,
-    tf_batchnorm: bool = False, **kwargs: Any,
-) -> EfficientNet:  # fmt: skip
+    width_mult: float,
+    depth_mult: float,
+    default_dropout: float,
+    weights: WeightsArg,
+    progress: bool,
+    *,
+    tf_batchnorm: bool = False,
+    **kwargs: Any,
+) -> EfficientNet:
     if tf_batchnorm:
         kwargs.setdefault("norm_layer", _TF_BATCHNORM)
     return _efficientnet(_v1_setting(width_mult, depth_mult), default_dropout, weights, progress, **kwargs)

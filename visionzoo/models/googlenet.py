@@ -11,8 +11,9 @@ in training mode.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -240,8 +241,13 @@ class GoogLeNet(nn.Module):
 
 class GoogLeNet_Weights(WeightsEnum):
     IMAGENET1K_V1 = imagenet_entry(
-        "https://download.pytorch.org/models/googlenet-1378be20.pth", params=6624904, acc1=69.778, acc5=89.53,
-        gflops=1.498, file_mb=49.731, min_size=(15, 15),
+        "https://download.pytorch.org/models/googlenet-1378be20.pth",
+        params=6624904,
+        acc1=69.778,
+        acc5=89.53,
+        gflops=1.498,
+        file_mb=49.731,
+        min_size=(15, 15),
         recipe="https://github.com/pytorch/vision/tree/main/references/classification#googlenet",
         docs="Ported from the TensorFlow release of the paper's network; the auxiliary heads were never trained.",
     )

@@ -8,8 +8,9 @@ Module names (``Conv2d_1a_3x3``, ``Mixed_5b``, ``AuxLogits``) follow the TensorF
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -296,8 +297,15 @@ class Inception3(nn.Module):
 
 class Inception_V3_Weights(WeightsEnum):
     IMAGENET1K_V1 = imagenet_entry(
-        "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth", params=27161264, acc1=77.294,
-        acc5=93.45, gflops=5.713, file_mb=103.903, crop=299, resize=342, min_size=(75, 75),
+        "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+        params=27161264,
+        acc1=77.294,
+        acc5=93.45,
+        gflops=5.713,
+        file_mb=103.903,
+        crop=299,
+        resize=342,
+        min_size=(75, 75),
         recipe="https://github.com/pytorch/vision/tree/main/references/classification#inception-v3",
         docs="Weights ported from TensorFlow's release for the paper, auxiliary head included.",
     )

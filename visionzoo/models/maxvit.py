@@ -9,10 +9,10 @@ relative position bias over the P x P tokens they attend among.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.fx
@@ -257,19 +257,35 @@ class MaxVitBlock(nn.Module):
     ) -> None:
         super().__init__()
         attention = partial(
-            PartitionAttention, out_channels, head_dim, partition_size, grid_size=grid_size, mlp_ratio=mlp_ratio,
-            activation_layer=activation_layer, norm_layer=nn.LayerNorm, attention_dropout=attention_dropout,
-            mlp_dropout=mlp_dropout, p_stochastic_dropout=p_stochastic_dropout,
-        )  # fmt: skip
+            PartitionAttention,
+            out_channels,
+            head_dim,
+            partition_size,
+            grid_size=grid_size,
+            mlp_ratio=mlp_ratio,
+            activation_layer=activation_layer,
+            norm_layer=nn.LayerNorm,
+            attention_dropout=attention_dropout,
+            mlp_dropout=mlp_dropout,
+            p_stochastic_dropout=p_stochastic_dropout,
+        )
         self.layers = nn.Sequential(
             OrderedDict(
                 # "MBconv" (sic): the checkpoints' key.
-                MBconv=PreNormMBConv(in_channels, out_channels, expansion_ratio, squeeze_ratio, stride,
-                                     activation_layer, norm_layer, p_stochastic_dropout),
+                MBconv=PreNormMBConv(
+                    in_channels,
+                    out_channels,
+                    expansion_ratio,
+                    squeeze_ratio,
+                    stride,
+                    activation_layer,
+                    norm_layer,
+                    p_stochastic_dropout,
+                ),
                 window_attention=attention(partition_type="window"),
                 grid_attention=attention(partition_type="grid"),
             )
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -279,16 +295,26 @@ class MaxVitStage(nn.Module):
     """``len(p_stochastic)`` MaxViT blocks; the first halves the resolution and changes the width."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, grid_size: tuple[int, int], p_stochastic: list[float],
+        self,
+        in_channels: int,
+        out_channels: int,
+        grid_size: tuple[int, int],
+        p_stochastic: list[float],
         **block_args: Any,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.grid_size = grid_size
         self.layers = nn.ModuleList(
-            MaxVitBlock(in_channels if i == 0 else out_channels, out_channels, stride=2 if i == 0 else 1,
-                        p_stochastic_dropout=p, grid_size=grid_size, **block_args)
+            MaxVitBlock(
+                in_channels if i == 0 else out_channels,
+                out_channels,
+                stride=2 if i == 0 else 1,
+                p_stochastic_dropout=p,
+                grid_size=grid_size,
+                **block_args,
+            )
             for i, p in enumerate(p_stochastic)
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.layers:
@@ -365,33 +391,53 @@ class MaxVit(nn.Module):
         norm_layer = norm_layer or partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
 
         self.stem = nn.Sequential(
-            Conv2dNormActivation(3, stem_channels, 3, stride=2, norm_layer=norm_layer,
-                                 activation_layer=activation_layer, bias=False, inplace=None),
+            Conv2dNormActivation(
+                3,
+                stem_channels,
+                3,
+                stride=2,
+                norm_layer=norm_layer,
+                activation_layer=activation_layer,
+                bias=False,
+                inplace=None,
+            ),
             Conv2dNormActivation(stem_channels, stem_channels, 3, norm_layer=None, activation_layer=None, bias=True),
-        )  # fmt: skip
+        )
 
         total = sum(block_layers)
         probabilities = [stochastic_depth_prob * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
         block_args = dict(
-            squeeze_ratio=squeeze_ratio, expansion_ratio=expansion_ratio, norm_layer=norm_layer,
-            activation_layer=activation_layer, head_dim=head_dim, mlp_ratio=mlp_ratio, mlp_dropout=mlp_dropout,
-            attention_dropout=attention_dropout, partition_size=partition_size,
-        )  # fmt: skip
+            squeeze_ratio=squeeze_ratio,
+            expansion_ratio=expansion_ratio,
+            norm_layer=norm_layer,
+            activation_layer=activation_layer,
+            head_dim=head_dim,
+            mlp_ratio=mlp_ratio,
+            mlp_dropout=mlp_dropout,
+            attention_dropout=attention_dropout,
+            partition_size=partition_size,
+        )
         self.blocks = nn.ModuleList()
         widths = [stem_channels, *block_channels]
         sizes = _stage_sizes(self.input_size, len(block_channels))
         start = 0
         for index, count in enumerate(block_layers):
             stage_probabilities = probabilities[start : start + count]
-            self.blocks.append(MaxVitStage(widths[index], widths[index + 1], sizes[index], stage_probabilities, **block_args))
+            self.blocks.append(
+                MaxVitStage(widths[index], widths[index + 1], sizes[index], stage_probabilities, **block_args)
+            )
             start += count
 
         last = block_channels[-1]
         # Pooled features go through LayerNorm and a tanh "pre-logits" layer before the (bias-free) head.
         self.classifier = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(last), nn.Linear(last, last), nn.Tanh(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.LayerNorm(last),
+            nn.Linear(last, last),
+            nn.Tanh(),
             nn.Linear(last, num_classes, bias=False),
-        )  # fmt: skip
+        )
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.normal_(module.weight, std=0.02)
@@ -435,11 +481,18 @@ class MaxVit_T_Weights(WeightsEnum):
     IMAGENET1K_V1 = imagenet_entry(
         "https://download.pytorch.org/models/maxvit_t-bc5ab103.pth",
         recipe="https://github.com/pytorch/vision/tree/main/references/classification#maxvit",
-        params=30919624, acc1=83.7, acc5=96.722, gflops=5.558, file_mb=118.769,
-        crop=224, resize=224, interpolation=InterpolationMode.BICUBIC, min_size=(224, 224),
+        params=30919624,
+        acc1=83.7,
+        acc5=96.722,
+        gflops=5.558,
+        file_mb=118.769,
+        crop=224,
+        resize=224,
+        interpolation=InterpolationMode.BICUBIC,
+        min_size=(224, 224),
         docs="Trained by TorchVision with a recipe close to the paper's, reproducing its accuracy. Training used "
         "a BatchNorm2d momentum of 0.99 rather than the intended 0.01.",
-    )  # fmt: skip
+    )
     DEFAULT = IMAGENET1K_V1
 
 
@@ -460,6 +513,12 @@ def maxvit_t(*, weights: MaxVit_T_Weights | str | Path | None = None, progress: 
         if _as_size(kwargs.setdefault("input_size", trained)) != trained:
             raise ValueError(f"{weights!r} was trained at input_size={trained}, got input_size={kwargs['input_size']}")
     kwargs.setdefault("input_size", (224, 224))
-    design = dict(stem_channels=64, block_channels=[64, 128, 256, 512], block_layers=[2, 2, 5, 2], head_dim=32,
-                  stochastic_depth_prob=0.2, partition_size=7)  # fmt: skip
+    design = dict(
+        stem_channels=64,
+        block_channels=[64, 128, 256, 512],
+        block_layers=[2, 2, 5, 2],
+        head_dim=32,
+        stochastic_depth_prob=0.2,
+        partition_size=7,
+    )
     return build_model(MaxVit, weights, progress, **{**design, **kwargs})

@@ -134,9 +134,7 @@ class MNASNet(nn.Module):
         self.alpha = alpha
         self.num_classes = num_classes
         depths = _depths(alpha)
-        stacks = [
-            _stack(in_ch, out_ch, *stack) for in_ch, out_ch, stack in zip(depths[1:], depths[2:], _STACKS)
-        ]
+        stacks = [_stack(in_ch, out_ch, *stack) for in_ch, out_ch, stack in zip(depths[1:], depths[2:], _STACKS)]
         self.layers = nn.Sequential(*_stem(depths[0], depths[1]), *stacks, *_conv_bn(depths[-1], _HEAD_CHANNELS, 1))
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(_HEAD_CHANNELS, num_classes))
 
@@ -199,28 +197,48 @@ _RECIPE_PAPER = "https://github.com/1e100/mnasnet_trainer"
 _RECIPE_NEW = "https://github.com/pytorch/vision/pull/6019"
 _paper = partial(imagenet_entry, recipe=_RECIPE_PAPER, docs="Trained to reproduce the paper; close to its accuracy.")
 _new = partial(
-    imagenet_entry, recipe=_RECIPE_NEW, resize=232,
+    imagenet_entry,
+    recipe=_RECIPE_NEW,
+    resize=232,
     docs="Trained from scratch with TorchVision's improved recipe; evaluated after resizing to 232 pixels.",
-)  # fmt: skip
+)
 
 
 class MNASNet0_5_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _paper(f"{_URL}mnasnet0.5_top1_67.823-3ffadce67e.pth", params=2218512, acc1=67.734, acc5=87.49, gflops=0.104, file_mb=8.591)
+    IMAGENET1K_V1 = _paper(
+        f"{_URL}mnasnet0.5_top1_67.823-3ffadce67e.pth",
+        params=2218512,
+        acc1=67.734,
+        acc5=87.49,
+        gflops=0.104,
+        file_mb=8.591,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class MNASNet0_75_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _new(f"{_URL}mnasnet0_75-7090bc5f.pth", params=3170208, acc1=71.18, acc5=90.496, gflops=0.215, file_mb=12.303)
+    IMAGENET1K_V1 = _new(
+        f"{_URL}mnasnet0_75-7090bc5f.pth", params=3170208, acc1=71.18, acc5=90.496, gflops=0.215, file_mb=12.303
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class MNASNet1_0_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _paper(f"{_URL}mnasnet1.0_top1_73.512-f206786ef8.pth", params=4383312, acc1=73.456, acc5=91.51, gflops=0.314, file_mb=16.915)
+    IMAGENET1K_V1 = _paper(
+        f"{_URL}mnasnet1.0_top1_73.512-f206786ef8.pth",
+        params=4383312,
+        acc1=73.456,
+        acc5=91.51,
+        gflops=0.314,
+        file_mb=16.915,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class MNASNet1_3_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _new(f"{_URL}mnasnet1_3-a4c69d6f.pth", params=6282256, acc1=76.506, acc5=93.522, gflops=0.526, file_mb=24.246)
+    IMAGENET1K_V1 = _new(
+        f"{_URL}mnasnet1_3-a4c69d6f.pth", params=6282256, acc1=76.506, acc5=93.522, gflops=0.526, file_mb=24.246
+    )
     DEFAULT = IMAGENET1K_V1
 
 

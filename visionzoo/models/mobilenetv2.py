@@ -8,9 +8,10 @@ the narrow ends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -146,13 +147,24 @@ _URL = "https://download.pytorch.org/models/"
 
 class MobileNet_V2_Weights(WeightsEnum):
     IMAGENET1K_V1 = imagenet_entry(
-        f"{_URL}mobilenet_v2-b0353104.pth", params=3504872, acc1=71.878, acc5=90.286, gflops=0.301, file_mb=13.555,
+        f"{_URL}mobilenet_v2-b0353104.pth",
+        params=3504872,
+        acc1=71.878,
+        acc5=90.286,
+        gflops=0.301,
+        file_mb=13.555,
         recipe="https://github.com/pytorch/vision/tree/main/references/classification#mobilenetv2",
         docs="Trained with a simple recipe; close to the accuracy the paper reports.",
     )
     IMAGENET1K_V2 = imagenet_entry(
-        f"{_URL}mobilenet_v2-7ebf99e0.pth", params=3504872, acc1=72.154, acc5=90.822, gflops=0.301, file_mb=13.598,
-        recipe="https://github.com/pytorch/vision/issues/3995#new-recipe-with-reg-tuning", resize=232,
+        f"{_URL}mobilenet_v2-7ebf99e0.pth",
+        params=3504872,
+        acc1=72.154,
+        acc5=90.822,
+        gflops=0.301,
+        file_mb=13.598,
+        recipe="https://github.com/pytorch/vision/issues/3995#new-recipe-with-reg-tuning",
+        resize=232,
         docs="Retrained with TorchVision's improved recipe, with regularisation tuned for this small model; "
         "slightly above the paper. Evaluated after resizing to 232 pixels.",
     )

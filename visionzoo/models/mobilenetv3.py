@@ -9,10 +9,10 @@ and halve its channels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -272,12 +272,23 @@ _RECIPE_V1 = "https://github.com/pytorch/vision/tree/main/references/classificat
 
 class MobileNet_V3_Large_Weights(WeightsEnum):
     IMAGENET1K_V1 = imagenet_entry(
-        f"{_URL}mobilenet_v3_large-8738ca79.pth", params=5483032, acc1=74.042, acc5=91.34, gflops=0.217,
-        file_mb=21.114, recipe=_RECIPE_V1, docs="Trained from scratch with a simple recipe.",
+        f"{_URL}mobilenet_v3_large-8738ca79.pth",
+        params=5483032,
+        acc1=74.042,
+        acc5=91.34,
+        gflops=0.217,
+        file_mb=21.114,
+        recipe=_RECIPE_V1,
+        docs="Trained from scratch with a simple recipe.",
     )
     IMAGENET1K_V2 = imagenet_entry(
-        f"{_URL}mobilenet_v3_large-5c1a4163.pth", params=5483032, acc1=75.274, acc5=92.566, gflops=0.217,
-        file_mb=21.107, recipe="https://github.com/pytorch/vision/issues/3995#new-recipe-with-reg-tuning",
+        f"{_URL}mobilenet_v3_large-5c1a4163.pth",
+        params=5483032,
+        acc1=75.274,
+        acc5=92.566,
+        gflops=0.217,
+        file_mb=21.107,
+        recipe="https://github.com/pytorch/vision/issues/3995#new-recipe-with-reg-tuning",
         resize=232,
         docs="Retrained with TorchVision's improved recipe, with regularisation tuned for this small model; "
         "a little above the paper. Evaluated after resizing to 232 pixels.",
@@ -287,8 +298,14 @@ class MobileNet_V3_Large_Weights(WeightsEnum):
 
 class MobileNet_V3_Small_Weights(WeightsEnum):
     IMAGENET1K_V1 = imagenet_entry(
-        f"{_URL}mobilenet_v3_small-047dcff4.pth", params=2542856, acc1=67.668, acc5=87.402, gflops=0.057,
-        file_mb=9.829, recipe=_RECIPE_V1, docs="Trained with a simple recipe; above the accuracy the paper reports.",
+        f"{_URL}mobilenet_v3_small-047dcff4.pth",
+        params=2542856,
+        acc1=67.668,
+        acc5=87.402,
+        gflops=0.057,
+        file_mb=9.829,
+        recipe=_RECIPE_V1,
+        docs="Trained with a simple recipe; above the accuracy the paper reports.",
     )
     DEFAULT = IMAGENET1K_V1
 

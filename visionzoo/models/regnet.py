@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,15 +28,37 @@ from ._weights import imagenet_entry
 
 __all__ = [
     "RegNet",
-    "RegNet_Y_400MF_Weights", "RegNet_Y_800MF_Weights", "RegNet_Y_1_6GF_Weights", "RegNet_Y_3_2GF_Weights",
-    "RegNet_Y_8GF_Weights", "RegNet_Y_16GF_Weights", "RegNet_Y_32GF_Weights", "RegNet_Y_128GF_Weights",
-    "RegNet_X_400MF_Weights", "RegNet_X_800MF_Weights", "RegNet_X_1_6GF_Weights", "RegNet_X_3_2GF_Weights",
-    "RegNet_X_8GF_Weights", "RegNet_X_16GF_Weights", "RegNet_X_32GF_Weights",
-    "regnet_y_400mf", "regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf",
-    "regnet_y_8gf", "regnet_y_16gf", "regnet_y_32gf", "regnet_y_128gf",
-    "regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf", "regnet_x_3_2gf",
-    "regnet_x_8gf", "regnet_x_16gf", "regnet_x_32gf",
-]  # fmt: skip
+    "RegNet_Y_400MF_Weights",
+    "RegNet_Y_800MF_Weights",
+    "RegNet_Y_1_6GF_Weights",
+    "RegNet_Y_3_2GF_Weights",
+    "RegNet_Y_8GF_Weights",
+    "RegNet_Y_16GF_Weights",
+    "RegNet_Y_32GF_Weights",
+    "RegNet_Y_128GF_Weights",
+    "RegNet_X_400MF_Weights",
+    "RegNet_X_800MF_Weights",
+    "RegNet_X_1_6GF_Weights",
+    "RegNet_X_3_2GF_Weights",
+    "RegNet_X_8GF_Weights",
+    "RegNet_X_16GF_Weights",
+    "RegNet_X_32GF_Weights",
+    "regnet_y_400mf",
+    "regnet_y_800mf",
+    "regnet_y_1_6gf",
+    "regnet_y_3_2gf",
+    "regnet_y_8gf",
+    "regnet_y_16gf",
+    "regnet_y_32gf",
+    "regnet_y_128gf",
+    "regnet_x_400mf",
+    "regnet_x_800mf",
+    "regnet_x_1_6gf",
+    "regnet_x_3_2gf",
+    "regnet_x_8gf",
+    "regnet_x_16gf",
+    "regnet_x_32gf",
+]
 
 ModuleFactory = Callable[..., nn.Module]
 
@@ -60,9 +83,16 @@ class BottleneckTransform(nn.Sequential):
     """The residual branch: 1x1 (``a``), grouped 3x3 carrying the stride (``b``), optional SE, 1x1 (``c``)."""
 
     def __init__(
-        self, width_in: int, width_out: int, stride: int, norm_layer: ModuleFactory, activation_layer: ModuleFactory,
-        group_width: int, bottleneck_multiplier: float, se_ratio: float | None,
-    ) -> None:  # fmt: skip
+        self,
+        width_in: int,
+        width_out: int,
+        stride: int,
+        norm_layer: ModuleFactory,
+        activation_layer: ModuleFactory,
+        group_width: int,
+        bottleneck_multiplier: float,
+        se_ratio: float | None,
+    ) -> None:
         bottleneck = int(round(width_out * bottleneck_multiplier))
         conv = partial(Conv2dNormActivation, norm_layer=norm_layer, activation_layer=activation_layer)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -80,9 +110,16 @@ class ResBottleneckBlock(nn.Module):
     """``activation(shortcut(x) + f(x))``; the shortcut is a strided 1x1 projection when the shape changes."""
 
     def __init__(
-        self, width_in: int, width_out: int, stride: int, norm_layer: ModuleFactory, activation_layer: ModuleFactory,
-        group_width: int = 1, bottleneck_multiplier: float = 1.0, se_ratio: float | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        width_in: int,
+        width_out: int,
+        stride: int,
+        norm_layer: ModuleFactory,
+        activation_layer: ModuleFactory,
+        group_width: int = 1,
+        bottleneck_multiplier: float = 1.0,
+        se_ratio: float | None = None,
+    ) -> None:
         super().__init__()
         self.proj = None
         if width_in != width_out or stride != 1:
@@ -106,16 +143,31 @@ class AnyStage(nn.Sequential):
     """
 
     def __init__(
-        self, width_in: int, width_out: int, stride: int, depth: int, block_constructor: ModuleFactory,
-        norm_layer: ModuleFactory, activation_layer: ModuleFactory, group_width: int, bottleneck_multiplier: float,
-        se_ratio: float | None = None, stage_index: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        width_in: int,
+        width_out: int,
+        stride: int,
+        depth: int,
+        block_constructor: ModuleFactory,
+        norm_layer: ModuleFactory,
+        activation_layer: ModuleFactory,
+        group_width: int,
+        bottleneck_multiplier: float,
+        se_ratio: float | None = None,
+        stage_index: int = 0,
+    ) -> None:
         super().__init__()
         for i in range(depth):
             block = block_constructor(
-                width_in if i == 0 else width_out, width_out, stride if i == 0 else 1,
-                norm_layer, activation_layer, group_width, bottleneck_multiplier, se_ratio,
-            )  # fmt: skip
+                width_in if i == 0 else width_out,
+                width_out,
+                stride if i == 0 else 1,
+                norm_layer,
+                activation_layer,
+                group_width,
+                bottleneck_multiplier,
+                se_ratio,
+            )
             self.add_module(f"block{stage_index}-{i}", block)  # "block<stage>-<index>", as in the checkpoints
 
 
@@ -164,14 +216,26 @@ class RegNet(nn.Module):
         self.feature_info: list[dict[str, Any]] = []
         width, stride = stem_width, 2
         stage_settings = zip(
-            block_params.widths, block_params.strides, block_params.depths,
-            block_params.group_widths, block_params.bottleneck_multipliers,
-        )  # fmt: skip
+            block_params.widths,
+            block_params.strides,
+            block_params.depths,
+            block_params.group_widths,
+            block_params.bottleneck_multipliers,
+        )
         for index, (width_out, stage_stride, depth, group_width, multiplier) in enumerate(stage_settings, start=1):
             stages[f"block{index}"] = AnyStage(
-                width, width_out, stage_stride, depth, block_type, norm_layer, activation,
-                group_width, multiplier, block_params.se_ratio, stage_index=index,
-            )  # fmt: skip
+                width,
+                width_out,
+                stage_stride,
+                depth,
+                block_type,
+                norm_layer,
+                activation,
+                group_width,
+                multiplier,
+                block_params.se_ratio,
+                stage_index=index,
+            )
             width, stride = width_out, stride * stage_stride
             self.feature_info.append({"name": f"trunk_output.block{index}", "channels": width, "stride": stride})
         self.trunk_output = nn.Sequential(stages)
@@ -221,110 +285,384 @@ _v2 = partial(
     "regularisation), above the paper's accuracy; evaluated after resizing to 232 pixels.",
 )
 _swag_e2e = partial(
-    imagenet_entry, crop=384, resize=384, interpolation=InterpolationMode.BICUBIC,
-    recipe="https://github.com/facebookresearch/SWAG", license=_SWAG_LICENSE,
+    imagenet_entry,
+    crop=384,
+    resize=384,
+    interpolation=InterpolationMode.BICUBIC,
+    recipe="https://github.com/facebookresearch/SWAG",
+    license=_SWAG_LICENSE,
     docs="SWAG weights (weakly supervised pre-training on Instagram hashtags, https://arxiv.org/abs/2201.08371) "
     "fine-tuned end to end on ImageNet-1K at 384 pixels.",
-)  # fmt: skip
+)
 _swag_linear = partial(
-    imagenet_entry, crop=224, resize=224, interpolation=InterpolationMode.BICUBIC,
-    recipe="https://github.com/pytorch/vision/pull/5793", license=_SWAG_LICENSE,
+    imagenet_entry,
+    crop=224,
+    resize=224,
+    interpolation=InterpolationMode.BICUBIC,
+    recipe="https://github.com/pytorch/vision/pull/5793",
+    license=_SWAG_LICENSE,
     docs="The SWAG trunk (https://arxiv.org/abs/2201.08371) kept frozen, with only a linear classifier trained on "
     "ImageNet-1K on top of it.",
-)  # fmt: skip
+)
 
 
 class RegNet_Y_400MF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_y_400mf-c65dace8.pth", params=4344144, acc1=74.046, acc5=91.716, gflops=0.402, file_mb=16.806, recipe=_RECIPE_SMALL)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_y_400mf-e6988f5f.pth", params=4344144, acc1=75.804, acc5=92.742, gflops=0.402, file_mb=16.806, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_y_400mf-c65dace8.pth",
+        params=4344144,
+        acc1=74.046,
+        acc5=91.716,
+        gflops=0.402,
+        file_mb=16.806,
+        recipe=_RECIPE_SMALL,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_y_400mf-e6988f5f.pth",
+        params=4344144,
+        acc1=75.804,
+        acc5=92.742,
+        gflops=0.402,
+        file_mb=16.806,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_Y_800MF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_y_800mf-1b27b58c.pth", params=6432512, acc1=76.42, acc5=93.136, gflops=0.834, file_mb=24.774, recipe=_RECIPE_SMALL)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_y_800mf-58fc7688.pth", params=6432512, acc1=78.828, acc5=94.502, gflops=0.834, file_mb=24.774, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_y_800mf-1b27b58c.pth",
+        params=6432512,
+        acc1=76.42,
+        acc5=93.136,
+        gflops=0.834,
+        file_mb=24.774,
+        recipe=_RECIPE_SMALL,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_y_800mf-58fc7688.pth",
+        params=6432512,
+        acc1=78.828,
+        acc5=94.502,
+        gflops=0.834,
+        file_mb=24.774,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_Y_1_6GF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_y_1_6gf-b11a554e.pth", params=11202430, acc1=77.95, acc5=93.966, gflops=1.612, file_mb=43.152, recipe=_RECIPE_SMALL)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_y_1_6gf-0d7bc02a.pth", params=11202430, acc1=80.876, acc5=95.444, gflops=1.612, file_mb=43.152, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_y_1_6gf-b11a554e.pth",
+        params=11202430,
+        acc1=77.95,
+        acc5=93.966,
+        gflops=1.612,
+        file_mb=43.152,
+        recipe=_RECIPE_SMALL,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_y_1_6gf-0d7bc02a.pth",
+        params=11202430,
+        acc1=80.876,
+        acc5=95.444,
+        gflops=1.612,
+        file_mb=43.152,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_Y_3_2GF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_y_3_2gf-b5a9779c.pth", params=19436338, acc1=78.948, acc5=94.576, gflops=3.176, file_mb=74.567, recipe=_RECIPE_MEDIUM)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_y_3_2gf-9180c971.pth", params=19436338, acc1=81.982, acc5=95.972, gflops=3.176, file_mb=74.567, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_y_3_2gf-b5a9779c.pth",
+        params=19436338,
+        acc1=78.948,
+        acc5=94.576,
+        gflops=3.176,
+        file_mb=74.567,
+        recipe=_RECIPE_MEDIUM,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_y_3_2gf-9180c971.pth",
+        params=19436338,
+        acc1=81.982,
+        acc5=95.972,
+        gflops=3.176,
+        file_mb=74.567,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_Y_8GF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_y_8gf-d0d0e4a8.pth", params=39381472, acc1=80.032, acc5=95.048, gflops=8.473, file_mb=150.701, recipe=_RECIPE_MEDIUM)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_y_8gf-dc2b1b54.pth", params=39381472, acc1=82.828, acc5=96.33, gflops=8.473, file_mb=150.701, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_y_8gf-d0d0e4a8.pth",
+        params=39381472,
+        acc1=80.032,
+        acc5=95.048,
+        gflops=8.473,
+        file_mb=150.701,
+        recipe=_RECIPE_MEDIUM,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_y_8gf-dc2b1b54.pth",
+        params=39381472,
+        acc1=82.828,
+        acc5=96.33,
+        gflops=8.473,
+        file_mb=150.701,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_Y_16GF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_y_16gf-9e6ed7dd.pth", params=83590140, acc1=80.424, acc5=95.24, gflops=15.912, file_mb=319.49, recipe=_RECIPE_LARGE)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_y_16gf-3e4a00f9.pth", params=83590140, acc1=82.886, acc5=96.328, gflops=15.912, file_mb=319.49, recipe=_RECIPE_NEW)
-    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e(f"{_URL}regnet_y_16gf_swag-43afe44d.pth", params=83590140, acc1=86.012, acc5=98.054, gflops=46.735, file_mb=319.49)
-    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(f"{_URL}regnet_y_16gf_lc_swag-f3ec0043.pth", params=83590140, acc1=83.976, acc5=97.244, gflops=15.912, file_mb=319.49)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_y_16gf-9e6ed7dd.pth",
+        params=83590140,
+        acc1=80.424,
+        acc5=95.24,
+        gflops=15.912,
+        file_mb=319.49,
+        recipe=_RECIPE_LARGE,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_y_16gf-3e4a00f9.pth",
+        params=83590140,
+        acc1=82.886,
+        acc5=96.328,
+        gflops=15.912,
+        file_mb=319.49,
+        recipe=_RECIPE_NEW,
+    )
+    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e(
+        f"{_URL}regnet_y_16gf_swag-43afe44d.pth",
+        params=83590140,
+        acc1=86.012,
+        acc5=98.054,
+        gflops=46.735,
+        file_mb=319.49,
+    )
+    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(
+        f"{_URL}regnet_y_16gf_lc_swag-f3ec0043.pth",
+        params=83590140,
+        acc1=83.976,
+        acc5=97.244,
+        gflops=15.912,
+        file_mb=319.49,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_Y_32GF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_y_32gf-4dee3f7a.pth", params=145046770, acc1=80.878, acc5=95.34, gflops=32.28, file_mb=554.076, recipe=_RECIPE_LARGE)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_y_32gf-8db6d4b5.pth", params=145046770, acc1=83.368, acc5=96.498, gflops=32.28, file_mb=554.076, recipe=_RECIPE_NEW)
-    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e(f"{_URL}regnet_y_32gf_swag-04fdfa75.pth", params=145046770, acc1=86.838, acc5=98.362, gflops=94.826, file_mb=554.076)
-    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(f"{_URL}regnet_y_32gf_lc_swag-e1583746.pth", params=145046770, acc1=84.622, acc5=97.48, gflops=32.28, file_mb=554.076)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_y_32gf-4dee3f7a.pth",
+        params=145046770,
+        acc1=80.878,
+        acc5=95.34,
+        gflops=32.28,
+        file_mb=554.076,
+        recipe=_RECIPE_LARGE,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_y_32gf-8db6d4b5.pth",
+        params=145046770,
+        acc1=83.368,
+        acc5=96.498,
+        gflops=32.28,
+        file_mb=554.076,
+        recipe=_RECIPE_NEW,
+    )
+    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e(
+        f"{_URL}regnet_y_32gf_swag-04fdfa75.pth",
+        params=145046770,
+        acc1=86.838,
+        acc5=98.362,
+        gflops=94.826,
+        file_mb=554.076,
+    )
+    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(
+        f"{_URL}regnet_y_32gf_lc_swag-e1583746.pth",
+        params=145046770,
+        acc1=84.622,
+        acc5=97.48,
+        gflops=32.28,
+        file_mb=554.076,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_Y_128GF_Weights(WeightsEnum):
-    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e(f"{_URL}regnet_y_128gf_swag-c8ce3e52.pth", params=644812894, acc1=88.228, acc5=98.682, gflops=374.57, file_mb=2461.564)
-    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(f"{_URL}regnet_y_128gf_lc_swag-cbe8ce12.pth", params=644812894, acc1=86.068, acc5=97.844, gflops=127.518, file_mb=2461.564)
+    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e(
+        f"{_URL}regnet_y_128gf_swag-c8ce3e52.pth",
+        params=644812894,
+        acc1=88.228,
+        acc5=98.682,
+        gflops=374.57,
+        file_mb=2461.564,
+    )
+    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(
+        f"{_URL}regnet_y_128gf_lc_swag-cbe8ce12.pth",
+        params=644812894,
+        acc1=86.068,
+        acc5=97.844,
+        gflops=127.518,
+        file_mb=2461.564,
+    )
     DEFAULT = IMAGENET1K_SWAG_E2E_V1
 
 
 class RegNet_X_400MF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_x_400mf-adf1edd5.pth", params=5495976, acc1=72.834, acc5=90.95, gflops=0.414, file_mb=21.258, recipe=_RECIPE_SMALL)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_x_400mf-62229a5f.pth", params=5495976, acc1=74.864, acc5=92.322, gflops=0.414, file_mb=21.257, recipe=_RECIPE_NEW_FIXRES)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_x_400mf-adf1edd5.pth",
+        params=5495976,
+        acc1=72.834,
+        acc5=90.95,
+        gflops=0.414,
+        file_mb=21.258,
+        recipe=_RECIPE_SMALL,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_x_400mf-62229a5f.pth",
+        params=5495976,
+        acc1=74.864,
+        acc5=92.322,
+        gflops=0.414,
+        file_mb=21.257,
+        recipe=_RECIPE_NEW_FIXRES,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_X_800MF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_x_800mf-ad17e45c.pth", params=7259656, acc1=75.212, acc5=92.348, gflops=0.8, file_mb=27.945, recipe=_RECIPE_SMALL)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_x_800mf-94a99ebd.pth", params=7259656, acc1=77.522, acc5=93.826, gflops=0.8, file_mb=27.945, recipe=_RECIPE_NEW_FIXRES)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_x_800mf-ad17e45c.pth",
+        params=7259656,
+        acc1=75.212,
+        acc5=92.348,
+        gflops=0.8,
+        file_mb=27.945,
+        recipe=_RECIPE_SMALL,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_x_800mf-94a99ebd.pth",
+        params=7259656,
+        acc1=77.522,
+        acc5=93.826,
+        gflops=0.8,
+        file_mb=27.945,
+        recipe=_RECIPE_NEW_FIXRES,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_X_1_6GF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_x_1_6gf-e3633e7f.pth", params=9190136, acc1=77.04, acc5=93.44, gflops=1.603, file_mb=35.339, recipe=_RECIPE_SMALL)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_x_1_6gf-a12f2b72.pth", params=9190136, acc1=79.668, acc5=94.922, gflops=1.603, file_mb=35.339, recipe=_RECIPE_NEW_FIXRES)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_x_1_6gf-e3633e7f.pth",
+        params=9190136,
+        acc1=77.04,
+        acc5=93.44,
+        gflops=1.603,
+        file_mb=35.339,
+        recipe=_RECIPE_SMALL,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_x_1_6gf-a12f2b72.pth",
+        params=9190136,
+        acc1=79.668,
+        acc5=94.922,
+        gflops=1.603,
+        file_mb=35.339,
+        recipe=_RECIPE_NEW_FIXRES,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_X_3_2GF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_x_3_2gf-f342aeae.pth", params=15296552, acc1=78.364, acc5=93.992, gflops=3.177, file_mb=58.756, recipe=_RECIPE_MEDIUM)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_x_3_2gf-7071aa85.pth", params=15296552, acc1=81.196, acc5=95.43, gflops=3.177, file_mb=58.756, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_x_3_2gf-f342aeae.pth",
+        params=15296552,
+        acc1=78.364,
+        acc5=93.992,
+        gflops=3.177,
+        file_mb=58.756,
+        recipe=_RECIPE_MEDIUM,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_x_3_2gf-7071aa85.pth",
+        params=15296552,
+        acc1=81.196,
+        acc5=95.43,
+        gflops=3.177,
+        file_mb=58.756,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_X_8GF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_x_8gf-03ceed89.pth", params=39572648, acc1=79.344, acc5=94.686, gflops=7.995, file_mb=151.456, recipe=_RECIPE_MEDIUM)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_x_8gf-2b70d774.pth", params=39572648, acc1=81.682, acc5=95.678, gflops=7.995, file_mb=151.456, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_x_8gf-03ceed89.pth",
+        params=39572648,
+        acc1=79.344,
+        acc5=94.686,
+        gflops=7.995,
+        file_mb=151.456,
+        recipe=_RECIPE_MEDIUM,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_x_8gf-2b70d774.pth",
+        params=39572648,
+        acc1=81.682,
+        acc5=95.678,
+        gflops=7.995,
+        file_mb=151.456,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_X_16GF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_x_16gf-2007eb11.pth", params=54278536, acc1=80.058, acc5=94.944, gflops=15.941, file_mb=207.627, recipe=_RECIPE_MEDIUM)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_x_16gf-ba3796d7.pth", params=54278536, acc1=82.716, acc5=96.196, gflops=15.941, file_mb=207.627, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_x_16gf-2007eb11.pth",
+        params=54278536,
+        acc1=80.058,
+        acc5=94.944,
+        gflops=15.941,
+        file_mb=207.627,
+        recipe=_RECIPE_MEDIUM,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_x_16gf-ba3796d7.pth",
+        params=54278536,
+        acc1=82.716,
+        acc5=96.196,
+        gflops=15.941,
+        file_mb=207.627,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class RegNet_X_32GF_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}regnet_x_32gf-9d47f8d0.pth", params=107811560, acc1=80.622, acc5=95.248, gflops=31.736, file_mb=412.039, recipe=_RECIPE_LARGE)
-    IMAGENET1K_V2 = _v2(f"{_URL}regnet_x_32gf-6eb8fdc6.pth", params=107811560, acc1=83.014, acc5=96.288, gflops=31.736, file_mb=412.039, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}regnet_x_32gf-9d47f8d0.pth",
+        params=107811560,
+        acc1=80.622,
+        acc5=95.248,
+        gflops=31.736,
+        file_mb=412.039,
+        recipe=_RECIPE_LARGE,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}regnet_x_32gf-6eb8fdc6.pth",
+        params=107811560,
+        acc1=83.014,
+        acc5=96.288,
+        gflops=31.736,
+        file_mb=412.039,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 

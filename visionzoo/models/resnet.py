@@ -8,9 +8,10 @@ official checkpoints do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -248,63 +249,197 @@ _v2 = partial(imagenet_entry, docs=_DOCS_V2, resize=232)
 
 
 class ResNet18_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}resnet18-f37072fd.pth", params=11689512, acc1=69.758, acc5=89.078, gflops=1.814, file_mb=44.661, recipe=_RECIPE_V1)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}resnet18-f37072fd.pth",
+        params=11689512,
+        acc1=69.758,
+        acc5=89.078,
+        gflops=1.814,
+        file_mb=44.661,
+        recipe=_RECIPE_V1,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ResNet34_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}resnet34-b627a593.pth", params=21797672, acc1=73.314, acc5=91.42, gflops=3.664, file_mb=83.275, recipe=_RECIPE_V1)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}resnet34-b627a593.pth",
+        params=21797672,
+        acc1=73.314,
+        acc5=91.42,
+        gflops=3.664,
+        file_mb=83.275,
+        recipe=_RECIPE_V1,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ResNet50_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}resnet50-0676ba61.pth", params=25557032, acc1=76.13, acc5=92.862, gflops=4.089, file_mb=97.781, recipe=_RECIPE_V1)
-    IMAGENET1K_V2 = _v2(f"{_URL}resnet50-11ad3fa6.pth", params=25557032, acc1=80.858, acc5=95.434, gflops=4.089, file_mb=97.79, recipe="https://github.com/pytorch/vision/issues/3995#issuecomment-1013906621")
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}resnet50-0676ba61.pth",
+        params=25557032,
+        acc1=76.13,
+        acc5=92.862,
+        gflops=4.089,
+        file_mb=97.781,
+        recipe=_RECIPE_V1,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}resnet50-11ad3fa6.pth",
+        params=25557032,
+        acc1=80.858,
+        acc5=95.434,
+        gflops=4.089,
+        file_mb=97.79,
+        recipe="https://github.com/pytorch/vision/issues/3995#issuecomment-1013906621",
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class ResNet101_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}resnet101-63fe2227.pth", params=44549160, acc1=77.374, acc5=93.546, gflops=7.801, file_mb=170.511, recipe=_RECIPE_V1)
-    IMAGENET1K_V2 = _v2(f"{_URL}resnet101-cd907fc2.pth", params=44549160, acc1=81.886, acc5=95.78, gflops=7.801, file_mb=170.53, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}resnet101-63fe2227.pth",
+        params=44549160,
+        acc1=77.374,
+        acc5=93.546,
+        gflops=7.801,
+        file_mb=170.511,
+        recipe=_RECIPE_V1,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}resnet101-cd907fc2.pth",
+        params=44549160,
+        acc1=81.886,
+        acc5=95.78,
+        gflops=7.801,
+        file_mb=170.53,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class ResNet152_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}resnet152-394f9c45.pth", params=60192808, acc1=78.312, acc5=94.046, gflops=11.514, file_mb=230.434, recipe=_RECIPE_V1)
-    IMAGENET1K_V2 = _v2(f"{_URL}resnet152-f82ba261.pth", params=60192808, acc1=82.284, acc5=96.002, gflops=11.514, file_mb=230.474, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}resnet152-394f9c45.pth",
+        params=60192808,
+        acc1=78.312,
+        acc5=94.046,
+        gflops=11.514,
+        file_mb=230.434,
+        recipe=_RECIPE_V1,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}resnet152-f82ba261.pth",
+        params=60192808,
+        acc1=82.284,
+        acc5=96.002,
+        gflops=11.514,
+        file_mb=230.474,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class ResNeXt50_32X4D_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}resnext50_32x4d-7cdf4587.pth", params=25028904, acc1=77.618, acc5=93.698, gflops=4.23, file_mb=95.789, recipe=_RECIPE_RESNEXT)
-    IMAGENET1K_V2 = _v2(f"{_URL}resnext50_32x4d-1a0047aa.pth", params=25028904, acc1=81.198, acc5=95.34, gflops=4.23, file_mb=95.833, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}resnext50_32x4d-7cdf4587.pth",
+        params=25028904,
+        acc1=77.618,
+        acc5=93.698,
+        gflops=4.23,
+        file_mb=95.789,
+        recipe=_RECIPE_RESNEXT,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}resnext50_32x4d-1a0047aa.pth",
+        params=25028904,
+        acc1=81.198,
+        acc5=95.34,
+        gflops=4.23,
+        file_mb=95.833,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class ResNeXt101_32X8D_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}resnext101_32x8d-8ba56ff5.pth", params=88791336, acc1=79.312, acc5=94.526, gflops=16.414, file_mb=339.586, recipe=_RECIPE_RESNEXT)
-    IMAGENET1K_V2 = _v2(f"{_URL}resnext101_32x8d-110c445d.pth", params=88791336, acc1=82.834, acc5=96.228, gflops=16.414, file_mb=339.673, recipe=f"{_RECIPE_NEW}-with-fixres")
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}resnext101_32x8d-8ba56ff5.pth",
+        params=88791336,
+        acc1=79.312,
+        acc5=94.526,
+        gflops=16.414,
+        file_mb=339.586,
+        recipe=_RECIPE_RESNEXT,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}resnext101_32x8d-110c445d.pth",
+        params=88791336,
+        acc1=82.834,
+        acc5=96.228,
+        gflops=16.414,
+        file_mb=339.673,
+        recipe=f"{_RECIPE_NEW}-with-fixres",
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class ResNeXt101_64X4D_Weights(WeightsEnum):
     IMAGENET1K_V1 = imagenet_entry(
-        f"{_URL}resnext101_64x4d-173b62eb.pth", params=83455272, acc1=83.246, acc5=96.454, gflops=15.46, file_mb=319.318,
-        recipe="https://github.com/pytorch/vision/pull/5935", resize=232,
+        f"{_URL}resnext101_64x4d-173b62eb.pth",
+        params=83455272,
+        acc1=83.246,
+        acc5=96.454,
+        gflops=15.46,
+        file_mb=319.318,
+        recipe="https://github.com/pytorch/vision/pull/5935",
+        resize=232,
         docs="Trained from scratch with TorchVision's improved recipe; evaluated after resizing to 232 pixels.",
     )
     DEFAULT = IMAGENET1K_V1
 
 
 class Wide_ResNet50_2_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}wide_resnet50_2-95faca4d.pth", params=68883240, acc1=78.468, acc5=94.086, gflops=11.398, file_mb=131.82, recipe=_RECIPE_WIDE)
-    IMAGENET1K_V2 = _v2(f"{_URL}wide_resnet50_2-9ba9bcbe.pth", params=68883240, acc1=81.602, acc5=95.758, gflops=11.398, file_mb=263.124, recipe=f"{_RECIPE_NEW}-with-fixres")
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}wide_resnet50_2-95faca4d.pth",
+        params=68883240,
+        acc1=78.468,
+        acc5=94.086,
+        gflops=11.398,
+        file_mb=131.82,
+        recipe=_RECIPE_WIDE,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}wide_resnet50_2-9ba9bcbe.pth",
+        params=68883240,
+        acc1=81.602,
+        acc5=95.758,
+        gflops=11.398,
+        file_mb=263.124,
+        recipe=f"{_RECIPE_NEW}-with-fixres",
+    )
     DEFAULT = IMAGENET1K_V2
 
 
 class Wide_ResNet101_2_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}wide_resnet101_2-32ee1156.pth", params=126886696, acc1=78.848, acc5=94.284, gflops=22.753, file_mb=242.896, recipe=_RECIPE_WIDE)
-    IMAGENET1K_V2 = _v2(f"{_URL}wide_resnet101_2-d733dc28.pth", params=126886696, acc1=82.51, acc5=96.02, gflops=22.753, file_mb=484.747, recipe=_RECIPE_NEW)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}wide_resnet101_2-32ee1156.pth",
+        params=126886696,
+        acc1=78.848,
+        acc5=94.284,
+        gflops=22.753,
+        file_mb=242.896,
+        recipe=_RECIPE_WIDE,
+    )
+    IMAGENET1K_V2 = _v2(
+        f"{_URL}wide_resnet101_2-d733dc28.pth",
+        params=126886696,
+        acc1=82.51,
+        acc5=96.02,
+        gflops=22.753,
+        file_mb=484.747,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_V2
 
 

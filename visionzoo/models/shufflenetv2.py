@@ -8,9 +8,10 @@ crosses between the halves in the next unit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -143,32 +144,43 @@ class ShuffleNetV2(nn.Module):
 
 _URL = "https://download.pytorch.org/models/"
 _ported = partial(
-    imagenet_entry, recipe="https://github.com/ericsun99/Shufflenet-v2-Pytorch",
+    imagenet_entry,
+    recipe="https://github.com/ericsun99/Shufflenet-v2-Pytorch",
     docs="Ported from ericsun99/Shufflenet-v2-Pytorch, trained from scratch to reproduce the paper closely.",
-)  # fmt: skip
+)
 _new = partial(
-    imagenet_entry, recipe="https://github.com/pytorch/vision/pull/5906", resize=232,
+    imagenet_entry,
+    recipe="https://github.com/pytorch/vision/pull/5906",
+    resize=232,
     docs="Trained from scratch with TorchVision's improved recipe; evaluated after resizing to 232 pixels.",
-)  # fmt: skip
+)
 
 
 class ShuffleNet_V2_X0_5_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _ported(f"{_URL}shufflenetv2_x0.5-f707e7126e.pth", params=1366792, acc1=60.552, acc5=81.746, gflops=0.04, file_mb=5.282)
+    IMAGENET1K_V1 = _ported(
+        f"{_URL}shufflenetv2_x0.5-f707e7126e.pth", params=1366792, acc1=60.552, acc5=81.746, gflops=0.04, file_mb=5.282
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ShuffleNet_V2_X1_0_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _ported(f"{_URL}shufflenetv2_x1-5666bf0f80.pth", params=2278604, acc1=69.362, acc5=88.316, gflops=0.145, file_mb=8.791)
+    IMAGENET1K_V1 = _ported(
+        f"{_URL}shufflenetv2_x1-5666bf0f80.pth", params=2278604, acc1=69.362, acc5=88.316, gflops=0.145, file_mb=8.791
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ShuffleNet_V2_X1_5_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _new(f"{_URL}shufflenetv2_x1_5-3c479a10.pth", params=3503624, acc1=72.996, acc5=91.086, gflops=0.296, file_mb=13.557)
+    IMAGENET1K_V1 = _new(
+        f"{_URL}shufflenetv2_x1_5-3c479a10.pth", params=3503624, acc1=72.996, acc5=91.086, gflops=0.296, file_mb=13.557
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ShuffleNet_V2_X2_0_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _new(f"{_URL}shufflenetv2_x2_0-8be3c8ee.pth", params=7393996, acc1=76.23, acc5=93.006, gflops=0.583, file_mb=28.433)
+    IMAGENET1K_V1 = _new(
+        f"{_URL}shufflenetv2_x2_0-8be3c8ee.pth", params=7393996, acc1=76.23, acc5=93.006, gflops=0.583, file_mb=28.433
+    )
     DEFAULT = IMAGENET1K_V1
 
 

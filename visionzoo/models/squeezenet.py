@@ -37,14 +37,26 @@ class Fire(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.squeeze_activation(self.squeeze(x))
-        return torch.cat([self.expand1x1_activation(self.expand1x1(x)), self.expand3x3_activation(self.expand3x3(x))], 1)
+        return torch.cat(
+            [self.expand1x1_activation(self.expand1x1(x)), self.expand3x3_activation(self.expand3x3(x))], 1
+        )
 
 
 # Per version: stem channels, stem kernel, the smallest input that survives the pooling, and the body:
 # "M" is a 3x3/2 max-pool (ceil mode), a pair (s, e) a Fire module squeezing to s and expanding to e + e channels.
 _VERSIONS: dict[str, tuple[int, int, tuple[int, int], list[str | tuple[int, int]]]] = {
-    "1_0": (96, 7, (21, 21), [(16, 64), (16, 64), (32, 128), "M", (32, 128), (48, 192), (48, 192), (64, 256), "M", (64, 256)]),
-    "1_1": (64, 3, (17, 17), [(16, 64), (16, 64), "M", (32, 128), (32, 128), "M", (48, 192), (48, 192), (64, 256), (64, 256)]),
+    "1_0": (
+        96,
+        7,
+        (21, 21),
+        [(16, 64), (16, 64), (32, 128), "M", (32, 128), (48, 192), (48, 192), (64, 256), "M", (64, 256)],
+    ),
+    "1_1": (
+        64,
+        3,
+        (17, 17),
+        [(16, 64), (16, 64), "M", (32, 128), (32, 128), "M", (48, 192), (48, 192), (64, 256), (64, 256)],
+    ),
 }
 
 
@@ -85,7 +97,9 @@ class SqueezeNet(nn.Module):
         self.features = nn.Sequential(*layers)
 
         final_conv = nn.Conv2d(channels, num_classes, kernel_size=1)
-        self.classifier = nn.Sequential(nn.Dropout(p=dropout), final_conv, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1))
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=dropout), final_conv, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1)
+        )
 
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
@@ -112,16 +126,30 @@ _DOCS = "Trained with a simple recipe; close to the accuracy the paper reports."
 
 class SqueezeNet1_0_Weights(WeightsEnum):
     IMAGENET1K_V1 = imagenet_entry(
-        f"{_URL}squeezenet1_0-b66bff10.pth", params=1248424, acc1=58.092, acc5=80.42, gflops=0.819, file_mb=4.778,
-        min_size=_VERSIONS["1_0"][2], recipe=_RECIPE, docs=_DOCS,
+        f"{_URL}squeezenet1_0-b66bff10.pth",
+        params=1248424,
+        acc1=58.092,
+        acc5=80.42,
+        gflops=0.819,
+        file_mb=4.778,
+        min_size=_VERSIONS["1_0"][2],
+        recipe=_RECIPE,
+        docs=_DOCS,
     )
     DEFAULT = IMAGENET1K_V1
 
 
 class SqueezeNet1_1_Weights(WeightsEnum):
     IMAGENET1K_V1 = imagenet_entry(
-        f"{_URL}squeezenet1_1-b8a52dc0.pth", params=1235496, acc1=58.178, acc5=80.624, gflops=0.349, file_mb=4.729,
-        min_size=_VERSIONS["1_1"][2], recipe=_RECIPE, docs=_DOCS,
+        f"{_URL}squeezenet1_1-b8a52dc0.pth",
+        params=1235496,
+        acc1=58.178,
+        acc5=80.624,
+        gflops=0.349,
+        file_mb=4.729,
+        min_size=_VERSIONS["1_1"][2],
+        recipe=_RECIPE,
+        docs=_DOCS,
     )
     DEFAULT = IMAGENET1K_V1
 

@@ -12,16 +12,18 @@ The building blocks live in :mod:`visionzoo.models._swin_blocks` and are importa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..ops.misc import Permute
 from ..transforms import InterpolationMode
+from ._api import WeightsEnum, register_model
+
 # The blocks are importable from here (e.g. ``block=SwinTransformerBlockV2``) but stay out of ``__all__``, so
 # that ``from visionzoo.models import *`` brings in what the reference's does.
 from ._swin_blocks import (  # noqa: F401
@@ -34,7 +36,6 @@ from ._swin_blocks import (  # noqa: F401
     SwinTransformerBlockV2,
     _pair,
 )
-from ._api import WeightsEnum, register_model
 from ._utils import build_model, check_image_batch, set_or_check
 from ._weights import imagenet_entry
 
@@ -136,13 +137,17 @@ class SwinTransformer(nn.Module):
             for index in range(depth):
                 blocks.append(
                     block(
-                        dim, heads, window_size=list(window),
+                        dim,
+                        heads,
+                        window_size=list(window),
                         shift_size=[0, 0] if index % 2 == 0 else [w // 2 for w in window],
-                        mlp_ratio=mlp_ratio, dropout=dropout, attention_dropout=attention_dropout,
+                        mlp_ratio=mlp_ratio,
+                        dropout=dropout,
+                        attention_dropout=attention_dropout,
                         stochastic_depth_prob=stochastic_depth_prob * block_id / max(total_blocks - 1, 1),
                         norm_layer=norm_layer,
                     )
-                )  # fmt: skip
+                )
                 block_id += 1
             layers.append(nn.Sequential(*blocks))
             stride = (patch[0] * 2**stage, patch[1] * 2**stage)
@@ -181,38 +186,79 @@ _RECIPE = "https://github.com/pytorch/vision/tree/main/references/classification
 _DOCS = "Trained by TorchVision with a recipe close to the paper's; the accuracy closely reproduces the paper's."
 _v1 = partial(imagenet_entry, recipe=_RECIPE, docs=_DOCS, interpolation=InterpolationMode.BICUBIC, min_size=(224, 224))
 _v2 = partial(
-    imagenet_entry, recipe=f"{_RECIPE}-v2", docs=_DOCS, interpolation=InterpolationMode.BICUBIC,
-    crop=256, resize=260, min_size=(256, 256),
-)  # fmt: skip
+    imagenet_entry,
+    recipe=f"{_RECIPE}-v2",
+    docs=_DOCS,
+    interpolation=InterpolationMode.BICUBIC,
+    crop=256,
+    resize=260,
+    min_size=(256, 256),
+)
 
 
 class Swin_T_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}swin_t-704ceda3.pth", params=28288354, acc1=81.474, acc5=95.776, gflops=4.491, file_mb=108.19, resize=232)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}swin_t-704ceda3.pth",
+        params=28288354,
+        acc1=81.474,
+        acc5=95.776,
+        gflops=4.491,
+        file_mb=108.19,
+        resize=232,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class Swin_S_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}swin_s-5e29d889.pth", params=49606258, acc1=83.196, acc5=96.36, gflops=8.741, file_mb=189.786, resize=246)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}swin_s-5e29d889.pth",
+        params=49606258,
+        acc1=83.196,
+        acc5=96.36,
+        gflops=8.741,
+        file_mb=189.786,
+        resize=246,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class Swin_B_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v1(f"{_URL}swin_b-68c6b09e.pth", params=87768224, acc1=83.582, acc5=96.64, gflops=15.431, file_mb=335.364, resize=238)
+    IMAGENET1K_V1 = _v1(
+        f"{_URL}swin_b-68c6b09e.pth",
+        params=87768224,
+        acc1=83.582,
+        acc5=96.64,
+        gflops=15.431,
+        file_mb=335.364,
+        resize=238,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class Swin_V2_T_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v2(f"{_URL}swin_v2_t-b137f0e2.pth", params=28351570, acc1=82.072, acc5=96.132, gflops=5.94, file_mb=108.626)
+    IMAGENET1K_V1 = _v2(
+        f"{_URL}swin_v2_t-b137f0e2.pth", params=28351570, acc1=82.072, acc5=96.132, gflops=5.94, file_mb=108.626
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class Swin_V2_S_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v2(f"{_URL}swin_v2_s-637d8ceb.pth", params=49737442, acc1=83.712, acc5=96.816, gflops=11.546, file_mb=190.675)
+    IMAGENET1K_V1 = _v2(
+        f"{_URL}swin_v2_s-637d8ceb.pth", params=49737442, acc1=83.712, acc5=96.816, gflops=11.546, file_mb=190.675
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class Swin_V2_B_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _v2(f"{_URL}swin_v2_b-781e5279.pth", params=87930848, acc1=84.112, acc5=96.864, gflops=20.325, file_mb=336.372, resize=272)
+    IMAGENET1K_V1 = _v2(
+        f"{_URL}swin_v2_b-781e5279.pth",
+        params=87930848,
+        acc1=84.112,
+        acc5=96.864,
+        gflops=20.325,
+        file_mb=336.372,
+        resize=272,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
@@ -224,14 +270,25 @@ WeightsArg = WeightsEnum | Path | str | None
 
 
 def _swin(
-    embed_dim: int, depths: list[int], num_heads: list[int], window: int, default_sd_prob: float, v2: bool,
-    weights: WeightsArg, progress: bool, /, **kwargs: Any,
-) -> SwinTransformer:  # fmt: skip
+    embed_dim: int,
+    depths: list[int],
+    num_heads: list[int],
+    window: int,
+    default_sd_prob: float,
+    v2: bool,
+    weights: WeightsArg,
+    progress: bool,
+    /,
+    **kwargs: Any,
+) -> SwinTransformer:
     """4x4 patches and the given widths, depths, heads and square window; V2 blocks and merging if ``v2``."""
     for name, value in (
-        ("patch_size", [4, 4]), ("embed_dim", embed_dim), ("depths", depths), ("num_heads", num_heads),
+        ("patch_size", [4, 4]),
+        ("embed_dim", embed_dim),
+        ("depths", depths),
+        ("num_heads", num_heads),
         ("window_size", [window, window]),
-    ):  # fmt: skip
+    ):
         set_or_check(kwargs, name, value)
     kwargs.setdefault("stochastic_depth_prob", default_sd_prob)
     if v2:
@@ -241,7 +298,9 @@ def _swin(
 
 
 @register_model(weights=Swin_T_Weights)
-def swin_t(*, weights: Swin_T_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any) -> SwinTransformer:
+def swin_t(
+    *, weights: Swin_T_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any
+) -> SwinTransformer:
     """Swin-T (Liu et al., 2021).
 
     Args:
@@ -257,13 +316,17 @@ def swin_t(*, weights: Swin_T_Weights | str | Path | None = None, progress: bool
 
 
 @register_model(weights=Swin_S_Weights)
-def swin_s(*, weights: Swin_S_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any) -> SwinTransformer:
+def swin_s(
+    *, weights: Swin_S_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any
+) -> SwinTransformer:
     """Swin-S (Liu et al., 2021)."""
     return _swin(96, [2, 2, 18, 2], [3, 6, 12, 24], 7, 0.3, False, weights, progress, **kwargs)
 
 
 @register_model(weights=Swin_B_Weights)
-def swin_b(*, weights: Swin_B_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any) -> SwinTransformer:
+def swin_b(
+    *, weights: Swin_B_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any
+) -> SwinTransformer:
     """Swin-B (Liu et al., 2021)."""
     return _swin(128, [2, 2, 18, 2], [4, 8, 16, 32], 7, 0.5, False, weights, progress, **kwargs)
 

@@ -85,7 +85,9 @@ class VGG(nn.Module):
         dropout: dropout probability after each of the two hidden fully connected layers.
     """
 
-    def __init__(self, features: nn.Module, num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5) -> None:
+    def __init__(
+        self, features: nn.Module, num_classes: int = 1000, init_weights: bool = True, dropout: float = 0.5
+    ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
@@ -123,34 +125,51 @@ _entry = partial(
 
 
 class VGG11_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}vgg11-8a719046.pth", params=132863336, acc1=69.02, acc5=88.628, gflops=7.609, file_mb=506.84)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}vgg11-8a719046.pth", params=132863336, acc1=69.02, acc5=88.628, gflops=7.609, file_mb=506.84
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class VGG11_BN_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}vgg11_bn-6002323d.pth", params=132868840, acc1=70.37, acc5=89.81, gflops=7.609, file_mb=506.881)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}vgg11_bn-6002323d.pth", params=132868840, acc1=70.37, acc5=89.81, gflops=7.609, file_mb=506.881
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class VGG13_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}vgg13-19584684.pth", params=133047848, acc1=69.928, acc5=89.246, gflops=11.308, file_mb=507.545)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}vgg13-19584684.pth", params=133047848, acc1=69.928, acc5=89.246, gflops=11.308, file_mb=507.545
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class VGG13_BN_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}vgg13_bn-abd245e5.pth", params=133053736, acc1=71.586, acc5=90.374, gflops=11.308, file_mb=507.59)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}vgg13_bn-abd245e5.pth", params=133053736, acc1=71.586, acc5=90.374, gflops=11.308, file_mb=507.59
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class VGG16_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}vgg16-397923af.pth", params=138357544, acc1=71.592, acc5=90.382, gflops=15.47, file_mb=527.796)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}vgg16-397923af.pth", params=138357544, acc1=71.592, acc5=90.382, gflops=15.47, file_mb=527.796
+    )
     # The SSD authors' port of the original Caffe VGG-16 (github.com/amdegroot/ssd.pytorch). Only `features`
     # holds trained values (the classifier is absent, so it has no ImageNet accuracy and no categories), and it
     # expects Caffe-style input: 0-255 pixel values minus the mean pixel, hence std = 1/255.
     IMAGENET1K_FEATURES = _entry(
-        f"{_URL}vgg16_features-amdegroot-88682ab5.pth", params=138357544, acc1=math.nan, acc5=math.nan,
-        gflops=15.47, file_mb=527.802, categories=None, recipe="https://github.com/amdegroot/ssd.pytorch#training-ssd",
-        mean=(0.48235, 0.45882, 0.40784), std=(1 / 255,) * 3,
+        f"{_URL}vgg16_features-amdegroot-88682ab5.pth",
+        params=138357544,
+        acc1=math.nan,
+        acc5=math.nan,
+        gflops=15.47,
+        file_mb=527.802,
+        categories=None,
+        recipe="https://github.com/amdegroot/ssd.pytorch#training-ssd",
+        mean=(0.48235, 0.45882, 0.40784),
+        std=(1 / 255,) * 3,
         docs="Ported from the SSD authors' VGG-16 for feature extraction: only the `features` module holds "
         "trained values, the `classifier` does not, so these weights cannot classify. Inputs are standardised "
         "as in the original paper (mean pixel subtracted from 0-255 values).",
@@ -159,17 +178,23 @@ class VGG16_Weights(WeightsEnum):
 
 
 class VGG16_BN_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}vgg16_bn-6c64b313.pth", params=138365992, acc1=73.36, acc5=91.516, gflops=15.47, file_mb=527.866)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}vgg16_bn-6c64b313.pth", params=138365992, acc1=73.36, acc5=91.516, gflops=15.47, file_mb=527.866
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class VGG19_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}vgg19-dcbb9e9d.pth", params=143667240, acc1=72.376, acc5=90.876, gflops=19.632, file_mb=548.051)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}vgg19-dcbb9e9d.pth", params=143667240, acc1=72.376, acc5=90.876, gflops=19.632, file_mb=548.051
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class VGG19_BN_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _entry(f"{_URL}vgg19_bn-c79401a0.pth", params=143678248, acc1=74.218, acc5=91.842, gflops=19.632, file_mb=548.143)
+    IMAGENET1K_V1 = _entry(
+        f"{_URL}vgg19_bn-c79401a0.pth", params=143678248, acc1=74.218, acc5=91.842, gflops=19.632, file_mb=548.143
+    )
     DEFAULT = IMAGENET1K_V1
 
 

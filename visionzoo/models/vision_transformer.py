@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.fx
@@ -137,9 +137,14 @@ class TransformerEncoderBlock(nn.Module):
     """Pre-norm Transformer block: ``x + attention(norm(x))``, then ``x + mlp(norm(x))``."""
 
     def __init__(
-        self, num_heads: int, hidden_dim: int, mlp_dim: int, dropout: float, attention_dropout: float,
+        self,
+        num_heads: int,
+        hidden_dim: int,
+        mlp_dim: int,
+        dropout: float,
+        attention_dropout: float,
         norm_layer: NormLayer,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.ln_1 = norm_layer(hidden_dim)
@@ -161,9 +166,16 @@ class TransformerEncoder(nn.Module):
     """
 
     def __init__(
-        self, seq_length: int, num_layers: int, num_heads: int, hidden_dim: int, mlp_dim: int, dropout: float,
-        attention_dropout: float, norm_layer: NormLayer,
-    ) -> None:  # fmt: skip
+        self,
+        seq_length: int,
+        num_layers: int,
+        num_heads: int,
+        hidden_dim: int,
+        mlp_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        norm_layer: NormLayer,
+    ) -> None:
         super().__init__()
         self.pos_embedding = nn.Parameter(torch.empty(1, seq_length, hidden_dim).normal_(std=0.02))
         self.dropout = nn.Dropout(dropout)
@@ -232,9 +244,15 @@ class VisionTransformer(nn.Module):
         conv_stem_configs: list[ConvStemConfig] | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("image_size", image_size), ("patch_size", patch_size), ("num_layers", num_layers),
-                            ("num_heads", num_heads), ("hidden_dim", hidden_dim), ("mlp_dim", mlp_dim),
-                            ("num_classes", num_classes)):  # fmt: skip
+        for name, value in (
+            ("image_size", image_size),
+            ("patch_size", patch_size),
+            ("num_layers", num_layers),
+            ("num_heads", num_heads),
+            ("hidden_dim", hidden_dim),
+            ("mlp_dim", mlp_dim),
+            ("num_classes", num_classes),
+        ):
             _check_positive(name, value)
         if image_size % patch_size != 0:
             raise ValueError(f"image_size={image_size} must be a multiple of patch_size={patch_size}")
@@ -258,9 +276,15 @@ class VisionTransformer(nn.Module):
             for index, cnf in enumerate(conv_stem_configs):
                 stem.add_module(
                     f"conv_bn_relu_{index}",
-                    Conv2dNormActivation(channels, cnf.out_channels, cnf.kernel_size, cnf.stride,
-                                         norm_layer=cnf.norm_layer, activation_layer=cnf.activation_layer),
-                )  # fmt: skip
+                    Conv2dNormActivation(
+                        channels,
+                        cnf.out_channels,
+                        cnf.kernel_size,
+                        cnf.stride,
+                        norm_layer=cnf.norm_layer,
+                        activation_layer=cnf.activation_layer,
+                    ),
+                )
                 channels = cnf.out_channels
             stem.add_module("conv_last", nn.Conv2d(channels, hidden_dim, kernel_size=1))
             self.conv_proj = stem
@@ -340,9 +364,12 @@ _POS_KEY = "encoder.pos_embedding"
 
 
 def resize_position_embeddings(
-    state_dict: Mapping[str, torch.Tensor], image_size: int, patch_size: int, mode: str = "bicubic",
+    state_dict: Mapping[str, torch.Tensor],
+    image_size: int,
+    patch_size: int,
+    mode: str = "bicubic",
     reset_heads: bool = False,
-) -> OrderedDict[str, torch.Tensor]:  # fmt: skip
+) -> OrderedDict[str, torch.Tensor]:
     """Adapt a VisionTransformer checkpoint to another image size.
 
     The patch position embeddings are treated as a square grid and resampled to the new grid (corners aligned);
@@ -390,9 +417,12 @@ def resize_position_embeddings(
 
 
 def interpolate_embeddings(
-    image_size: int, patch_size: int, model_state: MutableMapping[str, torch.Tensor],
-    interpolation_mode: str = "bicubic", reset_heads: bool = False,
-) -> MutableMapping[str, torch.Tensor]:  # fmt: skip
+    image_size: int,
+    patch_size: int,
+    model_state: MutableMapping[str, torch.Tensor],
+    interpolation_mode: str = "bicubic",
+    reset_heads: bool = False,
+) -> MutableMapping[str, torch.Tensor]:
     """:func:`resize_position_embeddings` under the name and calling convention torchvision users know.
 
     As there, ``model_state`` itself receives the new ``encoder.pos_embedding``, and nothing changes (heads
@@ -422,14 +452,22 @@ _BICUBIC = InterpolationMode.BICUBIC
 _deit = partial(imagenet_entry, docs=_DOCS_DEIT, min_size=(224, 224))
 # End-to-end fine-tuned at a higher resolution: image_size follows min_size, the preset resizes straight to it.
 _swag_e2e = partial(
-    imagenet_entry, recipe="https://github.com/facebookresearch/SWAG", license=_SWAG_LICENSE, interpolation=_BICUBIC,
+    imagenet_entry,
+    recipe="https://github.com/facebookresearch/SWAG",
+    license=_SWAG_LICENSE,
+    interpolation=_BICUBIC,
     docs=f"{_SWAG} weights, then fine-tuned end to end on ImageNet-1K at the preset's resolution.",
-)  # fmt: skip
+)
 _swag_linear = partial(
-    imagenet_entry, recipe="https://github.com/pytorch/vision/pull/5793", license=_SWAG_LICENSE,
-    interpolation=_BICUBIC, crop=224, resize=224, min_size=(224, 224),
+    imagenet_entry,
+    recipe="https://github.com/pytorch/vision/pull/5793",
+    license=_SWAG_LICENSE,
+    interpolation=_BICUBIC,
+    crop=224,
+    resize=224,
+    min_size=(224, 224),
     docs=f"The frozen {_SWAG} trunk with only a linear classifier trained on ImageNet-1K.",
-)  # fmt: skip
+)
 
 
 def _swag_e2e_at(size: int, url: str, **facts: Any) -> Weights:
@@ -437,37 +475,109 @@ def _swag_e2e_at(size: int, url: str, **facts: Any) -> Weights:
 
 
 class ViT_B_16_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _deit(f"{_URL}vit_b_16-c867db91.pth", recipe=f"{_RECIPE}#vit_b_16", params=86567656, acc1=81.072, acc5=95.318, gflops=17.564, file_mb=330.285)
-    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e_at(384, f"{_URL}vit_b_16_swag-9ac1b537.pth", params=86859496, acc1=85.304, acc5=97.65, gflops=55.484, file_mb=331.398)
-    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(f"{_URL}vit_b_16_lc_swag-4e70ced5.pth", params=86567656, acc1=81.886, acc5=96.18, gflops=17.564, file_mb=330.285)
+    IMAGENET1K_V1 = _deit(
+        f"{_URL}vit_b_16-c867db91.pth",
+        recipe=f"{_RECIPE}#vit_b_16",
+        params=86567656,
+        acc1=81.072,
+        acc5=95.318,
+        gflops=17.564,
+        file_mb=330.285,
+    )
+    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e_at(
+        384,
+        f"{_URL}vit_b_16_swag-9ac1b537.pth",
+        params=86859496,
+        acc1=85.304,
+        acc5=97.65,
+        gflops=55.484,
+        file_mb=331.398,
+    )
+    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(
+        f"{_URL}vit_b_16_lc_swag-4e70ced5.pth", params=86567656, acc1=81.886, acc5=96.18, gflops=17.564, file_mb=330.285
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ViT_B_32_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _deit(f"{_URL}vit_b_32-d86f8d99.pth", recipe=f"{_RECIPE}#vit_b_32", params=88224232, acc1=75.912, acc5=92.466, gflops=4.409, file_mb=336.604)
+    IMAGENET1K_V1 = _deit(
+        f"{_URL}vit_b_32-d86f8d99.pth",
+        recipe=f"{_RECIPE}#vit_b_32",
+        params=88224232,
+        acc1=75.912,
+        acc5=92.466,
+        gflops=4.409,
+        file_mb=336.604,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ViT_L_16_Weights(WeightsEnum):
     IMAGENET1K_V1 = imagenet_entry(
-        f"{_URL}vit_l_16-852ce7e3.pth", recipe=f"{_RECIPE}#vit_l_16", params=304326632, acc1=79.662, acc5=94.638,
-        gflops=61.555, file_mb=1161.023, crop=224, resize=242, min_size=(224, 224),
+        f"{_URL}vit_l_16-852ce7e3.pth",
+        recipe=f"{_RECIPE}#vit_l_16",
+        params=304326632,
+        acc1=79.662,
+        acc5=94.638,
+        gflops=61.555,
+        file_mb=1161.023,
+        crop=224,
+        resize=242,
+        min_size=(224, 224),
         docs="Trained from scratch on ImageNet-1K by TorchVision, with a modified version of its new training recipe "
         "(https://pytorch.org/blog/how-to-train-state-of-the-art-models-using-torchvision-latest-primitives/).",
-    )  # fmt: skip
-    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e_at(512, f"{_URL}vit_l_16_swag-4f3808c9.pth", params=305174504, acc1=88.064, acc5=98.512, gflops=361.986, file_mb=1164.258)
-    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(f"{_URL}vit_l_16_lc_swag-4d563306.pth", params=304326632, acc1=85.146, acc5=97.422, gflops=61.555, file_mb=1161.023)
+    )
+    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e_at(
+        512,
+        f"{_URL}vit_l_16_swag-4f3808c9.pth",
+        params=305174504,
+        acc1=88.064,
+        acc5=98.512,
+        gflops=361.986,
+        file_mb=1164.258,
+    )
+    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(
+        f"{_URL}vit_l_16_lc_swag-4d563306.pth",
+        params=304326632,
+        acc1=85.146,
+        acc5=97.422,
+        gflops=61.555,
+        file_mb=1161.023,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ViT_L_32_Weights(WeightsEnum):
-    IMAGENET1K_V1 = _deit(f"{_URL}vit_l_32-c7638314.pth", recipe=f"{_RECIPE}#vit_l_32", params=306535400, acc1=76.972, acc5=93.07, gflops=15.378, file_mb=1169.449)
+    IMAGENET1K_V1 = _deit(
+        f"{_URL}vit_l_32-c7638314.pth",
+        recipe=f"{_RECIPE}#vit_l_32",
+        params=306535400,
+        acc1=76.972,
+        acc5=93.07,
+        gflops=15.378,
+        file_mb=1169.449,
+    )
     DEFAULT = IMAGENET1K_V1
 
 
 class ViT_H_14_Weights(WeightsEnum):
-    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e_at(518, f"{_URL}vit_h_14_swag-80465313.pth", params=633470440, acc1=88.552, acc5=98.694, gflops=1016.717, file_mb=2416.643)
-    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(f"{_URL}vit_h_14_lc_swag-c1eb923e.pth", params=632045800, acc1=85.708, acc5=97.73, gflops=167.295, file_mb=2411.209)
+    IMAGENET1K_SWAG_E2E_V1 = _swag_e2e_at(
+        518,
+        f"{_URL}vit_h_14_swag-80465313.pth",
+        params=633470440,
+        acc1=88.552,
+        acc5=98.694,
+        gflops=1016.717,
+        file_mb=2416.643,
+    )
+    IMAGENET1K_SWAG_LINEAR_V1 = _swag_linear(
+        f"{_URL}vit_h_14_lc_swag-c1eb923e.pth",
+        params=632045800,
+        acc1=85.708,
+        acc5=97.73,
+        gflops=167.295,
+        file_mb=2411.209,
+    )
     DEFAULT = IMAGENET1K_SWAG_E2E_V1
 
 
@@ -518,7 +628,9 @@ def _no_legacy_weights(kwargs: dict[str, Any]) -> WeightsEnum:
 
 
 @register_model(weights=ViT_B_16_Weights)
-def vit_b_16(*, weights: ViT_B_16_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any) -> VisionTransformer:
+def vit_b_16(
+    *, weights: ViT_B_16_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any
+) -> VisionTransformer:
     """ViT-B/16: 12 layers, 12 heads, width 768, 16x16 patches.
 
     Args:
@@ -532,25 +644,33 @@ def vit_b_16(*, weights: ViT_B_16_Weights | str | Path | None = None, progress: 
 
 
 @register_model(weights=ViT_B_32_Weights)
-def vit_b_32(*, weights: ViT_B_32_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any) -> VisionTransformer:
+def vit_b_32(
+    *, weights: ViT_B_32_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any
+) -> VisionTransformer:
     """ViT-B/32: ViT-B with 32x32 patches."""
     return _vision_transformer("vit_b_32", weights, progress, **kwargs)
 
 
 @register_model(weights=ViT_L_16_Weights)
-def vit_l_16(*, weights: ViT_L_16_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any) -> VisionTransformer:
+def vit_l_16(
+    *, weights: ViT_L_16_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any
+) -> VisionTransformer:
     """ViT-L/16: 24 layers, 16 heads, width 1024, 16x16 patches (SWAG E2E weights run at 512)."""
     return _vision_transformer("vit_l_16", weights, progress, **kwargs)
 
 
 @register_model(weights=ViT_L_32_Weights)
-def vit_l_32(*, weights: ViT_L_32_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any) -> VisionTransformer:
+def vit_l_32(
+    *, weights: ViT_L_32_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any
+) -> VisionTransformer:
     """ViT-L/32: ViT-L with 32x32 patches."""
     return _vision_transformer("vit_l_32", weights, progress, **kwargs)
 
 
 @register_model(weights=ViT_H_14_Weights, legacy_weights=_no_legacy_weights)
-def vit_h_14(*, weights: ViT_H_14_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any) -> VisionTransformer:
+def vit_h_14(
+    *, weights: ViT_H_14_Weights | str | Path | None = None, progress: bool = True, **kwargs: Any
+) -> VisionTransformer:
     """ViT-H/14: 32 layers, 16 heads, width 1280, 14x14 patches (about 632M parameters; only SWAG weights,
     the end-to-end ones at 518 pixels)."""
     return _vision_transformer("vit_h_14", weights, progress, **kwargs)

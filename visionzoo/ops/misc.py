@@ -8,8 +8,8 @@ they fix the state_dict keys of every model built from these blocks, so they mus
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.fx
@@ -146,9 +146,18 @@ class Conv2dNormActivation(_ConvNormActivation):
         bias: bool | None = None,
     ) -> None:
         super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, groups,
-            norm_layer, activation_layer, dilation, inplace, bias,
-        )  # fmt: skip
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            groups,
+            norm_layer,
+            activation_layer,
+            dilation,
+            inplace,
+            bias,
+        )
 
 
 class Conv3dNormActivation(_ConvNormActivation):
@@ -176,9 +185,18 @@ class Conv3dNormActivation(_ConvNormActivation):
         bias: bool | None = None,
     ) -> None:
         super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, groups,
-            norm_layer, activation_layer, dilation, inplace, bias,
-        )  # fmt: skip
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            groups,
+            norm_layer,
+            activation_layer,
+            dilation,
+            inplace,
+            bias,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -313,14 +313,11 @@ def _parse_interpolation(interpolation: InterpolationMode | int | str) -> Interp
         except ValueError:
             pass
     raise TypeError(
-        f"interpolation must be an InterpolationMode, its value or a Pillow resampling constant, "
-        f"got {interpolation!r}"
+        f"interpolation must be an InterpolationMode, its value or a Pillow resampling constant, got {interpolation!r}"
     )
 
 
-def _resized_output_size(
-    height: int, width: int, size: Sequence[int], max_size: int | None
-) -> tuple[int, int]:
+def _resized_output_size(height: int, width: int, size: Sequence[int], max_size: int | None) -> tuple[int, int]:
     if len(size) == 2:
         return size[0], size[1]
     if min(height, width) == 0:

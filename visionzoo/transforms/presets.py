@@ -73,7 +73,9 @@ def _check_image(img: Tensor | PILImage, num_channels: int) -> None:
         raise ValueError(f"zero-sized image: got a tensor of shape {shape}")
     bad = F._count_non_finite(img)
     if bad:
-        raise ValueError(f"the image holds {bad} NaN or infinite values (tensor of shape {shape}): check the data source")
+        raise ValueError(
+            f"the image holds {bad} NaN or infinite values (tensor of shape {shape}): check the data source"
+        )
 
 
 def _to_float_tensor(img: Tensor | PILImage) -> Tensor:

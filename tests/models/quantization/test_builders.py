@@ -21,7 +21,9 @@ from visionzoo.models.quantization import (
 
 
 def test_float_weights_with_quantize_true_name_the_int8_entries() -> None:
-    with pytest.raises(ValueError, match=r"float weights.*ResNet50_QuantizedWeights\.IMAGENET1K_FBGEMM_V2.*quantize=False"):
+    with pytest.raises(
+        ValueError, match=r"float weights.*ResNet50_QuantizedWeights\.IMAGENET1K_FBGEMM_V2.*quantize=False"
+    ):
         quantization.resnet50(weights=models.ResNet50_Weights.IMAGENET1K_V2, quantize=True)
     with pytest.raises(ValueError, match=r"ResNet50_QuantizedWeights\.IMAGENET1K_FBGEMM_V1"):
         quantization.resnet50(weights="ResNet50_Weights.IMAGENET1K_V1", quantize=True)
@@ -54,7 +56,9 @@ def test_backend_errors() -> None:
 
 def test_combinations_that_cannot_load_fail_before_any_download() -> None:
     # Each would need the official checkpoint; the error must come first (this machine has no network).
-    with pytest.raises(ValueError, match=r"num_classes=10 .* int8 head cannot be re-initialised.*ResNet50_Weights\.IMAGENET1K_V2"):
+    with pytest.raises(
+        ValueError, match=r"num_classes=10 .* int8 head cannot be re-initialised.*ResNet50_Weights\.IMAGENET1K_V2"
+    ):
         quantization.resnet50(weights="DEFAULT", quantize=True, num_classes=10)
     with pytest.raises(ValueError, match="have no auxiliary head"):
         quantization.inception_v3(weights=Inception_V3_QuantizedWeights.DEFAULT, quantize=True, aux_logits=True)
@@ -86,7 +90,13 @@ def test_fuse_model_follows_training_mode() -> None:
 
 @pytest.mark.parametrize(
     ("name", "backend"),
-    [("resnet18", "fbgemm"), ("resnet18", "x86"), ("resnet18", "qnnpack"), ("shufflenet_v2_x0_5", "qnnpack"), ("googlenet", "x86")],
+    [
+        ("resnet18", "fbgemm"),
+        ("resnet18", "x86"),
+        ("resnet18", "qnnpack"),
+        ("shufflenet_v2_x0_5", "qnnpack"),
+        ("googlenet", "x86"),
+    ],
 )
 def test_quantize_model_approximates_the_float_model(name: str, backend: str) -> None:
     """Calibrated on the batch it is then run on, the int8 model stays within a few percent of the float one."""

@@ -144,6 +144,8 @@ def test_checkpoints_that_do_not_fit(tmp_path: Path) -> None:
 
     float_path = tmp_path / "shufflenet_x0_5_float.pth"
     torch.save(quantization.shufflenet_v2_x0_5().state_dict(), float_path)
-    with pytest.raises(ValueError, match=r"missing keys: .*scale.*\n.*unexpected keys.*\n.*float checkpoint needs quantize=False"):
+    with pytest.raises(
+        ValueError, match=r"missing keys: .*scale.*\n.*unexpected keys.*\n.*float checkpoint needs quantize=False"
+    ):
         quantization.shufflenet_v2_x0_5(weights=float_path, quantize=True)
     assert isinstance(quantization.shufflenet_v2_x0_5(weights=float_path), quantization.QuantizableShuffleNetV2)

@@ -65,7 +65,9 @@ class QuantizableGoogLeNet(GoogLeNet):
     ``blocks``. The input rescaling of ``transform_input`` happens in float, before ``quant``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, blocks=[QuantizableBasicConv2d, QuantizableInception, QuantizableInceptionAux], **kwargs)
+        super().__init__(
+            *args, blocks=[QuantizableBasicConv2d, QuantizableInception, QuantizableInceptionAux], **kwargs
+        )
         make_quantizable(self)
 
     def forward(self, x: Tensor) -> GoogLeNetOutputs | Tensor:
@@ -82,9 +84,12 @@ class QuantizableGoogLeNet(GoogLeNet):
 
 class GoogLeNet_QuantizedWeights(WeightsEnum):
     IMAGENET1K_FBGEMM_V1 = quantized_entry(
-        "https://download.pytorch.org/models/quantized/googlenet_fbgemm-c81f6644.pth", GoogLeNet_Weights.IMAGENET1K_V1,
-        acc1=69.826, acc5=89.404, file_mb=12.618,
-    )  # fmt: skip
+        "https://download.pytorch.org/models/quantized/googlenet_fbgemm-c81f6644.pth",
+        GoogLeNet_Weights.IMAGENET1K_V1,
+        acc1=69.826,
+        acc5=89.404,
+        file_mb=12.618,
+    )
     DEFAULT = IMAGENET1K_FBGEMM_V1
 
 
@@ -107,9 +112,12 @@ def pretrained_inception_kwargs(
 
 @register_quantized("quantized_googlenet", GoogLeNet_QuantizedWeights, GoogLeNet_Weights)
 def googlenet(
-    *, weights: GoogLeNet_QuantizedWeights | GoogLeNet_Weights | str | Path | None = None, progress: bool = True,
-    quantize: bool = False, **kwargs: Any,
-) -> QuantizableGoogLeNet:  # fmt: skip
+    *,
+    weights: GoogLeNet_QuantizedWeights | GoogLeNet_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableGoogLeNet:
     """Quantizable GoogLeNet.
 
     Args:
@@ -130,6 +138,11 @@ def googlenet(
             stacklevel=3,
         )
     return build_quantizable(
-        QuantizableGoogLeNet, weights, progress, quantize, default_backend="fbgemm", ignore_unexpected=aux_keys,
+        QuantizableGoogLeNet,
+        weights,
+        progress,
+        quantize,
+        default_backend="fbgemm",
+        ignore_unexpected=aux_keys,
         **kwargs,
-    )  # fmt: skip
+    )

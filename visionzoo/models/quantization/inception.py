@@ -121,16 +121,22 @@ class QuantizableInception3(Inception3):
 class Inception_V3_QuantizedWeights(WeightsEnum):
     IMAGENET1K_FBGEMM_V1 = quantized_entry(
         "https://download.pytorch.org/models/quantized/inception_v3_google_fbgemm-a2837893.pth",
-        Inception_V3_Weights.IMAGENET1K_V1, acc1=77.176, acc5=93.354, file_mb=23.146,
-    )  # fmt: skip
+        Inception_V3_Weights.IMAGENET1K_V1,
+        acc1=77.176,
+        acc5=93.354,
+        file_mb=23.146,
+    )
     DEFAULT = IMAGENET1K_FBGEMM_V1
 
 
 @register_quantized("quantized_inception_v3", Inception_V3_QuantizedWeights, Inception_V3_Weights)
 def inception_v3(
-    *, weights: Inception_V3_QuantizedWeights | Inception_V3_Weights | str | Path | None = None,
-    progress: bool = True, quantize: bool = False, **kwargs: Any,
-) -> QuantizableInception3:  # fmt: skip
+    *,
+    weights: Inception_V3_QuantizedWeights | Inception_V3_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableInception3:
     """Quantizable Inception v3 (299x299 inputs).
 
     Args:
@@ -153,6 +159,12 @@ def inception_v3(
             f"{weights.meta['unquantized']!r} with quantize=False"
         )
     return build_quantizable(
-        QuantizableInception3, weights, progress, quantize, default_backend="fbgemm", calibration_size=75,
-        ignore_unexpected=aux_keys, **kwargs,
-    )  # fmt: skip
+        QuantizableInception3,
+        weights,
+        progress,
+        quantize,
+        default_backend="fbgemm",
+        calibration_size=75,
+        ignore_unexpected=aux_keys,
+        **kwargs,
+    )

@@ -69,17 +69,25 @@ class QuantizableMobileNetV2(MobileNetV2):
 class MobileNet_V2_QuantizedWeights(WeightsEnum):
     IMAGENET1K_QNNPACK_V1 = quantized_entry(
         "https://download.pytorch.org/models/quantized/mobilenet_v2_qnnpack_37f702c5.pth",
-        MobileNet_V2_Weights.IMAGENET1K_V1, acc1=71.658, acc5=90.15, file_mb=3.423, backend="qnnpack",
-        recipe="https://github.com/pytorch/vision/tree/main/references/classification#qat-mobilenetv2", docs=QAT_DOCS,
-    )  # fmt: skip
+        MobileNet_V2_Weights.IMAGENET1K_V1,
+        acc1=71.658,
+        acc5=90.15,
+        file_mb=3.423,
+        backend="qnnpack",
+        recipe="https://github.com/pytorch/vision/tree/main/references/classification#qat-mobilenetv2",
+        docs=QAT_DOCS,
+    )
     DEFAULT = IMAGENET1K_QNNPACK_V1
 
 
 @register_quantized("quantized_mobilenet_v2", MobileNet_V2_QuantizedWeights, MobileNet_V2_Weights)
 def mobilenet_v2(
-    *, weights: MobileNet_V2_QuantizedWeights | MobileNet_V2_Weights | str | Path | None = None,
-    progress: bool = True, quantize: bool = False, **kwargs: Any,
-) -> QuantizableMobileNetV2:  # fmt: skip
+    *,
+    weights: MobileNet_V2_QuantizedWeights | MobileNet_V2_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableMobileNetV2:
     """Quantizable MobileNet V2.
 
     Args:

@@ -49,7 +49,9 @@ class QuantizableSqueezeExcitation(SqueezeExcitation):
     def fuse_model(self, is_qat: bool | None = None) -> None:
         fuse(self, [["fc1", "activation"]], is_qat)
 
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any], *args: Any) -> None:
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any], *args: Any
+    ) -> None:
         # QAT states written before the hard-sigmoid gate had fixed quantization parameters lack its fake-quant
         # buffers; their values are constants of the gate, so this model's own are the right ones to fill in.
         version = local_metadata.get("version")
@@ -95,17 +97,25 @@ class QuantizableMobileNetV3(MobileNetV3):
 class MobileNet_V3_Large_QuantizedWeights(WeightsEnum):
     IMAGENET1K_QNNPACK_V1 = quantized_entry(
         "https://download.pytorch.org/models/quantized/mobilenet_v3_large_qnnpack-5bcacf28.pth",
-        MobileNet_V3_Large_Weights.IMAGENET1K_V1, acc1=73.004, acc5=90.858, file_mb=21.554, backend="qnnpack",
-        recipe="https://github.com/pytorch/vision/tree/main/references/classification#qat-mobilenetv3", docs=QAT_DOCS,
-    )  # fmt: skip
+        MobileNet_V3_Large_Weights.IMAGENET1K_V1,
+        acc1=73.004,
+        acc5=90.858,
+        file_mb=21.554,
+        backend="qnnpack",
+        recipe="https://github.com/pytorch/vision/tree/main/references/classification#qat-mobilenetv3",
+        docs=QAT_DOCS,
+    )
     DEFAULT = IMAGENET1K_QNNPACK_V1
 
 
 @register_quantized("quantized_mobilenet_v3_large", MobileNet_V3_Large_QuantizedWeights, MobileNet_V3_Large_Weights)
 def mobilenet_v3_large(
-    *, weights: MobileNet_V3_Large_QuantizedWeights | MobileNet_V3_Large_Weights | str | Path | None = None,
-    progress: bool = True, quantize: bool = False, **kwargs: Any,
-) -> QuantizableMobileNetV3:  # fmt: skip
+    *,
+    weights: MobileNet_V3_Large_QuantizedWeights | MobileNet_V3_Large_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableMobileNetV3:
     """Quantizable MobileNet V3 Large.
 
     Args:
@@ -125,6 +135,13 @@ def mobilenet_v3_large(
     for option in ("width_mult", "reduced_tail", "dilated"):
         kwargs.pop(option, None)
     return build_quantizable(
-        QuantizableMobileNetV3, weights, progress, quantize, default_backend="qnnpack", qat=True,
-        inverted_residual_setting=setting, last_channel=last_channel, **kwargs,
-    )  # fmt: skip
+        QuantizableMobileNetV3,
+        weights,
+        progress,
+        quantize,
+        default_backend="qnnpack",
+        qat=True,
+        inverted_residual_setting=setting,
+        last_channel=last_channel,
+        **kwargs,
+    )

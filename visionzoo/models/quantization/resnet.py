@@ -114,27 +114,49 @@ _URL = "https://download.pytorch.org/models/quantized/"
 
 
 class ResNet18_QuantizedWeights(WeightsEnum):
-    IMAGENET1K_FBGEMM_V1 = quantized_entry(f"{_URL}resnet18_fbgemm_16fa66dd.pth", ResNet18_Weights.IMAGENET1K_V1, acc1=69.494, acc5=88.882, file_mb=11.238)
+    IMAGENET1K_FBGEMM_V1 = quantized_entry(
+        f"{_URL}resnet18_fbgemm_16fa66dd.pth", ResNet18_Weights.IMAGENET1K_V1, acc1=69.494, acc5=88.882, file_mb=11.238
+    )
     DEFAULT = IMAGENET1K_FBGEMM_V1
 
 
 class ResNet50_QuantizedWeights(WeightsEnum):
-    IMAGENET1K_FBGEMM_V1 = quantized_entry(f"{_URL}resnet50_fbgemm_bf931d71.pth", ResNet50_Weights.IMAGENET1K_V1, acc1=75.92, acc5=92.814, file_mb=24.759)
-    IMAGENET1K_FBGEMM_V2 = quantized_entry(f"{_URL}resnet50_fbgemm-23753f79.pth", ResNet50_Weights.IMAGENET1K_V2, acc1=80.282, acc5=94.976, file_mb=24.953)
+    IMAGENET1K_FBGEMM_V1 = quantized_entry(
+        f"{_URL}resnet50_fbgemm_bf931d71.pth", ResNet50_Weights.IMAGENET1K_V1, acc1=75.92, acc5=92.814, file_mb=24.759
+    )
+    IMAGENET1K_FBGEMM_V2 = quantized_entry(
+        f"{_URL}resnet50_fbgemm-23753f79.pth", ResNet50_Weights.IMAGENET1K_V2, acc1=80.282, acc5=94.976, file_mb=24.953
+    )
     DEFAULT = IMAGENET1K_FBGEMM_V2
 
 
 class ResNeXt101_32X8D_QuantizedWeights(WeightsEnum):
-    IMAGENET1K_FBGEMM_V1 = quantized_entry(f"{_URL}resnext101_32x8_fbgemm_09835ccf.pth", ResNeXt101_32X8D_Weights.IMAGENET1K_V1, acc1=78.986, acc5=94.48, file_mb=86.034)
-    IMAGENET1K_FBGEMM_V2 = quantized_entry(f"{_URL}resnext101_32x8_fbgemm-ee16d00c.pth", ResNeXt101_32X8D_Weights.IMAGENET1K_V2, acc1=82.574, acc5=96.132, file_mb=86.645)
+    IMAGENET1K_FBGEMM_V1 = quantized_entry(
+        f"{_URL}resnext101_32x8_fbgemm_09835ccf.pth",
+        ResNeXt101_32X8D_Weights.IMAGENET1K_V1,
+        acc1=78.986,
+        acc5=94.48,
+        file_mb=86.034,
+    )
+    IMAGENET1K_FBGEMM_V2 = quantized_entry(
+        f"{_URL}resnext101_32x8_fbgemm-ee16d00c.pth",
+        ResNeXt101_32X8D_Weights.IMAGENET1K_V2,
+        acc1=82.574,
+        acc5=96.132,
+        file_mb=86.645,
+    )
     DEFAULT = IMAGENET1K_FBGEMM_V2
 
 
 class ResNeXt101_64X4D_QuantizedWeights(WeightsEnum):
     IMAGENET1K_FBGEMM_V1 = quantized_entry(
-        f"{_URL}resnext101_64x4d_fbgemm-605a1cb3.pth", ResNeXt101_64X4D_Weights.IMAGENET1K_V1, acc1=82.898,
-        acc5=96.326, file_mb=81.556, recipe="https://github.com/pytorch/vision/pull/5935",
-    )  # fmt: skip
+        f"{_URL}resnext101_64x4d_fbgemm-605a1cb3.pth",
+        ResNeXt101_64X4D_Weights.IMAGENET1K_V1,
+        acc1=82.898,
+        acc5=96.326,
+        file_mb=81.556,
+        recipe="https://github.com/pytorch/vision/pull/5935",
+    )
     DEFAULT = IMAGENET1K_FBGEMM_V1
 
 
@@ -158,9 +180,12 @@ def _resnet(
 
 @register_quantized("quantized_resnet18", ResNet18_QuantizedWeights, ResNet18_Weights)
 def resnet18(
-    *, weights: ResNet18_QuantizedWeights | ResNet18_Weights | str | Path | None = None, progress: bool = True,
-    quantize: bool = False, **kwargs: Any,
-) -> QuantizableResNet:  # fmt: skip
+    *,
+    weights: ResNet18_QuantizedWeights | ResNet18_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableResNet:
     """Quantizable ResNet-18.
 
     Args:
@@ -177,18 +202,24 @@ def resnet18(
 
 @register_quantized("quantized_resnet50", ResNet50_QuantizedWeights, ResNet50_Weights)
 def resnet50(
-    *, weights: ResNet50_QuantizedWeights | ResNet50_Weights | str | Path | None = None, progress: bool = True,
-    quantize: bool = False, **kwargs: Any,
-) -> QuantizableResNet:  # fmt: skip
+    *,
+    weights: ResNet50_QuantizedWeights | ResNet50_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableResNet:
     """Quantizable ResNet-50; arguments as ``resnet18`` (int8 weights: ``ResNet50_QuantizedWeights``)."""
     return _resnet(QuantizableBottleneck, [3, 4, 6, 3], weights, progress, quantize, **kwargs)
 
 
 @register_quantized("quantized_resnext101_32x8d", ResNeXt101_32X8D_QuantizedWeights, ResNeXt101_32X8D_Weights)
 def resnext101_32x8d(
-    *, weights: ResNeXt101_32X8D_QuantizedWeights | ResNeXt101_32X8D_Weights | str | Path | None = None,
-    progress: bool = True, quantize: bool = False, **kwargs: Any,
-) -> QuantizableResNet:  # fmt: skip
+    *,
+    weights: ResNeXt101_32X8D_QuantizedWeights | ResNeXt101_32X8D_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableResNet:
     """Quantizable ResNeXt-101 32x8d; arguments as ``resnet18``."""
     set_or_check(kwargs, "groups", 32)
     set_or_check(kwargs, "width_per_group", 8)
@@ -197,9 +228,12 @@ def resnext101_32x8d(
 
 @register_quantized("quantized_resnext101_64x4d", ResNeXt101_64X4D_QuantizedWeights, ResNeXt101_64X4D_Weights)
 def resnext101_64x4d(
-    *, weights: ResNeXt101_64X4D_QuantizedWeights | ResNeXt101_64X4D_Weights | str | Path | None = None,
-    progress: bool = True, quantize: bool = False, **kwargs: Any,
-) -> QuantizableResNet:  # fmt: skip
+    *,
+    weights: ResNeXt101_64X4D_QuantizedWeights | ResNeXt101_64X4D_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableResNet:
     """Quantizable ResNeXt-101 64x4d; arguments as ``resnet18``."""
     set_or_check(kwargs, "groups", 64)
     set_or_check(kwargs, "width_per_group", 4)

@@ -93,22 +93,48 @@ _RECIPE_NEW = "https://github.com/pytorch/vision/pull/5906"
 
 
 class ShuffleNet_V2_X0_5_QuantizedWeights(WeightsEnum):
-    IMAGENET1K_FBGEMM_V1 = quantized_entry(f"{_URL}shufflenetv2_x0.5_fbgemm-00845098.pth", ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1, acc1=57.972, acc5=79.78, file_mb=1.501)
+    IMAGENET1K_FBGEMM_V1 = quantized_entry(
+        f"{_URL}shufflenetv2_x0.5_fbgemm-00845098.pth",
+        ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1,
+        acc1=57.972,
+        acc5=79.78,
+        file_mb=1.501,
+    )
     DEFAULT = IMAGENET1K_FBGEMM_V1
 
 
 class ShuffleNet_V2_X1_0_QuantizedWeights(WeightsEnum):
-    IMAGENET1K_FBGEMM_V1 = quantized_entry(f"{_URL}shufflenetv2_x1_fbgemm-1e62bb32.pth", ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1, acc1=68.36, acc5=87.582, file_mb=2.334)
+    IMAGENET1K_FBGEMM_V1 = quantized_entry(
+        f"{_URL}shufflenetv2_x1_fbgemm-1e62bb32.pth",
+        ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1,
+        acc1=68.36,
+        acc5=87.582,
+        file_mb=2.334,
+    )
     DEFAULT = IMAGENET1K_FBGEMM_V1
 
 
 class ShuffleNet_V2_X1_5_QuantizedWeights(WeightsEnum):
-    IMAGENET1K_FBGEMM_V1 = quantized_entry(f"{_URL}shufflenetv2_x1_5_fbgemm-d7401f05.pth", ShuffleNet_V2_X1_5_Weights.IMAGENET1K_V1, acc1=72.052, acc5=90.7, file_mb=3.672, recipe=_RECIPE_NEW)
+    IMAGENET1K_FBGEMM_V1 = quantized_entry(
+        f"{_URL}shufflenetv2_x1_5_fbgemm-d7401f05.pth",
+        ShuffleNet_V2_X1_5_Weights.IMAGENET1K_V1,
+        acc1=72.052,
+        acc5=90.7,
+        file_mb=3.672,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_FBGEMM_V1
 
 
 class ShuffleNet_V2_X2_0_QuantizedWeights(WeightsEnum):
-    IMAGENET1K_FBGEMM_V1 = quantized_entry(f"{_URL}shufflenetv2_x2_0_fbgemm-5cac526c.pth", ShuffleNet_V2_X2_0_Weights.IMAGENET1K_V1, acc1=75.354, acc5=92.488, file_mb=7.467, recipe=_RECIPE_NEW)
+    IMAGENET1K_FBGEMM_V1 = quantized_entry(
+        f"{_URL}shufflenetv2_x2_0_fbgemm-5cac526c.pth",
+        ShuffleNet_V2_X2_0_Weights.IMAGENET1K_V1,
+        acc1=75.354,
+        acc5=92.488,
+        file_mb=7.467,
+        recipe=_RECIPE_NEW,
+    )
     DEFAULT = IMAGENET1K_FBGEMM_V1
 
 
@@ -127,9 +153,12 @@ def _shufflenet_v2(
 
 @register_quantized("quantized_shufflenet_v2_x0_5", ShuffleNet_V2_X0_5_QuantizedWeights, ShuffleNet_V2_X0_5_Weights)
 def shufflenet_v2_x0_5(
-    *, weights: ShuffleNet_V2_X0_5_QuantizedWeights | ShuffleNet_V2_X0_5_Weights | str | Path | None = None,
-    progress: bool = True, quantize: bool = False, **kwargs: Any,
-) -> QuantizableShuffleNetV2:  # fmt: skip
+    *,
+    weights: ShuffleNet_V2_X0_5_QuantizedWeights | ShuffleNet_V2_X0_5_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableShuffleNetV2:
     """Quantizable ShuffleNet V2 with 0.5x channels.
 
     Args:
@@ -145,26 +174,35 @@ def shufflenet_v2_x0_5(
 
 @register_quantized("quantized_shufflenet_v2_x1_0", ShuffleNet_V2_X1_0_QuantizedWeights, ShuffleNet_V2_X1_0_Weights)
 def shufflenet_v2_x1_0(
-    *, weights: ShuffleNet_V2_X1_0_QuantizedWeights | ShuffleNet_V2_X1_0_Weights | str | Path | None = None,
-    progress: bool = True, quantize: bool = False, **kwargs: Any,
-) -> QuantizableShuffleNetV2:  # fmt: skip
+    *,
+    weights: ShuffleNet_V2_X1_0_QuantizedWeights | ShuffleNet_V2_X1_0_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableShuffleNetV2:
     """Quantizable ShuffleNet V2 with 1.0x channels; arguments as ``shufflenet_v2_x0_5``."""
     return _shufflenet_v2([24, 116, 232, 464, 1024], weights, progress, quantize, **kwargs)
 
 
 @register_quantized("quantized_shufflenet_v2_x1_5", ShuffleNet_V2_X1_5_QuantizedWeights, ShuffleNet_V2_X1_5_Weights)
 def shufflenet_v2_x1_5(
-    *, weights: ShuffleNet_V2_X1_5_QuantizedWeights | ShuffleNet_V2_X1_5_Weights | str | Path | None = None,
-    progress: bool = True, quantize: bool = False, **kwargs: Any,
-) -> QuantizableShuffleNetV2:  # fmt: skip
+    *,
+    weights: ShuffleNet_V2_X1_5_QuantizedWeights | ShuffleNet_V2_X1_5_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableShuffleNetV2:
     """Quantizable ShuffleNet V2 with 1.5x channels; arguments as ``shufflenet_v2_x0_5``."""
     return _shufflenet_v2([24, 176, 352, 704, 1024], weights, progress, quantize, **kwargs)
 
 
 @register_quantized("quantized_shufflenet_v2_x2_0", ShuffleNet_V2_X2_0_QuantizedWeights, ShuffleNet_V2_X2_0_Weights)
 def shufflenet_v2_x2_0(
-    *, weights: ShuffleNet_V2_X2_0_QuantizedWeights | ShuffleNet_V2_X2_0_Weights | str | Path | None = None,
-    progress: bool = True, quantize: bool = False, **kwargs: Any,
-) -> QuantizableShuffleNetV2:  # fmt: skip
+    *,
+    weights: ShuffleNet_V2_X2_0_QuantizedWeights | ShuffleNet_V2_X2_0_Weights | str | Path | None = None,
+    progress: bool = True,
+    quantize: bool = False,
+    **kwargs: Any,
+) -> QuantizableShuffleNetV2:
     """Quantizable ShuffleNet V2 with 2.0x channels; arguments as ``shufflenet_v2_x0_5``."""
     return _shufflenet_v2([24, 244, 488, 976, 2048], weights, progress, quantize, **kwargs)

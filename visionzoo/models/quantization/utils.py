@@ -14,17 +14,17 @@ does not print that notice (nor the related notices about quantized tensors) to 
 from __future__ import annotations
 
 import contextlib
-from functools import partial
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 try:
-    from torch.ao.nn.quantized import FloatFunctional
+    from torch.ao.nn.quantized import FloatFunctional  # noqa: F401  (the quantizable families import it from here)
     from torch.ao.quantization import (
         DeQuantStub,
         QConfig,
@@ -202,6 +202,7 @@ def random_images(size: int) -> torch.Tensor:
 # Building
 # --------------------------------------------------------------------------------------------------
 
+
 def build_quantizable(
     make: Callable[..., M],
     weights: WeightsEnum | Path | None,
@@ -290,9 +291,13 @@ def _load_int8_checkpoint(
 def _load_int8(model: nn.Module, state_dict: dict[str, Any], source: str, ignore_unexpected: tuple[str, ...]) -> None:
     with quiet_quantization():
         load_weights(
-            model, state_dict, source, assign=False, ignore_unexpected=ignore_unexpected,
+            model,
+            state_dict,
+            source,
+            assign=False,
+            ignore_unexpected=ignore_unexpected,
             hint="a float checkpoint needs quantize=False; an int8 one the architecture it was made for",
-        )  # fmt: skip
+        )
 
 
 # --------------------------------------------------------------------------------------------------
