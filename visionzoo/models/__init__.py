@@ -16,6 +16,7 @@ from ._api import (
     get_model_builder,
     get_model_info,
     get_model_weights,
+    get_transforms,
     get_weight,
     list_models,
     list_tasks,

@@ -58,8 +58,8 @@ def _check_image(img: Tensor | PILImage, num_channels: int) -> None:
     shape = tuple(img.shape)
     if img.ndim not in (3, 4):
         raise ValueError(f"expected a (C, H, W) image or an (N, C, H, W) batch, got a tensor of shape {shape}")
-    if img.dtype != torch.uint8 and not img.is_floating_point():
-        raise ValueError(f"unsupported dtype {img.dtype}: expected torch.uint8 or a floating-point dtype")
+    if img.dtype not in (torch.uint8, torch.uint16) and not img.is_floating_point():
+        raise ValueError(f"unsupported dtype {img.dtype}: expected torch.uint8, torch.uint16 or a floating-point dtype")
     channels = img.shape[-3]
     if channels != num_channels:
         if img.shape[-1] == num_channels:
@@ -78,6 +78,12 @@ def _check_image(img: Tensor | PILImage, num_channels: int) -> None:
         )
 
 
+def _sixteen_bit_to_float(img: Tensor | PILImage) -> Tensor | PILImage:
+    """uint16 pixels (16-bit PNGs) -> float32 in [0, 1] (divided by 65535), so that the preset's resize and crop
+    work in float; other inputs are returned as they are."""
+    return F.convert_image_dtype(img, torch.float32) if isinstance(img, Tensor) and img.dtype == torch.uint16 else img
+
+
 def _to_float_tensor(img: Tensor | PILImage) -> Tensor:
     """PIL image or integer tensor -> float32 in [0, 1]; float tensors are cast to float32 unscaled."""
     if not isinstance(img, Tensor):
@@ -94,7 +100,8 @@ def _positive_int(name: str, value: int) -> int:
 class ImageClassification(nn.Module):
     """Resize the shorter side, center crop, rescale to [0, 1], normalize.
 
-    Accepts a PIL RGB image, or a uint8 or float tensor ``(C, H, W)`` / ``(N, C, H, W)``; returns float32.
+    Accepts a PIL RGB image, or a uint8, uint16 (16-bit PNGs, scaled by 65535) or float tensor ``(C, H, W)`` /
+    ``(N, C, H, W)``; returns float32.
     Float tensors are taken to be in [0, 1] already; on the CPU they are also checked for NaN and infinite
     values (ValueError). PIL images in other modes (L, RGBA, P, YCbCr, ...)
     raise ValueError instead of being converted silently: call ``img.convert("RGB")`` first.
@@ -125,6 +132,7 @@ class ImageClassification(nn.Module):
 
     def forward(self, img: Tensor | PILImage) -> Tensor:
         _check_image(img, num_channels=len(self.mean))
+        img = _sixteen_bit_to_float(img)
         img = F.resize(img, self.resize_size, interpolation=self.interpolation, antialias=self.antialias)
         img = F.center_crop(img, self.crop_size)
         return F.normalize(_to_float_tensor(img), mean=self.mean, std=self.std)
@@ -154,7 +162,7 @@ class ImageClassification(nn.Module):
             f"keeping the aspect ratio, with {interpolation} interpolation ({antialias} antialiasing for tensors; "
             "PIL always antialiases). "
             f"The central {crop}x{crop} pixels are then cropped (zero padding if the resized image is smaller). "
-            "uint8 values are rescaled to [0.0, 1.0] by dividing by 255 (float tensors are taken as already in "
+            "uint8 values are rescaled to [0.0, 1.0] by dividing by 255 (uint16 ones by 65535; float tensors are taken as already in "
             f"[0.0, 1.0]), and each channel is normalized as (x - mean) / std with mean={self.mean} and "
             f"std={self.std}. The output is a float32 tensor of shape (..., {len(self.mean)}, {crop}, {crop})."
         )
