@@ -183,10 +183,10 @@ PREDICTORS: dict[str, Predictor] = {
 def check_out(out: str) -> None:
     """Refuse an ``--out`` destination that could not be written, before any work is done."""
     path = Path(out)
-    if path.suffix.lower() not in OUT_FORMATS:
-        raise CommandError(f"--out {out}: unknown format {path.suffix or '(no suffix)'}; use {', '.join(OUT_FORMATS)}")
     if path.is_dir():
         raise CommandError(f"--out {out}: a directory; name a file in it, e.g. {path / ('results' + OUT_FORMATS[0])}")
+    if path.suffix.lower() not in OUT_FORMATS:
+        raise CommandError(f"--out {out}: unknown format {path.suffix or '(no suffix)'}; use {', '.join(OUT_FORMATS)}")
     if not path.resolve().parent.is_dir():
         raise CommandError(f"--out {out}: the directory does not exist")
 
