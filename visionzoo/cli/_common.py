@@ -219,8 +219,11 @@ class ChosenWeights:
             raise unavailable(error, None if self.local else self.entry) from None
         except CheckpointMismatchError as error:
             raise CommandError(" ".join(error.describe("--num-classes {}").split())) from None
-        for warning in caught:
-            print(f"visionzoo: note: {warning.message}", file=sys.stderr)
+        for warning in caught:  # e.g. num_classes read from a checkpoint: one line each
+            if issubclass(warning.category, UserWarning):
+                print(f"visionzoo: note: {warning.message}", file=sys.stderr)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         return model.eval()
 
 
@@ -259,7 +262,7 @@ def choose_weights(
             raise CommandError(f"{info.name} has no pretrained weights (pass a checkpoint path, or no --weights)")
         chosen = Path(value)
     else:
-        chosen = resolve_weights(enum, value if looks_like_path(value) else _entry_name(enum, value))
+        chosen = resolve_weights(enum, _entry_name(enum, value))  # entry names first, as the builders take them
     if isinstance(chosen, Path):
         if chosen.is_dir():
             raise CommandError(f"--weights {chosen}: a directory, not a checkpoint file")
