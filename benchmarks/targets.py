@@ -15,8 +15,6 @@ from typing import Any
 import torch
 from torch import nn
 
-# The benchmarks compare outputs the way optimize_for_inference checks its own: one definition for both.
-
 
 def _image_batch(batch: int, size: int) -> tuple[torch.Tensor, ...]:
     return (torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)),)

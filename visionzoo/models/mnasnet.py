@@ -171,21 +171,12 @@ class MNASNet(nn.Module):
         )
 
     def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
+        self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any], *args: Any
     ) -> None:
         # Runs before the children load, so a rebuilt stem receives the checkpoint's tensors.
         if self._needs_version_1_stem(local_metadata.get("version")):
             self._use_version_1_stem()
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,22 @@
+"""The benchmark scripts are not run by the suite (they take minutes and report ratios, not pass/fail), but each
+must at least import: a broken import only shows when `make bench` is next run, often much later."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+import benchmarks
+
+MODULES = sorted(info.name for info in pkgutil.iter_modules(benchmarks.__path__) if info.name != "__main__")
+
+
+def test_every_benchmark_script_is_listed() -> None:
+    assert {"eager", "optimized", "int8", "build", "loading", "import_time", "eager_all"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_benchmark_module_imports(name: str) -> None:
+    importlib.import_module(f"benchmarks.{name}")
