@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import BinaryIO, TypeAlias
 
@@ -57,7 +56,7 @@ def _to_rgb(color: Color) -> tuple[int, int, int]:
     raise TypeError(f"a colour must be a string or an (R, G, B) tuple, got {type(color).__name__}: {color!r}")
 
 
-def _parse_colors(colors: Color | Sequence[Color] | None, num_objects: int) -> list[tuple[int, int, int]]:
+def _parse_colors(colors: Color | list[Color] | None, num_objects: int) -> list[tuple[int, int, int]]:
     """The RGB colours of ``num_objects`` objects from the drawing functions' ``colors`` argument.
 
     ``None`` picks the default palette; one colour (string or tuple) is used for every object; a list gives
