@@ -315,15 +315,17 @@ def get_transforms(source: Any) -> Callable[..., Any]:
     raise TypeError(f"Expected a model, a weights entry or a model name, got {type(source).__name__}: {source!r}")
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# Frames a warning should look past to reach the user's line: visionzoo's own, and torch's (a family's
+# _load_from_state_dict runs inside torch's load_state_dict).
+_LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (sys.modules["visionzoo"], torch))
 
 
-def _caller_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first caller outside visionzoo (the user's line), however
-    many visionzoo frames (``get_model``, hubconf helpers) lie between."""
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside visionzoo and torch (the user's line),
+    however many library frames (``get_model``, hubconf helpers, ``load_state_dict``) lie between."""
     frame = sys._getframe(1)  # the function that calls warnings.warn: stacklevel 1
     level = 1
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
         frame = frame.f_back
         level += 1
     return level
@@ -342,7 +344,7 @@ def _fold_positional_weights(model: str, args: tuple[Any, ...], kwargs: dict[str
         warnings.warn(
             f"Passing weights to {model}() positionally is deprecated; use {model}(weights=...)",
             UserWarning,
-            stacklevel=_caller_stacklevel(),
+            stacklevel=caller_stacklevel(),
         )
         kwargs["weights"] = value
 
@@ -372,7 +374,7 @@ def _fold_legacy_pretrained(
     warnings.warn(
         f"{model}(pretrained={pretrained}) is deprecated and may be removed; use {advice} instead.",
         UserWarning,
-        stacklevel=_caller_stacklevel(),
+        stacklevel=caller_stacklevel(),
     )
     kwargs["weights"] = chosen
 
