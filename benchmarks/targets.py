@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 # The benchmarks compare outputs the way optimize_for_inference checks its own: one definition for both.
+# (Re-exported for eager.py, int8.py and optimized.py: the noqa keeps ruff's unused-import fix from dropping it.)
+from visionzoo.inference import _max_difference as max_difference  # noqa: F401
 
 
 def _image_batch(batch: int, size: int) -> tuple[torch.Tensor, ...]:
@@ -35,6 +37,8 @@ class Task:
 TASKS: dict[str, Task] = {
     "classification": Task("visionzoo.models", "torchvision.models", _image_batch, 224),
     "quantization": Task("visionzoo.models.quantization", "torchvision.models.quantization", _image_batch, 224),
+    # The published weights' preset resizes the shorter side to 520 pixels.
+    "segmentation": Task("visionzoo.models.segmentation", "torchvision.models.segmentation", _image_batch, 520),
 }
 
 
@@ -92,6 +96,9 @@ REPRESENTATIVES: list[Target] = [
     Target("swin_t"),
     Target("maxvit_t"),
     Target("quantized_resnet50", task="quantization", config={"quantize": True}),
+    # Randomly initialised backbones: the reference's default would download its ImageNet weights.
+    Target("deeplabv3_resnet50", task="segmentation", config={"weights_backbone": None}),
+    Target("lraspp_mobilenet_v3_large", task="segmentation", config={"weights_backbone": None}),
 ]
 
 # Loading a pretrained model: (target, weights entry whose architecture is the builder's default). The
