@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -183,7 +184,7 @@ def deeplabv3_resnet50(
     num_classes: int | None = None,
     aux_loss: bool | None = None,
     weights_backbone: ResNet50_Weights | str | None = ResNet50_Weights.IMAGENET1K_V1,
-    **kwargs: bool,
+    **kwargs: Any,
 ) -> DeepLabV3:
     """DeepLabV3 with a dilated ResNet-50 backbone.
 
@@ -217,7 +218,7 @@ def deeplabv3_resnet101(
     num_classes: int | None = None,
     aux_loss: bool | None = None,
     weights_backbone: ResNet101_Weights | str | None = ResNet101_Weights.IMAGENET1K_V1,
-    **kwargs: bool,
+    **kwargs: Any,
 ) -> DeepLabV3:
     """DeepLabV3 with a dilated ResNet-101 backbone; arguments as ``deeplabv3_resnet50``."""
     return build_segmentation(
@@ -241,7 +242,7 @@ def deeplabv3_mobilenet_v3_large(
     num_classes: int | None = None,
     aux_loss: bool | None = None,
     weights_backbone: MobileNet_V3_Large_Weights | str | None = MobileNet_V3_Large_Weights.IMAGENET1K_V1,
-    **kwargs: bool,
+    **kwargs: Any,
 ) -> DeepLabV3:
     """DeepLabV3 with a MobileNetV3-Large backbone whose last stage is dilated (output stride 16); the auxiliary
     ``FCNHead`` reads the end of the stride-8 stage. Arguments as ``deeplabv3_resnet50``."""

@@ -8,6 +8,7 @@ This variant drops the paper's skip connections: the backbone dilates its last t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -92,7 +93,7 @@ def fcn_resnet50(
     num_classes: int | None = None,
     aux_loss: bool | None = None,
     weights_backbone: ResNet50_Weights | str | None = ResNet50_Weights.IMAGENET1K_V1,
-    **kwargs: bool,
+    **kwargs: Any,
 ) -> FCN:
     """FCN with a dilated ResNet-50 backbone.
 
@@ -126,7 +127,7 @@ def fcn_resnet101(
     num_classes: int | None = None,
     aux_loss: bool | None = None,
     weights_backbone: ResNet101_Weights | str | None = ResNet101_Weights.IMAGENET1K_V1,
-    **kwargs: bool,
+    **kwargs: Any,
 ) -> FCN:
     """FCN with a dilated ResNet-101 backbone; arguments as ``fcn_resnet50``."""
     return build_segmentation(

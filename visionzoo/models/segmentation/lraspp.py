@@ -8,6 +8,7 @@ upsampled to the stride-8 map, and the class scores of both maps are summed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -100,7 +101,7 @@ def lraspp_mobilenet_v3_large(
     num_classes: int | None = None,
     aux_loss: bool | None = None,
     weights_backbone: MobileNet_V3_Large_Weights | str | None = MobileNet_V3_Large_Weights.IMAGENET1K_V1,
-    **kwargs: bool,
+    **kwargs: Any,
 ) -> LRASPP:
     """Lite R-ASPP with a MobileNetV3-Large backbone whose last stage is dilated (output stride 16).
 
