@@ -89,7 +89,7 @@ def build_segmentation(
         ValueError: ``num_classes`` is not a positive int. TypeError: an unknown keyword argument.
     """
     if "pretrained_backbone" in legacy:
-        weights_backbone = _fold_pretrained_backbone(legacy.pop("pretrained_backbone"), backbone, weights_backbone)
+        weights_backbone = _fold_pretrained_backbone(legacy.pop("pretrained_backbone"), backbone)
     if legacy:
         raise TypeError(f"Unexpected keyword argument(s) {', '.join(map(repr, legacy))} for a segmentation builder")
     if num_classes is not None and (
@@ -110,9 +110,7 @@ def build_segmentation(
     return build_model(make, weights, progress, ignore_unexpected=ignore, **config)
 
 
-def _fold_pretrained_backbone(
-    pretrained: bool, backbone: Callable[..., nn.Module], weights_backbone: WeightsEnum | str | None
-) -> WeightsEnum | str | None:
+def _fold_pretrained_backbone(pretrained: bool, backbone: Callable[..., nn.Module]) -> WeightsEnum | None:
     """Map the deprecated ``pretrained_backbone=`` to ``weights_backbone=``, with a warning, as the reference does."""
     from .._api import get_model_weights
 
