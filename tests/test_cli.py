@@ -63,7 +63,8 @@ def test_list_patterns_and_task(zoo: TinyZoo, capsys: pytest.CaptureFixture[str]
     status, _, err = run(["list", "--task", "nosuch"], capsys)  # the registry's task list, stand-in included
     assert (
         status == 2
-        and err == "visionzoo: error: Unknown task 'nosuch'; valid tasks: classification, quantization, detection\n"
+        and err
+        == "visionzoo: error: Unknown task 'nosuch'; valid tasks: classification, quantization, segmentation, detection\n"
     )
 
 

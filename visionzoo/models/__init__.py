@@ -1,6 +1,7 @@
 """Classification models, their weights, and the registry API.
 
-The quantized classification models live in ``visionzoo.models.quantization``, imported on first use.
+The quantized classification models live in ``visionzoo.models.quantization`` and the semantic segmentation
+models in ``visionzoo.models.segmentation``, each imported on first use.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .vgg import *  # noqa: F403
 from .vision_transformer import *  # noqa: F403
 
 # Sub-packages that exist; one joins this list when its code lands.
-_SUBPACKAGES = ("quantization",)
+_SUBPACKAGES = ("quantization", "segmentation")
 
 
 def __getattr__(name: str) -> Any:

@@ -49,7 +49,7 @@ __all__ = [
 # Families that live in sub-packages register their builders when imported; list_models() imports them
 # all so that the registry is complete without making ``import visionzoo.models`` pay for them. A package
 # joins this list when its code lands.
-_FAMILY_PACKAGES = ("visionzoo.models", "visionzoo.models.quantization")
+_FAMILY_PACKAGES = ("visionzoo.models", "visionzoo.models.quantization", "visionzoo.models.segmentation")
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ TASKS: Mapping[str, Task] = MappingProxyType(
         for task in (
             Task("classification", "Image classification"),
             Task("quantization", "Quantized image classification", MappingProxyType({"quantize": True}), cpu_only=True),
+            Task("segmentation", "Semantic segmentation"),
         )
     }
 )

@@ -20,7 +20,7 @@ from .functional import InterpolationMode
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["ImageClassification"]
+__all__ = ["ImageClassification", "SemanticSegmentation"]
 
 
 _RGB_CHANNEL_HINTS = {
@@ -165,4 +165,78 @@ class ImageClassification(nn.Module):
             "uint8 values are rescaled to [0.0, 1.0] by dividing by 255 (uint16 ones by 65535; float tensors are taken as already in "
             f"[0.0, 1.0]), and each channel is normalized as (x - mean) / std with mean={self.mean} and "
             f"std={self.std}. The output is a float32 tensor of shape (..., {len(self.mean)}, {crop}, {crop})."
+        )
+
+
+class SemanticSegmentation(nn.Module):
+    """Resize the shorter side (optional), rescale to [0, 1], normalize; no crop, so every pixel gets a label.
+
+    Accepts what :class:`ImageClassification` accepts (PIL RGB image, uint8 or float tensor, with or without a
+    batch dimension) and rejects the same bad input; returns float32.
+
+    Args:
+        resize_size: the shorter side's length after resizing (the longer one keeps the aspect ratio), or
+            None to keep the input's size.
+        mean, std: per-channel normalisation.
+        interpolation: resampling filter of the resize.
+        antialias: antialias tensor downscaling (PIL always does).
+
+    Attributes are stored like the reference's (``resize_size`` as a one-element list or None).
+    """
+
+    def __init__(
+        self,
+        *,
+        resize_size: int | None,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+        antialias: bool | None = True,
+    ) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std must have one value per channel each, got {list(mean)} and {list(std)}")
+        self.resize_size = None if resize_size is None else [_positive_int("resize_size", resize_size)]
+        self.mean = list(mean)
+        self.std = list(std)
+        self.interpolation = interpolation
+        self.antialias = antialias
+
+    def forward(self, img: Tensor | PILImage) -> Tensor:
+        _check_image(img, num_channels=len(self.mean))
+        if self.resize_size is not None:
+            img = F.resize(img, self.resize_size, interpolation=self.interpolation, antialias=self.antialias)
+        return F.normalize(_to_float_tensor(img), mean=self.mean, std=self.std)
+
+    def __repr__(self) -> str:
+        fields = {
+            "resize_size": self.resize_size,
+            "mean": self.mean,
+            "std": self.std,
+            "interpolation": self.interpolation,
+        }
+        if self.antialias is not True:
+            fields["antialias"] = self.antialias
+        body = "".join(f"\n    {key}={value}" for key, value in fields.items())
+        return f"{type(self).__name__}({body}\n)"
+
+    def describe(self) -> str:
+        """A prose description of the preprocessing, to rebuild it in a custom pipeline."""
+        if self.resize_size is None:
+            resize = "The image keeps its size. "
+        else:
+            (size,) = self.resize_size
+            interpolation = F._parse_interpolation(self.interpolation).value
+            antialias = "with" if self.antialias else "without"
+            resize = (
+                f"The shorter side is resized to {size} pixels and the longer one to int({size} * long / short), "
+                f"keeping the aspect ratio, with {interpolation} interpolation ({antialias} antialiasing for tensors; "
+                "PIL always antialiases); nothing is cropped, so the model labels every pixel. "
+            )
+        return (
+            "Accepts a PIL RGB image or a uint8/float tensor of shape (C, H, W) or (N, C, H, W). "
+            + resize
+            + "uint8 values are rescaled to [0.0, 1.0] by dividing by 255 (float tensors are taken as already in "
+            f"[0.0, 1.0]), and each channel is normalized as (x - mean) / std with mean={self.mean} and "
+            f"std={self.std}. The output is a float32 tensor of shape (..., {len(self.mean)}, H, W)."
         )
