@@ -33,6 +33,8 @@ class Task:
 TASKS: dict[str, Task] = {
     "classification": Task("visionzoo.models", "torchvision.models", _image_batch, 224),
     "quantization": Task("visionzoo.models.quantization", "torchvision.models.quantization", _image_batch, 224),
+    # The published weights' preset resizes the shorter side to 520 pixels.
+    "segmentation": Task("visionzoo.models.segmentation", "torchvision.models.segmentation", _image_batch, 520),
 }
 
 
@@ -90,6 +92,9 @@ REPRESENTATIVES: list[Target] = [
     Target("swin_t"),
     Target("maxvit_t"),
     Target("quantized_resnet50", task="quantization", config={"quantize": True}),
+    # Randomly initialised backbones: the reference's default would download its ImageNet weights.
+    Target("deeplabv3_resnet50", task="segmentation", config={"weights_backbone": None}),
+    Target("lraspp_mobilenet_v3_large", task="segmentation", config={"weights_backbone": None}),
 ]
 
 # Loading a pretrained model: (target, weights entry whose architecture is the builder's default). The

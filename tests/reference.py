@@ -13,6 +13,7 @@ import torchvision.models as models  # noqa: F401
 import torchvision.ops as ops  # noqa: F401
 import torchvision.transforms as transforms  # noqa: F401
 import torchvision.transforms.functional as functional  # noqa: F401
+import torchvision.utils as utils  # noqa: F401
 
 
 def list_models_of_task(task: str) -> list[str]:

@@ -82,3 +82,13 @@ def test_generate_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     capsys.readouterr()
     assert docs.main(["--out", str(out), "--check"]) == 1
     assert f"out of date: {out / docs.MODELS_MD}" in capsys.readouterr().err
+
+
+def test_segmentation_table_shows_miou_and_pixel_accuracy() -> None:
+    text = docs.render_models_md()
+    section = text[text.index("## Semantic segmentation") :]
+    assert "Metrics on COCO-val2017-VOC-labels" in section
+    assert "| Model | Weights | mIoU | pixel accuracy | Params | GFLOPS | File (MB) | Recipe |" in section
+    row = next(line for line in section.splitlines() if line.startswith("| `deeplabv3_resnet50`"))
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert cells[2:7] == ["66.400", "92.400", "42.0M", "178.72", "160.5"]

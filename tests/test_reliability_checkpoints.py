@@ -259,6 +259,14 @@ def test_num_classes_is_read_from_a_fine_tuned_checkpoint(tmp_path: Path) -> Non
     assert all(torch.equal(model.state_dict()[k], v) for k, v in fine_tuned.state_dict().items())
 
 
+def test_loading_warnings_point_at_the_caller_s_line(tmp_path: Path) -> None:
+    path = tmp_path / "resnet18_10.pth"
+    torch.save(models.resnet18(num_classes=10).state_dict(), path)
+    with pytest.warns(UserWarning, match="num_classes=10 taken from the checkpoint") as caught:
+        models.get_model("resnet18", weights=path)
+    assert [Path(w.filename).name for w in caught] == [Path(__file__).name]
+
+
 def test_a_wrong_explicit_num_classes_names_the_checkpoint_s_and_how_to_ask(tmp_path: Path) -> None:
     path = tmp_path / "tiny10.pth"
     torch.save(TinyNet(num_classes=10).state_dict(), path)

@@ -1,6 +1,6 @@
 """visionzoo: pretrained vision models for PyTorch.
 
-Subpackages (``models``, ``transforms``, ``io``, ``ops``) are imported lazily so that
+Subpackages and modules (``models``, ``transforms``, ``io``, ``ops``, ``utils``, ...) are imported lazily so that
 ``import visionzoo`` stays cheap.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("models", "transforms", "io", "ops", "hub", "inference", "cli", "allocator")
+_SUBMODULES = ("models", "transforms", "io", "ops", "hub", "inference", "cli", "allocator", "utils")
 
 
 def __getattr__(name: str) -> Any:

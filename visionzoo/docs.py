@@ -25,6 +25,8 @@ from visionzoo.models._api import get_model_info, get_task, list_tasks
 MODELS_MD = "models.md"
 PLOT_PNG = "accuracy_vs_gflops.png"
 PLOT_DATA_KEY = "visionzoo-plot-data"  # the PNG text chunk holding the digest of the plotted points
+# Column headings of metric keys that read poorly as they are stored in the weights' meta; others show as stored.
+METRIC_HEADINGS = {"miou": "mIoU", "pixel_acc": "pixel accuracy"}
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -57,7 +59,8 @@ def _task_table(pairs: list[tuple[str, str]]) -> list[str]:
     rows = [(name, entry) for name, _ in pairs for entry in entries_of(name)]
     datasets = list(dict.fromkeys(d for _, e in rows for d in e.meta.get("_metrics", {})))
     columns = list(dict.fromkeys((d, k) for _, e in rows for d, m in e.meta.get("_metrics", {}).items() for k in m))
-    headers = [k if len(datasets) == 1 else f"{d} {k}" for d, k in columns]
+    labels = [METRIC_HEADINGS.get(k, k) for _, k in columns]
+    headers = labels if len(datasets) == 1 else [f"{d} {label}" for (d, _), label in zip(columns, labels, strict=True)]
     lines = []
     if len(datasets) == 1:
         lines += [f"Metrics on {datasets[0]}, with each entry's own preset (`visionzoo info MODEL` explains it).", ""]

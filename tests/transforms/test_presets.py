@@ -8,10 +8,11 @@ import torch
 from PIL import Image
 
 from tests.reference import transforms as ref_T
-from visionzoo.transforms import ImageClassification, InterpolationMode
+from visionzoo.transforms import ImageClassification, InterpolationMode, SemanticSegmentation
 from visionzoo.transforms import functional as F
 
 RefImageClassification = ref_T._presets.ImageClassification
+RefSemanticSegmentation = ref_T._presets.SemanticSegmentation
 
 # (crop_size, resize_size): usual ratio, crop larger than the resized image (zero padding), crop == resize.
 SIZES = [(32, 36), (48, 40), (28, 28)]
@@ -163,3 +164,66 @@ def test_image_classification_grayscale_preset_accepts_l_images():
 def test_image_classification_rejects_bad_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ImageClassification(**kwargs)
+
+
+# ------------------------------------------------------------------------------------ SemanticSegmentation
+
+
+@pytest.mark.parametrize("name", list(_inputs()))
+@pytest.mark.parametrize("mode", ["BILINEAR", "NEAREST"])
+@pytest.mark.parametrize("resize", [24, 61, None])
+def test_semantic_segmentation_matches_reference(name, mode, resize):
+    img = _inputs()[name]
+    ours = SemanticSegmentation(resize_size=resize, interpolation=InterpolationMode[mode])
+    ref = RefSemanticSegmentation(resize_size=resize, interpolation=ref_T.InterpolationMode[mode])
+    out, expected = ours(img), ref(img)
+    assert out.dtype == torch.float32 and out.shape == expected.shape
+    if resize is not None:
+        assert min(out.shape[-2:]) == resize
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("antialias", [False, None])
+def test_semantic_segmentation_antialias_and_statistics_match_reference(antialias):
+    img = _uint8(3, 90, 70)
+    kwargs = {"resize_size": 27, "mean": (0.5, 0.4, 0.3), "std": (0.2, 0.3, 0.4), "antialias": antialias}
+    torch.testing.assert_close(SemanticSegmentation(**kwargs)(img), RefSemanticSegmentation(**kwargs)(img))
+
+
+def test_semantic_segmentation_attributes_repr_and_describe():
+    ours, ref = SemanticSegmentation(resize_size=520), RefSemanticSegmentation(resize_size=520)
+    for name in ("resize_size", "mean", "std", "antialias"):
+        assert getattr(ours, name) == getattr(ref, name), name
+    assert repr(ours) == repr(ref)
+    assert SemanticSegmentation(resize_size=None).resize_size is None
+    text = ours.describe()
+    assert "shorter side is resized to 520 pixels" in text and "nothing is cropped" in text
+    assert "keeps its size" in SemanticSegmentation(resize_size=None).describe()
+
+
+@pytest.mark.parametrize(
+    ("img", "error", "message"),
+    [
+        (torch.zeros(4, 8, 8), ValueError, r"expected 3 channels, got 4"),
+        (torch.zeros(0, 3, 8, 8), ValueError, "empty batch"),
+        (torch.zeros(3, 8, 8, dtype=torch.int64), ValueError, "unsupported dtype torch.int64"),
+        (Image.new("L", (8, 8)), ValueError, "convert to RGB first"),
+        ("cat.jpg", TypeError, "got str"),
+    ],
+    ids=lambda v: type(v).__name__ if not isinstance(v, str) else v[:30],
+)
+def test_semantic_segmentation_rejects_bad_input(img, error, message):
+    with pytest.raises(error, match=message):
+        SemanticSegmentation(resize_size=8)(img)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"resize_size": 0}, "resize_size must be a positive int, got 0"),
+        ({"resize_size": 8, "mean": (0.5, 0.5), "std": (0.5,)}, "one value per channel"),
+    ],
+)
+def test_semantic_segmentation_rejects_bad_config(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SemanticSegmentation(**kwargs)

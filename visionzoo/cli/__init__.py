@@ -4,8 +4,10 @@ One module per command group (``catalog``: list/info/docs; ``weights``: download
 ``predict``; ``validate``; ``benchmark``); each adds its subcommands with ``register``. Heavy libraries
 (torch, PIL, tqdm, matplotlib) are imported inside the commands, so ``visionzoo --help`` stays fast.
 
-Errors print one line on stderr (``visionzoo: error: ...``) and exit with status 2 (bad usage or input)
-or 1 (weights or runtime failure); they never show a traceback.
+Errors print one line on stderr (``visionzoo: error: ...``), never a traceback, and the exit status follows
+one convention (:data:`EXIT_STATUS`): 2 when the command line is wrong (an unknown name, a bad flag value, a
+path that does not exist or a checkpoint that does not fit the model), 1 when the work fails (weights that
+cannot be had, an unreadable input, a runtime error).
 """
 
 from __future__ import annotations
@@ -24,9 +26,21 @@ __all__ = ["main", "build_parser", "CommandError", "model_card"]
 _COMMAND_GROUPS = (catalog, weights, predict, validate, benchmark)
 
 
+EXIT_STATUS = (
+    "exit status: 0 success; 1 a failure while working (weights that cannot be had, an unreadable input, a "
+    "runtime error); 2 a usage error (an unknown name, a bad flag value, a missing path, a checkpoint that does "
+    "not fit the model); 130 interrupted"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="visionzoo", description="Pretrained vision models for PyTorch.")
+    from visionzoo import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="visionzoo", description="Pretrained vision models for PyTorch.", epilog=EXIT_STATUS
+    )
+    parser.add_argument("--version", action="version", version=f"visionzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in _COMMAND_GROUPS:
         group.register(sub)

@@ -21,7 +21,8 @@ def models_by_task(patterns: list[str] | None = None, task: str | None = None) -
     """
     from visionzoo.models import get_model_info, list_models
 
-    return [(name, get_model_info(name).task) for name in list_models(include=patterns or None, task=task)]
+    include = [pattern.lower() for pattern in patterns] if patterns else None  # model names are lower case
+    return [(name, get_model_info(name).task) for name in list_models(include=include, task=task)]
 
 
 def entries_of(name: str) -> list[WeightsEnum]:

@@ -1,9 +1,15 @@
-"""Pieces shared by the command modules: the one-line error, tables, and choosing weights entries."""
+"""Pieces shared by the command modules: the one-line error, tables, choosing weights entries, and turning
+``MODEL --weights NAME|PATH --num-classes N`` into a model and its preset (one place for every command)."""
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -11,6 +17,7 @@ if TYPE_CHECKING:
 
     from visionzoo.hub import WeightsUnavailableError
     from visionzoo.models import WeightsEnum
+    from visionzoo.models._api import ModelInfo
 
 
 class CommandError(Exception):
@@ -101,14 +108,12 @@ def select_entries(patterns: Sequence[str], weights: str) -> tuple[list[WeightsE
 
     chosen: dict[str, WeightsEnum] = {}
     notes: list[str] = []
-    if weights.upper() == "DEFAULT":
-        weights = "DEFAULT"
     for pattern in patterns:
         if "_Weights." in pattern:
             entry = get_weight(pattern)
             chosen.setdefault(entry.url, entry)
             continue
-        names = list_models(include=pattern)
+        names = list_models(include=pattern.lower())
         if not names:
             raise CommandError(f"no model matches {pattern!r} (visionzoo list shows them all)")
         for name in names:
@@ -117,10 +122,11 @@ def select_entries(patterns: Sequence[str], weights: str) -> tuple[list[WeightsE
             except ValueError:
                 notes.append(f"{name}: no pretrained weights")
                 continue
+            member = _entry_name(enum, weights)
             if weights.lower() == "all":
                 entries = list(enum)
-            elif weights in enum.__members__ or weights.removeprefix(enum.__name__ + ".") in enum.__members__:
-                entries = [enum.verify(weights)]
+            elif member in enum.__members__:
+                entries = [enum.verify(member)]
             elif len(names) == 1 and len(patterns) == 1:
                 entries = [enum.verify(weights)]  # raises ValueError naming the valid entries
             else:
@@ -131,3 +137,164 @@ def select_entries(patterns: Sequence[str], weights: str) -> tuple[list[WeightsE
     if not chosen:
         raise CommandError("no weights entry selected" + (": " + "; ".join(notes) if notes else ""))
     return list(chosen.values()), notes
+
+
+# ---------------------------------------------------------------------------------------------- models and weights
+
+# The image files a directory given to `predict` or `validate --data` contributes (compared in lower case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry's record of model ``name`` (any case); an unknown name suggests close ones and `visionzoo list`."""
+    from visionzoo.models import get_model_info, list_models
+
+    try:
+        return get_model_info(name)
+    except ValueError:
+        close = difflib.get_close_matches(name.lower(), list_models(), n=5, cutoff=0.5)
+        hint = f". Did you mean: {', '.join(close)}?" if close else ""
+        raise CommandError(f"unknown model {name!r}{hint} (`visionzoo list` shows them all)") from None
+
+
+def looks_like_path(value: str) -> bool:
+    """Whether a ``--weights`` value names a checkpoint file rather than a weights entry."""
+    from visionzoo.hub import CHECKPOINT_SUFFIXES
+
+    return value.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in value or "/" in value or os.path.exists(value)
+
+
+@dataclass
+class ChosenWeights:
+    """What ``MODEL --weights NAME|PATH [--num-classes N]`` amounts to, shared by predict, validate and benchmark.
+
+    Attributes:
+        model: the registered model name.
+        task: its task (a key of the registry's task list).
+        weights: what the builder gets: an entry, a checkpoint path, or None (random initialisation).
+        entry: the published entry in use; for a checkpoint path or None, the model's DEFAULT entry (its preset
+            and category names describe the architecture's training), or None without published weights.
+        config: the builder arguments (the task's, plus ``num_classes`` when given).
+    """
+
+    model: str
+    task: str
+    weights: WeightsEnum | Path | None
+    entry: WeightsEnum | None
+    config: dict[str, Any]
+
+    @property
+    def local(self) -> bool:
+        """The weights are a user's checkpoint file."""
+        return isinstance(self.weights, Path)
+
+    @property
+    def label(self) -> str:
+        """The weights as messages name them."""
+        return str(self.weights) if self.weights is not None else f"{self.model} (random weights)"
+
+    def categories(self, outputs: int) -> list[str]:
+        """The names of a model's ``outputs`` classes: the entry's categories when they are as many, else none."""
+        names = list(self.entry.meta.get("categories") or []) if self.entry is not None else []
+        return names if len(names) == outputs else []
+
+    def build(self, progress: bool) -> torch.nn.Module:
+        """Build the model in eval mode; warnings (e.g. num_classes read from a checkpoint) become notes on stderr.
+
+        Raises:
+            CommandError: the weights cannot be had (status 1) or do not fit the model (status 2; the hint names
+                ``--num-classes``).
+        """
+        import warnings
+
+        from visionzoo import hub
+        from visionzoo.models import get_model
+        from visionzoo.models._utils import CheckpointMismatchError
+
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model = get_model(self.model, weights=self.weights, progress=progress, **self.config)
+        except hub.WeightsUnavailableError as error:
+            raise unavailable(error, None if self.local else self.entry) from None
+        except CheckpointMismatchError as error:
+            raise CommandError(" ".join(error.describe("--num-classes {}").split())) from None
+        for warning in caught:  # e.g. num_classes read from a checkpoint: one line each
+            if issubclass(warning.category, UserWarning):
+                print(f"visionzoo: note: {warning.message}", file=sys.stderr)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return model.eval()
+
+
+def _entry_name(enum: type[WeightsEnum], value: str) -> str:
+    """``value`` as the enum spells its member (``default`` -> ``DEFAULT``, ``imagenet1k_v1`` -> ``IMAGENET1K_V1``)."""
+    bare = value.removeprefix(enum.__name__ + ".")
+    by_lower = {name.lower(): name for name in enum.__members__}
+    return by_lower.get(bare.lower(), value)
+
+
+def choose_weights(
+    model: str, weights: str | None, num_classes: int | None = None, *, default: str | None = "DEFAULT"
+) -> ChosenWeights:
+    """Turn ``--weights NAME|PATH`` (None: ``default``) and ``--num-classes`` into a :class:`ChosenWeights`.
+
+    ``--num-classes`` applies to a checkpoint path (without it, the checkpoint's head decides) and to random
+    weights; published entries have their categories.
+
+    Raises:
+        CommandError: unknown model or entry, a missing checkpoint file (status 1), a bad ``--num-classes``.
+    """
+    from visionzoo.models import WeightsEnum
+    from visionzoo.models._api import get_task, resolve_weights
+
+    info = model_info(model)
+    config = dict(get_task(info.task).build_kwargs)
+    if num_classes is not None and num_classes < 1:
+        raise CommandError(f"--num-classes must be at least 1, got {num_classes}")
+    enum = info.weights_enum
+    value = weights if weights is not None else default
+    chosen: WeightsEnum | Path | None
+    if value is None:
+        chosen = None
+    elif enum is None:
+        if not looks_like_path(value):
+            raise CommandError(f"{info.name} has no pretrained weights (pass a checkpoint path, or no --weights)")
+        chosen = Path(value)
+    else:
+        chosen = resolve_weights(enum, _entry_name(enum, value))  # entry names first, as the builders take them
+    if isinstance(chosen, Path):
+        if chosen.is_dir():
+            raise CommandError(f"--weights {chosen}: a directory, not a checkpoint file")
+        if not chosen.is_file():
+            raise CommandError(f"{chosen}: no such checkpoint file", status=1)
+    entry = chosen if isinstance(chosen, WeightsEnum) else None
+    if entry is None and enum is not None:
+        entry = enum.__members__.get("DEFAULT")
+    if num_classes is not None:
+        if isinstance(chosen, WeightsEnum):
+            raise CommandError(
+                "--num-classes applies to a local checkpoint (--weights PATH) or random weights only; "
+                f"{chosen!r} has {len(chosen.meta.get('categories') or ())} categories"
+            )
+        config["num_classes"] = num_classes
+    return ChosenWeights(info.name, info.task, chosen, entry, config)
+
+
+def preset_of(chosen: ChosenWeights, model: torch.nn.Module | None = None) -> Callable[..., Any]:
+    """The inference preset for ``chosen`` (through :func:`visionzoo.models.get_transforms`)."""
+    from visionzoo.models import get_transforms
+
+    return get_transforms(model if model is not None else (chosen.entry or chosen.model))
+
+
+def class_count(model: torch.nn.Module, preset: Any) -> int:
+    """How many classes a classifier outputs, from one forward pass on a blank input of the preset's size."""
+    import torch
+
+    fixed = getattr(model, "input_size", None)
+    crop = getattr(preset, "crop_size", None)
+    size = tuple(fixed) if fixed is not None else (crop[0], crop[0]) if crop else (224, 224)
+    device = next((t.device for t in model.parameters()), torch.device("cpu"))
+    with torch.inference_mode():
+        return int(model(torch.zeros(1, 3, *size, device=device)).shape[1])

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from ._common import CommandError, device_of, table, unavailable
+from ._common import CommandError, choose_weights, device_of, table
 
 
 def register(sub: Any) -> None:
@@ -16,17 +16,34 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "benchmark",
         help="measure images/s, latency percentiles and peak memory",
-        description="Time forward passes of MODEL on random input (randomly initialised unless --weights is given).",
+        description="Time forward passes of MODEL on random input (randomly initialised unless --weights is given). "
+        "With --compile or --optimize, the eager model and the optimised one are timed side by side.",
     )
     p.add_argument("model")
-    p.add_argument("--weights", help="load this weights entry first (default: none; speed does not depend on it)")
+    p.add_argument(
+        "--weights",
+        help="an entry name or a checkpoint path to load first (default: none; speed does not depend on it)",
+    )
+    p.add_argument(
+        "--num-classes", type=int, help="outputs of the head: a checkpoint's (default: read from it) or random"
+    )
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--input-size", type=int, help="height = width (default: the DEFAULT preset's crop, else 224)")
     p.add_argument("--iterations", type=int, default=20, help="timed forward passes (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed passes first (default 3)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--channels-last", action="store_true", help="use the channels_last memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model first (slow warm-up)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the model after torch.compile (the compile time is shown), next to eager",
+    )
+    p.add_argument(
+        "--optimize",
+        action="store_true",
+        help="also time visionzoo.models.optimize_for_inference's model (BatchNorm folding, layout; with "
+        "--compile, compiled with weight freezing), next to eager",
+    )
     p.add_argument(
         "--keep-freed-memory",
         action="store_true",
@@ -74,15 +91,68 @@ def _default_input_size(name: str, model: Any, weights: str | None) -> int:
     return int(crop[0]) if crop else 224
 
 
+def _timed_runs(model: Any, x: Any, warmup: int, iterations: int, sync: Any) -> list[float]:
+    """Milliseconds of each of ``iterations`` timed calls, after ``warmup`` untimed ones."""
+    import torch
+
+    latencies = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        sync()
+        for _ in range(iterations):
+            start = time.perf_counter()
+            model(x)
+            sync()
+            latencies.append((time.perf_counter() - start) * 1000)
+    return latencies
+
+
+def _speed(args: argparse.Namespace, latencies: list[float]) -> dict[str, Any]:
+    return {
+        "images_per_s": args.batch_size * args.iterations / (sum(latencies) / 1000),
+        "latency_ms": {f"p{q}": percentile(latencies, q) for q in (50, 90, 99)},
+    }
+
+
+def _note(message: str) -> None:
+    print(f"visionzoo: {message}", file=sys.stderr, flush=True)
+
+
+def _optimised(args: argparse.Namespace, model: Any, x: Any, sync: Any) -> tuple[Any, dict[str, Any]]:
+    """The model ``--optimize`` / ``--compile`` ask for, compiled now (with progress on stderr), and what was done."""
+    import torch
+
+    from visionzoo.inference import optimize_for_inference
+
+    if args.compile:
+        _note(f"compiling {args.model} with torch.compile (the first call; often tens of seconds)...")
+    start = time.perf_counter()
+    if args.optimize:
+        fast = optimize_for_inference(
+            model, x, compile=args.compile, channels_last=True if args.channels_last else None, keep_faster=False
+        )
+        how = {"method": "optimize_for_inference", "compiled": fast.compiled, "folded_conv_bn": fast.folded}
+        seconds = fast.compile_seconds
+    else:
+        fast = torch.compile(model)
+        with torch.inference_mode():
+            fast(x)
+        sync()
+        how = {"method": "torch.compile", "compiled": True}
+        seconds = time.perf_counter() - start
+    how["compile_seconds"] = seconds
+    if args.compile:
+        _note(f"compiled in {seconds:.1f} s" if seconds is not None else "not compiled (see the warning above)")
+    return fast, how
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     import torch
 
-    from visionzoo import hub
     from visionzoo.allocator import keep_freed_memory
-    from visionzoo.models import get_model, get_model_info
-    from visionzoo.models._api import get_task
 
-    task = get_task(get_model_info(args.model).task)  # unknown names fail here, before any work
+    chosen = choose_weights(args.model, args.weights, args.num_classes, default=None)  # unknown names fail here
     if min(args.batch_size, args.iterations) < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         raise CommandError("--batch-size, --iterations and --threads must be at least 1, --warmup at least 0")
     if args.input_size is not None and args.input_size < 1:
@@ -93,19 +163,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     kept = keep_freed_memory() if args.keep_freed_memory else False
     if args.keep_freed_memory and not kept:
         print("note: --keep-freed-memory has no effect here: the C library is not glibc", file=sys.stderr)
-    try:
-        model = get_model(args.model, weights=args.weights, progress=False, **task.build_kwargs)
-    except hub.WeightsUnavailableError as error:
-        raise unavailable(error) from None
-    model = model.eval().to(device)
-    size = args.input_size if args.input_size is not None else _default_input_size(args.model, model, args.weights)
+    model = chosen.build(progress=False).to(device)
+    weights_name = None if chosen.local or chosen.weights is None else chosen.weights.name
+    size = args.input_size if args.input_size is not None else _default_input_size(chosen.model, model, weights_name)
     x = torch.randn(args.batch_size, 3, size, size, device=device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    if args.compile:
-        model = torch.compile(model)
-        args.warmup = max(args.warmup, 1)  # the first call compiles: never time it
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rss_built = peak_rss_mb()
@@ -114,28 +178,29 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    latencies = []
-    with torch.inference_mode():
-        for _ in range(args.warmup):
-            model(x)
-        sync()
-        for _ in range(args.iterations):
-            start = time.perf_counter()
-            model(x)
-            sync()
-            latencies.append((time.perf_counter() - start) * 1000)
+    optimising = args.compile or args.optimize
+    if optimising:
+        _note(f"timing the eager model ({args.iterations} iterations)...")
+    eager = _speed(args, _timed_runs(model, x, args.warmup, args.iterations, sync))
+    optimised: dict[str, Any] | None = None
+    if optimising:
+        fast, how = _optimised(args, model, x, sync)
+        _note(f"timing the optimised model ({args.iterations} iterations)...")
+        optimised = {**how, **_speed(args, _timed_runs(fast, x, args.warmup, args.iterations, sync))}
     result: dict[str, Any] = {
-        "model": args.model,
+        "model": chosen.model,
+        "weights": None if chosen.weights is None else chosen.label,
         "device": str(device),
         "threads": torch.get_num_threads(),
         "batch_size": args.batch_size,
         "input_size": size,
         "channels_last": args.channels_last,
         "compile": args.compile,
+        "optimize": args.optimize,
         "keep_freed_memory": kept,
         "iterations": args.iterations,
-        "images_per_s": args.batch_size * args.iterations / (sum(latencies) / 1000),
-        "latency_ms": {f"p{q}": percentile(latencies, q) for q in (50, 90, 99)},
+        **eager,
+        "optimized": optimised,
         "peak_rss_mb": peak_rss_mb(),
         "peak_rss_before_runs_mb": rss_built,
     }
@@ -144,24 +209,38 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    flags = ", ".join(
-        f
-        for f, on in (("channels_last", args.channels_last), ("compiled", args.compile), ("freed memory kept", kept))
-        if on
-    )
+    flags = ", ".join(f for f, on in (("channels_last", args.channels_last), ("freed memory kept", kept)) if on)
     print(
-        f"{args.model} on {device} ({result['threads']} thread{'s' if result['threads'] != 1 else ''}"
+        f"{chosen.model} on {device} ({result['threads']} thread{'s' if result['threads'] != 1 else ''}"
         f"{', ' + flags if flags else ''}): "
         f"batch {args.batch_size} x 3 x {size} x {size}, {args.iterations} iterations after {args.warmup} warm-up"
     )
-    rows = [["metric", "value"], ["images/s", f"{result['images_per_s']:.1f}"]]
-    rows += [[f"latency {q} (ms/batch)", f"{v:.2f}"] for q, v in result["latency_ms"].items()]
+    print(table(_report_rows(result), "lr" + "r" * (optimised is not None)))
+    return 0
+
+
+def _report_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The text report: one value column, or eager and optimised side by side."""
+    fast = result["optimized"]
+    header = ["metric", "value"] if fast is None else ["metric", "eager", _method_label(fast)]
+    runs = [result] if fast is None else [result, fast]
+    rows = [header, ["images/s", *(f"{r['images_per_s']:.1f}" for r in runs)]]
+    rows += [[f"latency {q} (ms/batch)", *(f"{r['latency_ms'][q]:.2f}" for r in runs)] for q in result["latency_ms"]]
+    if fast is not None:
+        seconds = fast["compile_seconds"]
+        rows.append(["compile time (s)", "-", f"{seconds:.1f}" if seconds is not None else "-"])
+    blank = [""] * (len(runs) - 1)
     for label, key in (
         ("peak RSS, model built (MB)", "peak_rss_before_runs_mb"),
         ("peak RSS, after runs (MB)", "peak_rss_mb"),
     ):
-        rows.append([label, f"{result[key]:.0f}" if result[key] is not None else "n/a"])
+        rows.append([label, f"{result[key]:.0f}" if result[key] is not None else "n/a", *blank])
     if "peak_cuda_mb" in result:
-        rows.append(["peak CUDA memory (MB)", f"{result['peak_cuda_mb']:.0f}"])
-    print(table(rows, "lr"))
-    return 0
+        rows.append(["peak CUDA memory (MB)", f"{result['peak_cuda_mb']:.0f}", *blank])
+    return rows
+
+
+def _method_label(fast: dict[str, Any]) -> str:
+    if fast["method"] == "torch.compile":
+        return "compiled"
+    return "optimized+compiled" if fast["compiled"] else "optimized"

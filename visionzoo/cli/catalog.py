@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._catalog import default_of, entries_of, entry_facts, flat_metrics, models_by_task
-from ._common import CommandError, number, table
+from ._common import CommandError, model_info, number, table
 
 if TYPE_CHECKING:
     from visionzoo.models import WeightsEnum
@@ -164,7 +164,7 @@ def model_card(name: str, only: WeightsEnum | None = None) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    print(model_card(args.model))
+    print(model_card(model_info(args.model).name))
     return 0
 
 

@@ -1,15 +1,18 @@
-"""``visionzoo predict``: run a pretrained model on files, dispatched by the model's task.
+"""``visionzoo predict``: run a model on image files and folders, dispatched by the model's task.
 
-Each task has a :class:`Predictor`: how to turn a batch of inputs into results, and how to print them.
-Classification (and quantized classification) is available today; a task that lands later adds its
-predictor to ``PREDICTORS``, and every other part of the command (weights resolution, device, batching,
-progress, ``--out``, errors) stays as it is. What the registry knows about a task (the builder arguments
-its models run with, whether they run on the CPU only) comes from its line in the registry's task list.
+Each task has a :class:`Predictor`: how to turn a batch of preprocessed images into results, how to print
+them, and how to flatten them into CSV rows. Classification (and quantized classification) is available
+today; a task that lands later adds its predictor to ``PREDICTORS``, and every other part of the command
+(weights resolution, device, reading and batching inputs, failures, progress, ``--out``) stays as it is.
+
+An input that cannot be read is reported on stderr with its reason and skipped (``--strict`` stops there
+instead); the others are predicted, a count ends the run, and the exit status is 1 when any input failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -17,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import CommandError, device_of, one_line, unavailable
+from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
 
 if TYPE_CHECKING:
     import torch
 
 Results = list[dict[str, Any]]
+# --out formats by suffix; one JSON document, one JSON object per line, or one CSV row per reported category.
+OUT_FORMATS = (".json", ".jsonl", ".csv")
 
 
 def register(sub: Any) -> None:
@@ -30,23 +35,28 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "predict",
         help="run a model on images",
-        description="Run a pretrained model on images, in batches. Classification prints the top-k categories "
-        "of each image with their probabilities. On Linux the process keeps the memory a batch frees for the "
+        description="Run a pretrained model on images (files, or folders of them), in batches. Classification "
+        "prints the top-k categories of each image with their probabilities. An unreadable image is reported "
+        "and skipped; the exit status is then 1. On Linux the process keeps the memory a batch frees for the "
         "next one (visionzoo.allocator), which spares the page faults of re-allocating it.",
     )
-    p.add_argument("inputs", nargs="+", metavar="IMAGE")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, or folders holding them")
     p.add_argument("--model", required=True)
     p.add_argument("--weights", help="weights entry name (default: DEFAULT) or a local checkpoint path")
     p.add_argument(
         "--num-classes",
         type=int,
-        help="outputs of a local checkpoint's head (default: as many as DEFAULT's categories, whose names label them)",
+        help="outputs of a local checkpoint's head (default: read from the checkpoint)",
     )
+    p.add_argument("--recursive", action="store_true", help="also take the images in subfolders of a folder")
+    p.add_argument("--strict", action="store_true", help="stop at the first image that cannot be read")
     p.add_argument("--topk", type=int, default=5, help="categories to report per image (default 5)")
     p.add_argument("--threshold", type=float, default=0.0, help="leave out results below this probability")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
-    p.add_argument("--out", metavar="FILE", help="also write the results to FILE as JSON")
+    p.add_argument(
+        "--out", metavar="FILE", help="also write the results to FILE: .json, .jsonl or .csv (by its suffix)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
@@ -54,22 +64,53 @@ def register(sub: Any) -> None:
 
 @dataclass(frozen=True)
 class Predictor:
-    """How one task runs: ``run(args, model, preset, categories, device)`` returns one result per input;
-    ``show`` prints them."""
+    """How one task runs: ``run(args, model, batch, paths, categories)`` returns one result per image of the
+    batch; ``show`` prints results; ``rows`` flattens them for CSV."""
 
-    run: Callable[[argparse.Namespace, torch.nn.Module, Callable[..., Any], list[str], torch.device], Results]
+    run: Callable[[argparse.Namespace, torch.nn.Module, torch.Tensor, list[str], list[str]], Results]
     show: Callable[[Results], None]
+    rows: Callable[[Results], list[dict[str, Any]]]
 
 
 def read_rgb(path: str) -> torch.Tensor:
-    """Decode an image file to a uint8 RGB tensor, with a one-line error naming the file."""
+    """Decode an image file to an RGB tensor (uint8, or uint16 for 16-bit PNGs), with an error naming the file."""
     from visionzoo.io import ImageReadMode, read_image
 
     try:
         return read_image(path, mode=ImageReadMode.RGB, apply_exif_orientation=True)
     except (OSError, ValueError, RuntimeError) as error:
         detail = one_line(error)
-        raise CommandError(detail if path in detail else f"{path}: cannot read image: {detail}") from None
+        raise CommandError(detail if path in detail else f"{path}: cannot read image: {detail}", 1) from None
+
+
+def expand_inputs(inputs: list[str], recursive: bool) -> list[str]:
+    """The image files named by ``inputs``: files as given, folders replaced by their images (sorted).
+
+    Raises:
+        CommandError: a path does not exist, or a folder holds no image.
+    """
+    files: list[str] = []
+    missing: list[str] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in (path.rglob("*") if recursive else path.iterdir())
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+            )
+            if not found:
+                deeper = "" if recursive else "; --recursive also looks in its subfolders"
+                raise CommandError(f"{given}: a folder without images ({', '.join(IMAGE_SUFFIXES)}){deeper}")
+            files += [str(p) for p in found]
+        elif path.is_file():
+            files.append(given)
+        else:
+            missing.append(given)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CommandError(f"{missing[0]}: no such file or folder{more}")
+    return files
 
 
 def batches(paths: list[str], batch_size: int, quiet: bool) -> Iterator[list[str]]:
@@ -83,28 +124,40 @@ def batches(paths: list[str], batch_size: int, quiet: bool) -> Iterator[list[str
             bar.update(len(chunk))
 
 
-def classify(
-    args: argparse.Namespace,
-    model: torch.nn.Module,
-    preset: Callable[..., Any],
-    categories: list[str],
-    device: torch.device,
-) -> Results:
-    """Top-k categories (with softmax probabilities at least ``--threshold``) of every input image."""
-    import torch
+def prepare(paths: list[str], preset: Callable[..., Any], strict: bool) -> tuple[list[str], list[Any], list[str]]:
+    """Read and preprocess each image: ``(paths kept, their tensors, one message per failure)``.
 
+    Raises:
+        CommandError: with ``strict``, at the first image that cannot be read or preprocessed (status 1).
+    """
+    kept, tensors, failures = [], [], []
+    for path in paths:
+        try:
+            tensors.append(preset(read_rgb(path)))
+        except (CommandError, ValueError, TypeError) as error:
+            message = str(error) if isinstance(error, CommandError) else f"{path}: {one_line(error)}"
+            if strict:
+                raise CommandError(f"{message} (--strict stops at the first unreadable image)", 1) from None
+            failures.append(message)
+            continue
+        kept.append(path)
+    return kept, tensors, failures
+
+
+def classify(
+    args: argparse.Namespace, model: torch.nn.Module, batch: torch.Tensor, paths: list[str], categories: list[str]
+) -> Results:
+    """Top-k categories (with softmax probabilities at least ``--threshold``) of every image of ``batch``."""
+    probs = model(batch).float().softmax(dim=1).cpu()
+    names = categories if len(categories) == probs.shape[1] else []  # another head: outputs are named by index
+    top = probs.topk(min(args.topk, probs.shape[1]), dim=1)
     results = []
-    with torch.inference_mode():
-        for chunk in batches(args.inputs, args.batch_size, args.quiet):
-            batch = torch.stack([preset(read_rgb(path)) for path in chunk]).to(device)
-            probs = model(batch).float().softmax(dim=1).cpu()
-            top = probs.topk(min(args.topk, probs.shape[1]), dim=1)
-            for path, values, indices in zip(chunk, top.values.tolist(), top.indices.tolist()):
-                ranked = [
-                    {"label": categories[i] if i < len(categories) else str(i), "index": i, "probability": round(p, 4)}
-                    for i, p in zip(indices, values)
-                ]
-                results.append({"image": path, "top": [r for r in ranked if r["probability"] >= args.threshold]})
+    for path, values, indices in zip(paths, top.values.tolist(), top.indices.tolist()):
+        ranked = [
+            {"label": names[i] if names else str(i), "index": i, "probability": round(p, 4)}
+            for i, p in zip(indices, values)
+        ]
+        results.append({"image": path, "top": [r for r in ranked if r["probability"] >= args.threshold]})
     return results
 
 
@@ -117,10 +170,41 @@ def show_classification(results: Results) -> None:
             print(f"  {rank}. {item['label']:<30} {item['probability'] * 100:6.2f}%")
 
 
+def classification_rows(results: Results) -> list[dict[str, Any]]:
+    return [{"image": r["image"], "rank": rank, **item} for r in results for rank, item in enumerate(r["top"], 1)]
+
+
 PREDICTORS: dict[str, Predictor] = {
-    "classification": Predictor(classify, show_classification),
-    "quantization": Predictor(classify, show_classification),
+    "classification": Predictor(classify, show_classification, classification_rows),
+    "quantization": Predictor(classify, show_classification, classification_rows),
 }
+
+
+def check_out(out: str) -> None:
+    """Refuse an ``--out`` destination that could not be written, before any work is done."""
+    path = Path(out)
+    if path.is_dir():
+        raise CommandError(f"--out {out}: a directory; name a file in it, e.g. {path / ('results' + OUT_FORMATS[0])}")
+    if path.suffix.lower() not in OUT_FORMATS:
+        raise CommandError(f"--out {out}: unknown format {path.suffix or '(no suffix)'}; use {', '.join(OUT_FORMATS)}")
+    if not path.resolve().parent.is_dir():
+        raise CommandError(f"--out {out}: the directory does not exist")
+
+
+def write_out(out: str, results: Results, predictor: Predictor) -> None:
+    """Write ``results`` to ``out`` in the format its suffix names."""
+    path = Path(out)
+    suffix = path.suffix.lower()
+    with path.open("w", encoding="utf-8", newline="") as f:
+        if suffix == ".json":
+            f.write(json.dumps(results, indent=2) + "\n")
+        elif suffix == ".jsonl":
+            f.writelines(json.dumps(result) + "\n" for result in results)
+        else:
+            rows = predictor.rows(results)
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["image"])
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -128,61 +212,62 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise CommandError("--topk and --batch-size must be at least 1")
     if not 0.0 <= args.threshold <= 1.0:
         raise CommandError(f"--threshold must be a probability between 0 and 1, got {args.threshold}")
-    missing = [path for path in args.inputs if not Path(path).is_file()]
-    if missing:
-        raise CommandError(
-            f"{missing[0]}: no such file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-        )
-    if args.out and not Path(args.out).resolve().parent.is_dir():
-        raise CommandError(f"--out {args.out}: the directory does not exist")
+    if args.out:
+        check_out(args.out)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from visionzoo import hub
-    from visionzoo.allocator import keep_freed_memory
-    from visionzoo.models import get_model, get_model_info, get_model_weights
-    from visionzoo.models._api import get_task, resolve_weights
+    import torch
 
-    task = get_task(get_model_info(args.model).task)  # unknown model names fail here, with suggestions
-    keep_freed_memory()
+    from visionzoo.allocator import keep_freed_memory
+    from visionzoo.models._api import get_task
+
+    info = model_info(args.model)  # unknown names fail here, with suggestions
+    task = get_task(info.task)
     predictor = PREDICTORS.get(task.name)
     if predictor is None:
         available = ", ".join(sorted(PREDICTORS))
         raise CommandError(
-            f"predict does not handle {task.name} models yet ({args.model}); it handles {available} models"
+            f"predict does not handle {task.name} models yet ({info.name}); it handles {available} models"
         )
+    chosen = choose_weights(info.name, args.weights, args.num_classes)
     _check_arguments(args)
+    paths = expand_inputs(args.inputs, args.recursive)
     device = device_of(args.device)
     if task.cpu_only and device.type != "cpu":
         raise CommandError(
-            f"{args.model} is a {task.name} model, which runs on the CPU only (not --device {args.device})"
+            f"{chosen.model} is a {task.name} model, which runs on the CPU only (not --device {args.device})"
         )
-    enum = get_model_weights(args.model)
-    weights = resolve_weights(enum, args.weights or "DEFAULT")
-    if isinstance(weights, Path) and not weights.is_file():
-        raise CommandError(f"{weights}: no such checkpoint file")
-    entry = weights if not isinstance(weights, Path) else enum.DEFAULT  # a local checkpoint uses DEFAULT's preset
-    categories = list(entry.meta.get("categories") or [])
-    config = dict(task.build_kwargs)
-    if isinstance(weights, Path):
-        config["num_classes"] = args.num_classes or len(categories) or 1000
-        if config["num_classes"] != len(categories):
-            categories = []  # another head: its outputs have no names
-    elif args.num_classes is not None:
-        raise CommandError("--num-classes applies to a local checkpoint (--weights PATH) only")
+    keep_freed_memory()
     try:
-        model = get_model(args.model, weights=weights, progress=not args.quiet, **config)
-    except hub.WeightsUnavailableError as error:
-        from .catalog import model_card
+        model = chosen.build(progress=not args.quiet)
+    except CommandError as error:
+        if error.status == 1 and not chosen.local and chosen.entry is not None:
+            from .catalog import model_card
 
-        print(model_card(args.model, only=entry), file=sys.stderr)
-        print(file=sys.stderr)
-        raise unavailable(error, entry) from None
-    results = predictor.run(args, model.eval().to(device), entry.transforms(), categories, device)
+            print(model_card(chosen.model, only=chosen.entry), file=sys.stderr)
+            print(file=sys.stderr)
+        raise
+    model = model.to(device)
+    preset = preset_of(chosen, model)
+    categories = list(chosen.entry.meta.get("categories") or []) if chosen.entry is not None else []
+    results: Results = []
+    failures: list[str] = []
+    with torch.inference_mode():
+        for chunk in batches(paths, args.batch_size, args.quiet):
+            kept, tensors, failed = prepare(chunk, preset, args.strict)
+            for message in failed:
+                print(f"visionzoo: {message}", file=sys.stderr)
+            failures += failed
+            if kept:
+                results += predictor.run(args, model, torch.stack(tensors).to(device), kept, categories)
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_out(args.out, results, predictor)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         predictor.show(results)
-    return 0
+    if failures or not args.quiet:
+        failed = f", {len(failures)} failed" if failures else ""
+        print(f"visionzoo: {len(results)} of {len(paths)} images predicted{failed}", file=sys.stderr)
+    return 1 if failures else 0

@@ -22,12 +22,24 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import CommandError, device_of, number, one_line, table, unavailable
+from ._common import (
+    IMAGE_SUFFIXES,
+    ChosenWeights,
+    CommandError,
+    choose_weights,
+    class_count,
+    device_of,
+    looks_like_path,
+    model_info,
+    number,
+    one_line,
+    preset_of,
+    table,
+)
 
 if TYPE_CHECKING:
     import torch
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 # The tasks this command scores: their models output one logit per category, measured as acc@1 and acc@5.
 SCORED_TASKS = ("classification", "quantization")
 _WNID = re.compile(r"n\d{8}")
@@ -38,13 +50,15 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "validate",
         help="re-measure a weights entry's accuracy on an image folder",
-        description="Measure acc@1/acc@5 of WEIGHTS (an entry name such as ResNet50_Weights.IMAGENET1K_V2, or a "
-        "model name for its DEFAULT) on DIR, through the preset's PIL and tensor paths. DIR has one subfolder "
+        description="Measure acc@1/acc@5 of WEIGHTS (an entry name such as ResNet50_Weights.IMAGENET1K_V2, a "
+        "model name for its DEFAULT, or a checkpoint path with --model) on DIR, through the preset's PIL and tensor paths. DIR has one subfolder "
         "per class, named by category index (0..N-1), exact category name, or WordNet id (all N of them). On "
         "Linux the process keeps the memory a batch frees for the next one (visionzoo.allocator).",
     )
-    p.add_argument("weights", metavar="WEIGHTS")
+    p.add_argument("weights", metavar="WEIGHTS", help="an entry name, a model name (its DEFAULT) or a checkpoint path")
     p.add_argument("--data", required=True, metavar="DIR")
+    p.add_argument("--model", help="the model a checkpoint path is for")
+    p.add_argument("--num-classes", type=int, help="outputs of a checkpoint's head (default: read from it)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit", type=int, help="use at most this many images (the first in sorted order)")
     p.add_argument("--device", default="cpu")
@@ -88,10 +102,17 @@ def class_indices(folders: list[str], categories: list[str]) -> dict[str, int]:
     return mapping
 
 
-def find_samples(root: Path, categories: list[str]) -> list[tuple[Path, int]]:
-    """``(image path, label)`` pairs under ``root``, in sorted order."""
+def check_data_dir(root: Path) -> None:
+    """Raises CommandError unless ``root`` is an existing directory (a file is named as such)."""
+    if root.is_file():
+        raise CommandError(f"--data {root} is a file; it must be a directory with one subfolder per class")
     if not root.is_dir():
         raise CommandError(f"{root}: no such directory")
+
+
+def find_samples(root: Path, categories: list[str]) -> list[tuple[Path, int]]:
+    """``(image path, label)`` pairs under ``root``, in sorted order."""
+    check_data_dir(root)
     folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise CommandError(f"{root}: no class subfolders (expected one folder per class)")
@@ -148,49 +169,65 @@ def measure(
     return {name: {k: 100.0 * v / len(samples) for k, v in sorted(c.items())} for name, c in hits.items()}
 
 
+def _choose(args: argparse.Namespace) -> ChosenWeights:
+    """The weights the positional WEIGHTS names: an entry, a model's DEFAULT, or a checkpoint (with --model)."""
+    from visionzoo.models import get_weight
+
+    if looks_like_path(args.weights):
+        if args.model is None:
+            raise CommandError(f"{args.weights} is a checkpoint path: say which model it is for with --model")
+        return choose_weights(args.model, args.weights, args.num_classes)
+    if args.model is not None:
+        raise CommandError("--model goes with a checkpoint path; an entry or model name already names the model")
+    if "." in args.weights:
+        entry = get_weight(args.weights)  # raises for unknown names, with suggestions
+        return choose_weights(_models_of(entry)[0], repr(entry), args.num_classes)
+    info = model_info(args.weights)
+    if info.weights_enum is None or "DEFAULT" not in info.weights_enum.__members__:
+        raise CommandError(f"{args.weights} has no pretrained weights to validate")
+    return choose_weights(info.name, "DEFAULT", args.num_classes)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    from visionzoo import hub
     from visionzoo.allocator import keep_freed_memory
-    from visionzoo.models import get_model, get_model_info, get_weight
     from visionzoo.models._api import get_task
 
-    from ._catalog import default_of, flat_metrics
+    from ._catalog import flat_metrics
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise CommandError("--batch-size and --limit must be at least 1")
-    if "." in args.weights:
-        entry = get_weight(args.weights)  # raises for unknown names, with suggestions
-        model_name = _models_of(entry)[0]
-    else:
-        model_name = args.weights.lower()
-        get_model_info(model_name)  # raises for unknown model names, with suggestions
-        entry = default_of(model_name)
-        if entry is None:
-            raise CommandError(f"{args.weights} has no pretrained weights to validate")
-    task = get_task(get_model_info(model_name).task)
+    chosen = _choose(args)
+    task = get_task(chosen.task)
     if task.name not in SCORED_TASKS:
-        raise CommandError(f"validate handles classification weights only, not {task.name} ({entry!r})")
+        raise CommandError(f"validate handles classification weights only, not {task.name} ({chosen.label})")
     device = device_of(args.device)
     if task.cpu_only and device.type != "cpu":
-        raise CommandError(f"{entry!r} are {task.name} weights, which run on the CPU only (not --device {args.device})")
-    categories = list(entry.meta.get("categories") or [])
-    samples = find_samples(Path(args.data), categories)[: args.limit]
+        raise CommandError(
+            f"{chosen.label} are {task.name} weights, which run on the CPU only (not --device {args.device})"
+        )
+    root = Path(args.data)
+    check_data_dir(root)
+    # Published weights: their categories name the classes, so folder errors come before any download.
+    samples = (
+        None if chosen.local else find_samples(root, list(chosen.entry.meta.get("categories") or []))[: args.limit]
+    )
     keep_freed_memory()
-    try:
-        model = get_model(model_name, weights=entry, progress=not args.quiet, **task.build_kwargs)
-    except hub.WeightsUnavailableError as error:
-        raise unavailable(error, entry) from None
-    measured = measure(model.eval().to(device), entry.transforms(), samples, args, device)
-    published = flat_metrics(entry)
+    model = chosen.build(progress=not args.quiet).to(device)
+    preset = preset_of(chosen, model)
+    if samples is None:  # a checkpoint's head decides the classes; the default entry's names label them if they fit
+        outputs = class_count(model, preset)
+        samples = find_samples(root, chosen.categories(outputs) or [str(i) for i in range(outputs)])[: args.limit]
+    measured = measure(model, preset, samples, args, device)
+    published = {} if chosen.local else flat_metrics(chosen.entry)
     if args.json:
         print(
             json.dumps(
-                {"weights": repr(entry), "images": len(samples), "measured": measured, "meta": published}, indent=2
+                {"weights": chosen.label, "images": len(samples), "measured": measured, "meta": published}, indent=2
             )
         )
         return 0
     classes = len({label for _, label in samples})
-    print(f"{entry!r} on {args.data}: {len(samples)} images, {classes} classes")
+    print(f"{chosen.label} on {args.data}: {len(samples)} images, {classes} classes")
     rows = [["metric", "PIL", "tensor", "meta"]]
     rows += [
         [k, number(measured["PIL"][k]), number(measured["tensor"][k]), number(published.get(k))]

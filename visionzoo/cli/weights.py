@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import CommandError, one_line, select_entries, table, unavailable
+from ._common import CommandError, looks_like_path, one_line, select_entries, table, unavailable
 
 if TYPE_CHECKING:
     from visionzoo.models import WeightsEnum
@@ -42,12 +42,14 @@ def register(sub: Any) -> None:
         "convert",
         help="turn checkpoints into verified .safetensors files",
         description="Read each checkpoint from VISIONZOO_WEIGHTS_DIR or the cache (downloading it first when "
-        "needed) and write <stem>.safetensors (same stem as the checkpoint, whose sha256 prefix it keeps as "
+        "needed), or a checkpoint file given by its path, and write <stem>.safetensors (same stem as the checkpoint, whose sha256 prefix it keeps as "
         "provenance) and <stem>.safetensors.sha256 (the new file's own digest) into DIR. With DIR as "
         "VISIONZOO_WEIGHTS_DIR the loader uses them instead of the pickle files, memory-mapped. Quantized "
         "checkpoints cannot be converted (safetensors stores no quantized tensors).",
     )
-    p.add_argument("patterns", nargs="+", metavar="PATTERN", help="model name patterns, or entry names")
+    p.add_argument(
+        "patterns", nargs="+", metavar="PATTERN", help="model name patterns, entry names, or checkpoint paths"
+    )
     p.add_argument("--to", required=True, metavar="DIR", help="output directory")
     p.add_argument("--format", default="safetensors", choices=["safetensors"], help="output format")
     p.add_argument("--weights", default="DEFAULT", help="entry name, DEFAULT (default) or 'all'")
@@ -181,8 +183,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- convert
 
 
-def convert_to_safetensors(source: Path, target: Path) -> str:
+def convert_to_safetensors(source: Path, target: Path, *, unwrap: bool = False) -> str:
     """Write ``source``'s tensors to ``target`` (atomically), check the round trip, write the sidecar.
+
+    Args:
+        unwrap: ``source`` is a user's checkpoint: take the state_dict out of the usual training containers
+            (``{"model": ...}``, ``module.`` prefixes), as the builders do.
 
     Returns the new file's sha256. Raises ValueError when the checkpoint holds something safetensors cannot
     store (non-tensor values, quantized tensors).
@@ -191,8 +197,9 @@ def convert_to_safetensors(source: Path, target: Path) -> str:
     from safetensors.torch import load_file, save_file
 
     from visionzoo import hub
+    from visionzoo.models._utils import load_local_checkpoint
 
-    state = hub.load_checkpoint(source)
+    state = load_local_checkpoint(source, tensors_only=False) if unwrap else hub.load_checkpoint(source)
     tensors: dict[str, torch.Tensor] = {}
     seen: set[tuple[int, int]] = set()
     for key, value in state.items():
@@ -228,13 +235,31 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise CommandError(
             "convert needs the optional safetensors package: pip install 'visionzoo[safetensors]'"
         ) from None
-    entries, notes = select_entries(args.patterns, args.weights)
+    files = [Path(p) for p in args.patterns if looks_like_path(p)]
+    for path in files:
+        if not path.is_file():
+            raise CommandError(f"{path}: no such checkpoint file" + (" (a directory)" if path.is_dir() else ""), 1)
+    patterns = [p for p in args.patterns if not looks_like_path(p)]
+    entries, notes = select_entries(patterns, args.weights) if patterns else ([], [])
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     out = Path(args.to)
+    if out.is_file():
+        raise CommandError(f"--to {out} is a file; it must be a directory")
     out.mkdir(parents=True, exist_ok=True)
     rows: list[list[str]] = []
     counts = {"converted": 0, "skipped": 0, "failed": 0}
+    for path in files:  # a user's own checkpoint: converted as given, named after it
+        target = out / hub.safetensors_name(path.name)
+        try:
+            convert_to_safetensors(path, target, unwrap=True)
+        except (hub.WeightsError, ValueError, OSError) as error:
+            print(f"visionzoo: {path}: {one_line(error)}", file=sys.stderr)
+            rows.append(["failed", str(path), path.name])
+            counts["failed"] += 1
+            continue
+        rows.append(["converted", str(path), str(target)])
+        counts["converted"] += 1
     for entry in entries:
         target = out / hub.safetensors_name(entry.file_name)
         if target.is_file() and hub.read_sidecar(target) == hub.sha256_of(target):

@@ -11,7 +11,7 @@ Policies:
 * A corrupt file in ``VISIONZOO_WEIGHTS_DIR`` raises :class:`ChecksumError`: that directory is the user's
   deliberate choice, so a bad file there is a deployment mistake that should be loud, and it is never modified.
 * A download streams to ``<name>.partial`` and is renamed to ``<name>`` only when complete and verified; a
-  lock file ``<name>.lock`` (never deleted) keeps concurrent processes from clobbering each other.
+  lock file ``<name>.lock`` (removed by its holder when done) keeps concurrent processes from clobbering each other.
 * A download interrupted mid-body leaves ``<name>.partial`` in the cache when the name carries a hash, and the
   next attempt resumes it with an HTTP Range request (the hash check vets the spliced result). Without a hash
   to vet it, or after a hash mismatch, the partial file is deleted.
@@ -95,33 +95,61 @@ def _install(partial: Path, dest: Path, digest: str) -> None:
 
 @contextlib.contextmanager
 def _exclusive_lock(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive inter-process lock on ``lock_path`` (created if needed, never deleted).
+    """Hold an exclusive inter-process lock on ``lock_path`` (created if needed, removed when done on POSIX).
 
-    The lock file is left in place: deleting it would let a third process lock a fresh inode while a second
-    still waits on the old one.
+    The holder removes the file before releasing it, so no empty ``.lock`` files stay behind (after a failed
+    download either). That is safe because a process that obtains the lock checks that its file is still the
+    one at ``lock_path``; if it was removed or replaced meanwhile, it tries again on the current file, so two
+    processes never hold locks on different files for the same checkpoint. (Windows cannot remove an open
+    file: the file stays there.)
     """
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except PermissionError:  # a shared cache made by another user: a read-only descriptor can still flock
+            fd = os.open(lock_path, os.O_RDONLY)
+        try:
+            _lock(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        if os.name != "posix" or _is_current(fd, lock_path):
+            break
+        os.close(fd)  # the holder before us removed this file: lock the one now at lock_path
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:  # a shared cache made by another user: a read-only descriptor can still flock
-        fd = os.open(lock_path, os.O_RDONLY)
-    try:
-        if os.name == "posix":
-            import fcntl
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        else:
-            import msvcrt
-            import time
-
-            while True:  # msvcrt.LK_LOCK gives up after ~10 s; a big download can take longer
-                try:
-                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:
-                    time.sleep(0.1)
         yield
     finally:
+        if os.name == "posix":
+            with contextlib.suppress(OSError):  # e.g. a shared cache's lock file owned by another user
+                os.unlink(lock_path)
         os.close(fd)  # closing releases the lock on every platform
+
+
+def _lock(fd: int) -> None:
+    if os.name == "posix":
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    import msvcrt
+    import time
+
+    while True:  # msvcrt.LK_LOCK gives up after ~10 s; a big download can take longer
+        try:
+            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the file at ``path``."""
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
 # ---------------------------------------------------------------------------------------------- transfer

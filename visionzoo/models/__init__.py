@@ -1,6 +1,7 @@
 """Classification models, their weights, and the registry API.
 
-The quantized classification models live in ``visionzoo.models.quantization``, imported on first use.
+The quantized classification models live in ``visionzoo.models.quantization`` and the semantic segmentation
+models in ``visionzoo.models.segmentation``, each imported on first use.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ._api import (
     get_model_builder,
     get_model_info,
     get_model_weights,
+    get_transforms,
     get_weight,
     list_models,
     list_tasks,
@@ -38,7 +40,7 @@ from .vgg import *  # noqa: F403
 from .vision_transformer import *  # noqa: F403
 
 # Sub-packages that exist; one joins this list when its code lands.
-_SUBPACKAGES = ("quantization",)
+_SUBPACKAGES = ("quantization", "segmentation")
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,7 @@ import functools
 import importlib
 import inspect
 import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,12 +43,13 @@ __all__ = [
     "get_model_builder",
     "get_model_weights",
     "get_weight",
+    "get_transforms",
 ]
 
 # Families that live in sub-packages register their builders when imported; list_models() imports them
 # all so that the registry is complete without making ``import visionzoo.models`` pay for them. A package
 # joins this list when its code lands.
-_FAMILY_PACKAGES = ("visionzoo.models", "visionzoo.models.quantization")
+_FAMILY_PACKAGES = ("visionzoo.models", "visionzoo.models.quantization", "visionzoo.models.segmentation")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ TASKS: Mapping[str, Task] = MappingProxyType(
         for task in (
             Task("classification", "Image classification"),
             Task("quantization", "Quantized image classification", MappingProxyType({"quantize": True}), cpu_only=True),
+            Task("segmentation", "Semantic segmentation"),
         )
     }
 )
@@ -246,13 +249,19 @@ def register_model(
                 enum = weights if weights_for is None else weights_for(kwargs)
                 kwargs["weights"] = resolve_weights(enum, kwargs.get("weights"))
             try:
-                return builder(**kwargs)
+                model = builder(**kwargs)
             except ValueError as error:
                 from ._utils import CheckpointMismatchError
 
                 if isinstance(error, CheckpointMismatchError):
                     error.model = key  # users know the builder's name, not the class's
                 raise
+            if weights is not None:
+                # What get_transforms(model) returns the preset of: the entry loaded, else (a checkpoint path,
+                # random weights) the default entry, whose preset is the one the architecture was trained with.
+                chosen = kwargs["weights"] if isinstance(kwargs["weights"], WeightsEnum) else _default_entry(enum)
+                model.__dict__[_PRESET_SOURCE] = chosen  # a plain attribute: not in the state_dict
+            return model
 
         family = builder.__module__.rsplit(".", 1)[-1]
         _REGISTRY[key] = ModelInfo(key, task, family, wrapper, weights)
@@ -261,6 +270,66 @@ def register_model(
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+_PRESET_SOURCE = "_visionzoo_weights"
+
+
+def _default_entry(enum: type[WeightsEnum]) -> WeightsEnum:
+    return enum.__members__.get("DEFAULT") or next(iter(enum))
+
+
+def get_transforms(source: Any) -> Callable[..., Any]:
+    """The inference preset for a model, a weights entry, or a model name.
+
+    Works wherever ``weights.transforms()`` does not: for a model built with ``weights=None`` or from a local
+    checkpoint it is the preset of the model's default entry (the preprocessing the architecture was trained
+    with); for a model built with an entry, that entry's preset.
+
+    Args:
+        source: a model returned by a registered builder (also wrapped by ``optimize_for_inference`` or
+            ``torch.compile``), a weights entry or its name (``"ResNet50_Weights.IMAGENET1K_V2"``), or a model name.
+
+    Raises:
+        ValueError: the model or name has no published weights, hence no known preset.
+        TypeError: ``source`` is none of the above.
+    """
+    if isinstance(source, WeightsEnum):
+        return source.transforms()
+    if isinstance(source, str):
+        if "." in source:
+            return get_weight(source).transforms()
+        return _default_entry(get_model_weights(source)).transforms()
+    if isinstance(source, torch.nn.Module):
+        module: Any = source
+        while _PRESET_SOURCE not in module.__dict__ and isinstance(
+            getattr(module, "_orig_mod", getattr(module, "module", None)), torch.nn.Module
+        ):
+            module = getattr(module, "_orig_mod", None) or module.module  # torch.compile, optimize_for_inference
+        entry = module.__dict__.get(_PRESET_SOURCE)
+        if entry is None:
+            raise ValueError(
+                f"No preset is known for this {type(source).__name__}: it was not built by a visionzoo builder with "
+                "pretrained weights; pass a weights entry or a model name instead"
+            )
+        return entry.transforms()
+    raise TypeError(f"Expected a model, a weights entry or a model name, got {type(source).__name__}: {source!r}")
+
+
+# Frames a warning should look past to reach the user's line: visionzoo's own, and torch's (a family's
+# _load_from_state_dict runs inside torch's load_state_dict).
+_LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (sys.modules["visionzoo"], torch))
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside visionzoo and torch (the user's line),
+    however many library frames (``get_model``, hubconf helpers, ``load_state_dict``) lie between."""
+    frame = sys._getframe(1)  # the function that calls warnings.warn: stacklevel 1
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def _fold_positional_weights(model: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -276,7 +345,7 @@ def _fold_positional_weights(model: str, args: tuple[Any, ...], kwargs: dict[str
         warnings.warn(
             f"Passing weights to {model}() positionally is deprecated; use {model}(weights=...)",
             UserWarning,
-            stacklevel=4,
+            stacklevel=caller_stacklevel(),
         )
         kwargs["weights"] = value
 
@@ -306,7 +375,7 @@ def _fold_legacy_pretrained(
     warnings.warn(
         f"{model}(pretrained={pretrained}) is deprecated and may be removed; use {advice} instead.",
         UserWarning,
-        stacklevel=4,
+        stacklevel=caller_stacklevel(),
     )
     kwargs["weights"] = chosen
 

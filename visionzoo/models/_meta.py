@@ -1005,3 +1005,29 @@ _IMAGENET_CATEGORIES: list[str] = [
     "ear",
     "toilet tissue",
 ]
+
+# Pascal VOC's 20 object classes after the background (index 0), in label order: the segmentation checkpoints'
+# classifier rows (trained on the COCO images of these categories).
+_VOC_CATEGORIES: list[str] = [
+    "__background__",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]

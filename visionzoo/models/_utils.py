@@ -24,7 +24,7 @@ from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from torch.overrides import TorchFunctionMode
 
 from ..transforms.functional import _count_non_finite
-from ._api import WeightsEnum
+from ._api import WeightsEnum, caller_stacklevel
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -79,7 +79,7 @@ def build_model(
                 f"num_classes={kwargs['num_classes']} taken from the checkpoint {source} (the shape of {key}); "
                 "pass num_classes to choose it yourself",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
             with torch.device("meta"), _SkipInPlaceOnMeta():
                 model = make(**kwargs)
@@ -94,7 +94,7 @@ def build_model(
             f"tensor was loaded except {', '.join(fresh)}, which were re-initialised for {new_head} classes "
             "(fine-tune them before use)",
             UserWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     _check_materialised(model, source)
     return model

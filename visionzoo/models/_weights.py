@@ -6,9 +6,9 @@ from functools import partial
 from typing import Any
 
 from ..transforms.functional import InterpolationMode
-from ..transforms.presets import ImageClassification
+from ..transforms.presets import ImageClassification, SemanticSegmentation
 from ._api import Weights
-from ._meta import _IMAGENET_CATEGORIES
+from ._meta import _IMAGENET_CATEGORIES, _VOC_CATEGORIES
 
 
 def imagenet_entry(
@@ -59,3 +59,42 @@ def imagenet_entry(
         **extra_meta,
     }
     return Weights(url=url, transforms=partial(ImageClassification, **preset_args), meta=meta)
+
+
+# The published segmentation weights' training set: COCO train2017 images, labelled with VOC's categories.
+_COCO_VOC_DOCS = (
+    "Trained on the subset of COCO train2017 that shows the 20 Pascal VOC categories (other objects count as "
+    "background); evaluated on the same subset of COCO val2017."
+)
+
+
+def segmentation_entry(
+    url: str,
+    *,
+    params: int,
+    miou: float,
+    pixel_acc: float,
+    gflops: float,
+    file_mb: float,
+    recipe: str,
+    resize: int = 520,
+    docs: str = _COCO_VOC_DOCS,
+) -> Weights:
+    """A weights entry for a semantic segmentation model trained on COCO with the 21 VOC labels.
+
+    Args:
+        params: number of parameters; miou/pixel_acc: mean IoU and pixel accuracy (%) on COCO val2017 with VOC
+            labels; gflops: GFLOPS per image at the preset's size; file_mb: checkpoint size in MB.
+        resize: the preset's shorter side in pixels.
+    """
+    meta = {
+        "categories": _VOC_CATEGORIES,
+        "min_size": (1, 1),
+        "num_params": params,
+        "recipe": recipe,
+        "_metrics": {"COCO-val2017-VOC-labels": {"miou": miou, "pixel_acc": pixel_acc}},
+        "_ops": gflops,
+        "_file_size": file_mb,
+        "_docs": docs,
+    }
+    return Weights(url=url, transforms=partial(SemanticSegmentation, resize_size=resize), meta=meta)

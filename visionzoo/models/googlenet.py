@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._api import WeightsEnum, register_model
+from ._api import WeightsEnum, caller_stacklevel, register_model
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
 
@@ -310,6 +310,6 @@ def googlenet(
             warnings.warn(
                 f"The auxiliary heads of {weights!r} were never trained; train them before relying on them",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
     return build_model(GoogLeNet, weights, progress, ignore_unexpected=aux_keys, **kwargs)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._api import WeightsEnum, register_model
+from ._api import WeightsEnum, caller_stacklevel, register_model
 from ._utils import (
     build_model,
     check_image_batch,
@@ -167,7 +167,7 @@ class MNASNet(nn.Module):
             "computes as before (and the model saves as version 1). Fine-tune or use a version-2 checkpoint to "
             "get the current architecture.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
     def _load_from_state_dict(

@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from . import functional
 from .functional import InterpolationMode
-from .presets import ImageClassification
+from .presets import ImageClassification, SemanticSegmentation
 
-__all__ = ["ImageClassification", "InterpolationMode", "functional"]
+__all__ = ["ImageClassification", "InterpolationMode", "SemanticSegmentation", "functional"]

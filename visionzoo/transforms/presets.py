@@ -20,7 +20,7 @@ from .functional import InterpolationMode
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["ImageClassification"]
+__all__ = ["ImageClassification", "SemanticSegmentation"]
 
 
 _RGB_CHANNEL_HINTS = {
@@ -58,8 +58,8 @@ def _check_image(img: Tensor | PILImage, num_channels: int) -> None:
     shape = tuple(img.shape)
     if img.ndim not in (3, 4):
         raise ValueError(f"expected a (C, H, W) image or an (N, C, H, W) batch, got a tensor of shape {shape}")
-    if img.dtype != torch.uint8 and not img.is_floating_point():
-        raise ValueError(f"unsupported dtype {img.dtype}: expected torch.uint8 or a floating-point dtype")
+    if img.dtype not in (torch.uint8, torch.uint16) and not img.is_floating_point():
+        raise ValueError(f"unsupported dtype {img.dtype}: expected torch.uint8, torch.uint16 or a floating-point dtype")
     channels = img.shape[-3]
     if channels != num_channels:
         if img.shape[-1] == num_channels:
@@ -78,6 +78,12 @@ def _check_image(img: Tensor | PILImage, num_channels: int) -> None:
         )
 
 
+def _sixteen_bit_to_float(img: Tensor | PILImage) -> Tensor | PILImage:
+    """uint16 pixels (16-bit PNGs) -> float32 in [0, 1] (divided by 65535), so that the preset's resize and crop
+    work in float; other inputs are returned as they are."""
+    return F.convert_image_dtype(img, torch.float32) if isinstance(img, Tensor) and img.dtype == torch.uint16 else img
+
+
 def _to_float_tensor(img: Tensor | PILImage) -> Tensor:
     """PIL image or integer tensor -> float32 in [0, 1]; float tensors are cast to float32 unscaled."""
     if not isinstance(img, Tensor):
@@ -94,7 +100,8 @@ def _positive_int(name: str, value: int) -> int:
 class ImageClassification(nn.Module):
     """Resize the shorter side, center crop, rescale to [0, 1], normalize.
 
-    Accepts a PIL RGB image, or a uint8 or float tensor ``(C, H, W)`` / ``(N, C, H, W)``; returns float32.
+    Accepts a PIL RGB image, or a uint8, uint16 (16-bit PNGs, scaled by 65535) or float tensor ``(C, H, W)`` /
+    ``(N, C, H, W)``; returns float32.
     Float tensors are taken to be in [0, 1] already; on the CPU they are also checked for NaN and infinite
     values (ValueError). PIL images in other modes (L, RGBA, P, YCbCr, ...)
     raise ValueError instead of being converted silently: call ``img.convert("RGB")`` first.
@@ -125,6 +132,7 @@ class ImageClassification(nn.Module):
 
     def forward(self, img: Tensor | PILImage) -> Tensor:
         _check_image(img, num_channels=len(self.mean))
+        img = _sixteen_bit_to_float(img)
         img = F.resize(img, self.resize_size, interpolation=self.interpolation, antialias=self.antialias)
         img = F.center_crop(img, self.crop_size)
         return F.normalize(_to_float_tensor(img), mean=self.mean, std=self.std)
@@ -154,7 +162,81 @@ class ImageClassification(nn.Module):
             f"keeping the aspect ratio, with {interpolation} interpolation ({antialias} antialiasing for tensors; "
             "PIL always antialiases). "
             f"The central {crop}x{crop} pixels are then cropped (zero padding if the resized image is smaller). "
-            "uint8 values are rescaled to [0.0, 1.0] by dividing by 255 (float tensors are taken as already in "
+            "uint8 values are rescaled to [0.0, 1.0] by dividing by 255 (uint16 ones by 65535; float tensors are taken as already in "
             f"[0.0, 1.0]), and each channel is normalized as (x - mean) / std with mean={self.mean} and "
             f"std={self.std}. The output is a float32 tensor of shape (..., {len(self.mean)}, {crop}, {crop})."
+        )
+
+
+class SemanticSegmentation(nn.Module):
+    """Resize the shorter side (optional), rescale to [0, 1], normalize; no crop, so every pixel gets a label.
+
+    Accepts what :class:`ImageClassification` accepts (PIL RGB image, uint8 or float tensor, with or without a
+    batch dimension) and rejects the same bad input; returns float32.
+
+    Args:
+        resize_size: the shorter side's length after resizing (the longer one keeps the aspect ratio), or
+            None to keep the input's size.
+        mean, std: per-channel normalisation.
+        interpolation: resampling filter of the resize.
+        antialias: antialias tensor downscaling (PIL always does).
+
+    Attributes are stored like the reference's (``resize_size`` as a one-element list or None).
+    """
+
+    def __init__(
+        self,
+        *,
+        resize_size: int | None,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+        antialias: bool | None = True,
+    ) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std must have one value per channel each, got {list(mean)} and {list(std)}")
+        self.resize_size = None if resize_size is None else [_positive_int("resize_size", resize_size)]
+        self.mean = list(mean)
+        self.std = list(std)
+        self.interpolation = interpolation
+        self.antialias = antialias
+
+    def forward(self, img: Tensor | PILImage) -> Tensor:
+        _check_image(img, num_channels=len(self.mean))
+        if self.resize_size is not None:
+            img = F.resize(img, self.resize_size, interpolation=self.interpolation, antialias=self.antialias)
+        return F.normalize(_to_float_tensor(img), mean=self.mean, std=self.std)
+
+    def __repr__(self) -> str:
+        fields = {
+            "resize_size": self.resize_size,
+            "mean": self.mean,
+            "std": self.std,
+            "interpolation": self.interpolation,
+        }
+        if self.antialias is not True:
+            fields["antialias"] = self.antialias
+        body = "".join(f"\n    {key}={value}" for key, value in fields.items())
+        return f"{type(self).__name__}({body}\n)"
+
+    def describe(self) -> str:
+        """A prose description of the preprocessing, to rebuild it in a custom pipeline."""
+        if self.resize_size is None:
+            resize = "The image keeps its size. "
+        else:
+            (size,) = self.resize_size
+            interpolation = F._parse_interpolation(self.interpolation).value
+            antialias = "with" if self.antialias else "without"
+            resize = (
+                f"The shorter side is resized to {size} pixels and the longer one to int({size} * long / short), "
+                f"keeping the aspect ratio, with {interpolation} interpolation ({antialias} antialiasing for tensors; "
+                "PIL always antialiases); nothing is cropped, so the model labels every pixel. "
+            )
+        return (
+            "Accepts a PIL RGB image or a uint8/float tensor of shape (C, H, W) or (N, C, H, W). "
+            + resize
+            + "uint8 values are rescaled to [0.0, 1.0] by dividing by 255 (float tensors are taken as already in "
+            f"[0.0, 1.0]), and each channel is normalized as (x - mean) / std with mean={self.mean} and "
+            f"std={self.std}. The output is a float32 tensor of shape (..., {len(self.mean)}, H, W)."
         )

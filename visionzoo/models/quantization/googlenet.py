@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._api import WeightsEnum
+from .._api import WeightsEnum, caller_stacklevel
 from .._utils import check_image_batch
 from ..googlenet import BasicConv2d, GoogLeNet, GoogLeNet_Weights, GoogLeNetOutputs, Inception, InceptionAux
 from .utils import FloatFunctional, build_quantizable, fuse, make_quantizable, quantized_entry, register_quantized
@@ -135,7 +135,7 @@ def googlenet(
         warnings.warn(
             f"The auxiliary heads of {weights!r} were never trained; train them before relying on them",
             UserWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
     return build_quantizable(
         QuantizableGoogLeNet,

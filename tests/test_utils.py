@@ -1,0 +1,286 @@
+"""Parity of visionzoo.utils with the reference's utils (drawing, grids, saving), plus error cases."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.reference import functional as ref_F
+from tests.reference import utils as ref_utils
+from visionzoo import utils
+from visionzoo.transforms import functional as F
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _image(dtype: torch.dtype, height: int = 24, width: int = 31, seed: int = 0) -> torch.Tensor:
+    if dtype == torch.uint8:
+        return torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=_generator(seed))
+    return torch.rand((3, height, width), generator=_generator(seed)).to(dtype)
+
+
+def _bool_masks(num: int, height: int = 24, width: int = 31, seed: int = 1) -> torch.Tensor:
+    # About a third of each mask set, so that masks overlap in places and leave pixels uncovered elsewhere.
+    return torch.rand((num, height, width), generator=_generator(seed)) < 0.35
+
+
+def test_import_does_not_load_pil():
+    code = "import sys, visionzoo.utils; assert 'PIL' not in sys.modules, 'PIL imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_utils_is_a_lazy_submodule():
+    import visionzoo
+
+    assert "utils" in dir(visionzoo) and visionzoo.utils is utils
+
+
+# --------------------------------------------------------------------------------- draw_segmentation_masks
+
+COLOR_FORMS = {
+    "default": None,
+    "name": "dodgerblue",
+    "hex": "#FF8000",
+    "tuple": (240, 10, 157),
+    "list": ["red", "#00FF7F", (12, 34, 56), "gold", "navy"],
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64])
+@pytest.mark.parametrize("num_masks", [1, 5])
+@pytest.mark.parametrize("colors", COLOR_FORMS.values(), ids=COLOR_FORMS.keys())
+@pytest.mark.parametrize("alpha", [0.8, 0.35, 0.9, 1.0, 0.0])
+def test_draw_segmentation_masks_matches_reference(dtype, num_masks, colors, alpha):
+    image, masks = _image(dtype), _bool_masks(num_masks)
+    ours = utils.draw_segmentation_masks(image, masks, alpha=alpha, colors=colors)
+    ref = ref_utils.draw_segmentation_masks(image, masks, alpha=alpha, colors=colors)
+    assert ours.dtype == ref.dtype == dtype
+    # The reference divides its default palette by 255 in float32 even for float64 images; ours divides in
+    # float64, so those colours differ in the 9th digit.
+    atol = 1e-7 if colors is None and dtype == torch.float64 else 0
+    torch.testing.assert_close(ours, ref, rtol=0, atol=atol)
+
+
+def test_draw_segmentation_masks_single_hw_mask_and_defaults():
+    image, mask = _image(torch.uint8), _bool_masks(1)[0]
+    torch.testing.assert_close(
+        utils.draw_segmentation_masks(image, mask), ref_utils.draw_segmentation_masks(image, mask), rtol=0, atol=0
+    )
+
+
+def test_draw_segmentation_masks_keeps_the_input():
+    image, masks = _image(torch.uint8), _bool_masks(3)
+    before = image.clone()
+    utils.draw_segmentation_masks(image, masks)
+    assert torch.equal(image, before)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("mask_dtype", [torch.float32, torch.float64, torch.float16])
+def test_binary_float_masks_draw_as_bool_masks(dtype, mask_dtype):
+    image, masks = _image(dtype), _bool_masks(4)
+    ours = utils.draw_segmentation_masks(image, masks.to(mask_dtype), alpha=0.9)
+    ref = ref_utils.draw_segmentation_masks(image, masks, alpha=0.9)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+
+
+def test_soft_mask_blends_in_proportion():
+    image = torch.full((3, 2, 3), 0.5)
+    mask = torch.tensor([[0.0, 0.25, 0.5], [0.75, 1.0, 1.0]])
+    out = utils.draw_segmentation_masks(image, mask, alpha=0.8, colors=(255, 0, 0))
+    opacity = 0.8 * mask
+    expected = torch.stack([0.5 + opacity * 0.5, 0.5 - opacity * 0.5, 0.5 - opacity * 0.5])
+    torch.testing.assert_close(out, expected)
+
+
+def test_soft_masks_take_the_strongest_colour():
+    image = torch.zeros(3, 1, 3)
+    # Pixel 0: mask 0 leads; pixel 1: mask 1 leads; pixel 2: a tie, drawn black like an overlap.
+    masks = torch.tensor([[[0.7, 0.2, 0.5]], [[0.3, 0.6, 0.5]]])
+    out = utils.draw_segmentation_masks(image, masks, alpha=1.0, colors=[(255, 0, 0), (0, 0, 255)])
+    expected = torch.tensor([[[0.7, 0.0, 0.0]], [[0.0, 0.0, 0.0]], [[0.0, 0.6, 0.0]]])
+    torch.testing.assert_close(out, expected)
+
+
+def test_no_masks_warns_and_returns_the_image():
+    image = _image(torch.uint8)
+    with pytest.warns(UserWarning, match="no mask"):
+        assert utils.draw_segmentation_masks(image, torch.zeros(0, 24, 31, dtype=torch.bool)) is image
+
+
+@pytest.mark.parametrize(
+    ("image", "masks", "kwargs", "error", "match"),
+    [
+        ("not a tensor", torch.ones(4, 4, dtype=torch.bool), {}, TypeError, "image must be a torch.Tensor"),
+        (torch.zeros(3, 4, 4, dtype=torch.int32), torch.ones(4, 4, dtype=torch.bool), {}, TypeError, "int32"),
+        (torch.zeros(1, 3, 4, 4), torch.ones(4, 4, dtype=torch.bool), {}, ValueError, r"\(3, H, W\)"),
+        (torch.zeros(4, 4, 4), torch.ones(4, 4, dtype=torch.bool), {}, ValueError, r"shape \(4, 4, 4\)"),
+        (torch.zeros(3, 4, 4), [[True]], {}, TypeError, "masks must be a torch.Tensor"),
+        (torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.uint8), {}, TypeError, "masks must be bool.*uint8"),
+        (torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.int64), {}, TypeError, "int64"),
+        (torch.zeros(3, 4, 4), torch.ones(1, 1, 4, 4, dtype=torch.bool), {}, ValueError, r"\(N, H, W\)"),
+        (torch.zeros(3, 4, 4), torch.ones(2, 4, 5, dtype=torch.bool), {}, ValueError, r"\(4, 5\).*\(4, 4\)"),
+        (torch.zeros(3, 4, 4), torch.full((4, 4), 1.5), {}, ValueError, r"\[0, 1\].*1\.5"),
+        (torch.zeros(3, 4, 4), torch.full((4, 4), float("nan")), {}, ValueError, r"\[0, 1\]"),
+        (torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.bool), {"alpha": 1.5}, ValueError, "alpha"),
+        (torch.zeros(3, 4, 4), torch.ones(3, 4, 4, dtype=torch.bool), {"colors": ["red"]}, ValueError, "1 colours"),
+        (torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.bool), {"colors": "reddish"}, ValueError, "reddish"),
+        (torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.bool), {"colors": "#12345"}, ValueError, "#12345"),
+        (torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.bool), {"colors": "#FF000080"}, ValueError, "alpha"),
+        (torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.bool), {"colors": (1, 2)}, ValueError, "three ints"),
+        (torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.bool), {"colors": (0, 0, 300)}, ValueError, "255"),
+        (torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.bool), {"colors": [[255, 0, 0]]}, TypeError, "colour"),
+        (torch.zeros(3, 4, 4), torch.ones(4, 4, dtype=torch.bool), {"colors": 7}, TypeError, "colors"),
+    ],
+)
+def test_draw_segmentation_masks_errors(image, masks, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        utils.draw_segmentation_masks(image, masks, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ make_grid
+
+GRID_CASES = [
+    {},
+    {"nrow": 3},
+    {"nrow": 4, "padding": 0},
+    {"nrow": 20, "padding": 5, "pad_value": 0.5},
+    {"normalize": True},
+    {"normalize": True, "scale_each": True},
+    {"normalize": True, "value_range": (-0.5, 0.5)},
+    {"normalize": True, "value_range": (-1, 1), "scale_each": True, "nrow": 2},
+    {"normalize": True, "value_range": (0.2, 0.2)},  # an empty range: divided by 1e-5, not by zero
+]
+
+
+def _grid_input(form: str) -> torch.Tensor | list[torch.Tensor]:
+    batch = torch.randn((7, 3, 9, 11), generator=_generator(2))
+    return {
+        "4d": batch,
+        "4d-gray": batch[:, :1],
+        "3d": batch[0],
+        "3d-gray": batch[0, :1],
+        "2d": batch[0, 0],
+        "list": list(batch),
+        "4d-single": batch[:1],
+        "4d-two-channels": batch[:, :2],
+    }[form]
+
+
+@pytest.mark.parametrize("kwargs", GRID_CASES, ids=str)
+@pytest.mark.parametrize("form", ["4d", "4d-gray", "3d", "3d-gray", "2d", "list", "4d-single", "4d-two-channels"])
+def test_make_grid_matches_reference(form, kwargs):
+    ours = utils.make_grid(_grid_input(form), **kwargs)
+    ref = ref_utils.make_grid(_grid_input(form), **kwargs)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+
+
+def test_make_grid_uint8_and_input_untouched():
+    batch = torch.randint(0, 256, (5, 3, 6, 7), dtype=torch.uint8, generator=_generator(3))
+    before = batch.clone()
+    torch.testing.assert_close(
+        utils.make_grid(batch, nrow=2, pad_value=255), ref_utils.make_grid(batch, nrow=2, pad_value=255), rtol=0, atol=0
+    )
+    floats = batch.float()
+    utils.make_grid(floats, normalize=True)
+    assert torch.equal(batch, before) and torch.equal(floats, before.float())
+
+
+@pytest.mark.parametrize(
+    ("tensor", "kwargs", "error", "match"),
+    [
+        ("images", {}, TypeError, "tensor or a list of tensors"),
+        ([torch.zeros(3, 4, 4), "x"], {}, TypeError, "list holding str"),
+        ([], {}, ValueError, "at least one image"),
+        (torch.zeros(0, 3, 4, 4), {}, ValueError, "at least one image"),
+        ([torch.zeros(3, 4, 4), torch.zeros(3, 4, 5)], {}, ValueError, "same shape"),
+        (torch.zeros(2, 2, 3, 4, 4), {}, ValueError, r"\(B, C, H, W\)"),
+        (torch.zeros(2, 3, 4, 4), {"nrow": 0}, ValueError, "nrow"),
+        (torch.zeros(2, 3, 4, 4), {"padding": -1}, ValueError, "padding"),
+        (torch.zeros(2, 3, 4, 4, dtype=torch.uint8), {"normalize": True}, TypeError, "floating-point"),
+        (torch.zeros(2, 3, 4, 4), {"normalize": True, "value_range": [0, 1]}, TypeError, "value_range"),
+        (torch.zeros(2, 3, 4, 4), {"normalize": True, "value_range": (0, 1, 2)}, ValueError, "two numbers"),
+    ],
+)
+def test_make_grid_errors(tensor, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        utils.make_grid(tensor, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------- save_image
+
+
+def _saved(save, tensor, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    save(tensor, buffer, format="png", **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("shape", "kwargs"),
+    [((6, 3, 10, 12), {"nrow": 4}), ((3, 10, 12), {}), ((4, 1, 10, 12), {"padding": 1}), ((5, 4, 8, 8), {})],
+)
+def test_save_image_writes_the_reference_bytes(shape, kwargs):
+    # Values past [0, 1] check the clamping; normalize is left to make_grid's tests.
+    tensor = torch.rand(shape, generator=_generator(4)) * 1.2 - 0.1
+    assert _saved(utils.save_image, tensor, **kwargs) == _saved(ref_utils.save_image, tensor, **kwargs)
+
+
+def test_save_image_to_a_path_by_extension(tmp_path):
+    batch = [torch.rand((3, 5, 6), generator=_generator(seed)) for seed in range(3)]
+    utils.save_image(batch, tmp_path / "ours.png", normalize=True)
+    ref_utils.save_image(batch, tmp_path / "ref.png", normalize=True)
+    assert (tmp_path / "ours.png").read_bytes() == (tmp_path / "ref.png").read_bytes()
+    utils.save_image(batch[0], str(tmp_path / "ours.jpg"))
+    with Image.open(tmp_path / "ours.jpg") as saved:
+        assert saved.format == "JPEG" and saved.size == (6, 5)
+
+
+@pytest.mark.parametrize(
+    ("tensor", "fp", "kwargs", "error", "match"),
+    [
+        (torch.zeros(3, 4, 4, dtype=torch.uint8), "x.png", {}, TypeError, "float images"),
+        (torch.zeros(3, 4, 4), io.BytesIO(), {}, ValueError, "format is needed"),
+        (torch.zeros(3, 4, 4), "picture", {}, ValueError, "picture'; pass format"),
+        (torch.zeros(3, 4, 4), "picture.xyz", {}, ValueError, "picture.xyz"),
+        (torch.zeros(3, 4, 4), io.BytesIO(), {"format": "nope"}, ValueError, "'nope'"),
+        (torch.zeros(3, 4, 4), io.BytesIO(), {"format": "png", "nrow": 0}, ValueError, "nrow"),
+    ],
+)
+def test_save_image_errors(tmp_path, tensor, fp, kwargs, error, match):
+    if isinstance(fp, str):
+        fp = str(tmp_path / fp)
+    with pytest.raises(error, match=match):
+        utils.save_image(tensor, fp, **kwargs)
+    if isinstance(fp, str):
+        assert not (tmp_path / fp).exists()
+
+
+# ------------------------------------------------------------------------------------ to_pil_image of a mask
+
+
+@pytest.mark.parametrize("shape", [(17, 23), (1, 17, 23)])
+def test_to_pil_image_of_a_float_mask_matches_reference(shape):
+    mask = torch.rand(shape, generator=_generator(5))
+    ours, ref = F.to_pil_image(mask), ref_F.to_pil_image(mask)
+    assert (
+        (ours.mode, ours.size, ours.tobytes()) == (ref.mode, ref.size, ref.tobytes()) == ("L", (23, 17), ref.tobytes())
+    )
+
+
+def test_to_pil_image_of_a_float_mask_with_mode_f():
+    mask = torch.rand((17, 23), generator=_generator(6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the reference's use of Image.fromarray(mode=)
+        ref = ref_F.to_pil_image(mask, mode="F")
+    ours = F.to_pil_image(mask, mode="F")
+    assert (ours.mode, ours.size, ours.tobytes()) == (ref.mode, ref.size, ref.tobytes())
