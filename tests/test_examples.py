@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 def test_semantic_segmentation_example(tmp_path):
-    pytest.importorskip("visionzoo.models.segmentation")
-
     from visionzoo.io.image import decode_image
     from visionzoo.models.segmentation import FCN_ResNet50_Weights, fcn_resnet50
     from visionzoo.transforms.functional import to_pil_image
