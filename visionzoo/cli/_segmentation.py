@@ -61,9 +61,10 @@ def label_maps(session: Session, batch: Batch) -> tuple[list[torch.Tensor], int]
         num_classes = scores.shape[1]
         # Argmax at the model's size, then the label map is scaled to the picture's size with nearest
         # neighbours. Scaling the scores bilinearly first would give slightly smoother borders, but it holds
-        # classes x H x W floats at the picture's size (about 1 GB for a 12-megapixel photo and 21 classes);
-        # the label map needs one byte per pixel and the borders are already as fine as the model's output.
-        labels = scores.argmax(dim=1, keepdim=True).to(torch.uint8 if scores.shape[1] <= 256 else torch.int32)
+        # classes x H x W floats at the picture's size (about 1 GB for a 12-megapixel photo and 21 classes)
+        # where the label map holds one number per pixel; the difference shows only as stepped borders on
+        # pictures much larger than the model's input.
+        labels = scores.argmax(dim=1, keepdim=True)
         for i, label in zip(indices, labels):
             size = batch.images[i].shape[-2:]
             scaled = interpolate(label[None].float(), size=tuple(size), mode="nearest-exact")

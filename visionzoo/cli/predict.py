@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._segmentation import PictureNames, segment, show_segmentation
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
+from ._segmentation import PictureNames, segment, show_segmentation
 
 if TYPE_CHECKING:
     import torch
