@@ -30,10 +30,10 @@ _LEGEND_TEXT = (0, 0, 0)
 
 
 def class_colour(index: int) -> tuple[int, int, int]:
-    """The colour of class ``index``, the same in every picture: hues a golden angle apart, bright and saturated,
-    so that neighbouring indices differ and any number of classes gets a colour."""
+    """The colour of class ``index``, the same in every picture: hues a golden angle apart (and three levels of
+    brightness, for indices whose hues come close), so that any number of classes gets a distinct colour."""
     hue = (index * 0.618033988749895) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.95)
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.75, (0.95, 0.7, 0.85)[index % 3])
     return round(r * 255), round(g * 255), round(b * 255)
 
 
@@ -111,24 +111,28 @@ def draw_picture(image: torch.Tensor, labels: torch.Tensor, classes: list[dict[s
         image = draw_segmentation_masks(image, masks, alpha=OVERLAY_ALPHA, colors=colours)
     picture = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
     legend = legend_strip(picture.width, [(item["label"], class_colour(item["index"])) for item in drawn])
-    canvas = Image.new("RGB", (picture.width, picture.height + legend.height), _LEGEND_BACKGROUND)
+    canvas = Image.new("RGB", (legend.width, picture.height + legend.height), _LEGEND_BACKGROUND)
     canvas.paste(picture, (0, 0))
     canvas.paste(legend, (0, picture.height))
     return canvas
 
 
 def legend_strip(width: int, items: list[tuple[str, tuple[int, int, int]]]) -> Image.Image:
-    """A white strip ``width`` pixels wide: a colour swatch and a name per item, in rows of :data:`LEGEND_ROW`
-    pixels (PIL's default font); a note when there is no item."""
+    """A white strip ``width`` pixels wide (wider when a name would not fit): a colour swatch and a name per
+    item, in rows of :data:`LEGEND_ROW` pixels (PIL's default font); a note when there is no item."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     placed: list[tuple[int, int, str, tuple[int, int, int] | None]] = []  # x, row, text, colour
+    entries = [
+        (name, colour, (_SWATCH + 4 if colour else 0) + round(measure.textlength(name, font=font)) + 12)
+        for name, colour in items or [("(no class drawn)", None)]
+    ]
+    width = max(width, LEGEND_PAD + max(extent for *_, extent in entries))
     x, row = LEGEND_PAD, 0
-    for name, colour in items or [("(no class drawn)", None)]:
-        extent = (_SWATCH + 4 if colour else 0) + round(measure.textlength(name, font=font)) + 12
-        if x > LEGEND_PAD and x + extent > width:  # a new row; an item wider than the picture is cut at its edge
+    for name, colour, extent in entries:
+        if x > LEGEND_PAD and x + extent > width:  # a new row
             x, row = LEGEND_PAD, row + 1
         placed.append((x, row, name, colour))
         x += extent
