@@ -225,7 +225,7 @@ def test_predict_refuses_tasks_it_cannot_run_yet(zoo: TinyZoo, capsys: pytest.Ca
     assert status == 2
     assert (
         err
-        == "visionzoo: error: predict does not handle detection models yet (tinydet); it handles classification, quantization models\n"
+        == "visionzoo: error: predict does not handle detection models yet (tinydet); it handles classification, quantization, segmentation models\n"
     )
 
 

@@ -19,14 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from visionzoo.cli._catalog import default_of, entries_of, models_by_task
+from visionzoo.cli._catalog import default_of, entries_of, metric_heading, models_by_task
 from visionzoo.models._api import get_model_info, get_task, list_tasks
 
 MODELS_MD = "models.md"
 PLOT_PNG = "accuracy_vs_gflops.png"
 PLOT_DATA_KEY = "visionzoo-plot-data"  # the PNG text chunk holding the digest of the plotted points
-# Column headings of metric keys that read poorly as they are stored in the weights' meta; others show as stored.
-METRIC_HEADINGS = {"miou": "mIoU", "pixel_acc": "pixel accuracy"}
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -59,7 +57,7 @@ def _task_table(pairs: list[tuple[str, str]]) -> list[str]:
     rows = [(name, entry) for name, _ in pairs for entry in entries_of(name)]
     datasets = list(dict.fromkeys(d for _, e in rows for d in e.meta.get("_metrics", {})))
     columns = list(dict.fromkeys((d, k) for _, e in rows for d, m in e.meta.get("_metrics", {}).items() for k in m))
-    labels = [METRIC_HEADINGS.get(k, k) for _, k in columns]
+    labels = [metric_heading(k) for _, k in columns]
     headers = labels if len(datasets) == 1 else [f"{d} {label}" for (d, _), label in zip(columns, labels, strict=True)]
     lines = []
     if len(datasets) == 1:

@@ -12,6 +12,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from visionzoo.models import WeightsEnum
 
+# How metric keys stored in the weights' meta read in tables and cards, where the stored key reads poorly
+# (the docs table, `visionzoo list --weights`, `visionzoo info`); other keys show as stored.
+METRIC_HEADINGS = {"miou": "mIoU", "pixel_acc": "pixel accuracy"}
+
+
+def metric_heading(key: str) -> str:
+    """The readable name of a metric key: ``miou`` -> ``mIoU``, ``acc@1`` as it is."""
+    return METRIC_HEADINGS.get(key, key)
+
 
 def models_by_task(patterns: list[str] | None = None, task: str | None = None) -> list[tuple[str, str]]:
     """``(model, task)`` pairs of the registered models matching ``patterns`` (fnmatch) and ``task``.

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._catalog import default_of, entries_of, entry_facts, flat_metrics, models_by_task
+from ._catalog import default_of, entries_of, entry_facts, flat_metrics, metric_heading, models_by_task
 from ._common import CommandError, model_info, number, table
 
 if TYPE_CHECKING:
@@ -63,10 +63,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _weights_table(pairs: list[tuple[str, str]]) -> str:
-    """One row per entry; the metric columns are those the listed entries report."""
+    """One row per entry; the metric columns are those the listed entries report, under readable headings."""
     listed = [(name, entry) for name, _ in pairs for entry in entries_of(name)]
     columns = list(dict.fromkeys(key for _, entry in listed for key in flat_metrics(entry)))
-    rows = [["model", "weights", *columns, "params", "GFLOPS", "MB"]]
+    rows = [["model", "weights", *map(metric_heading, columns), "params", "GFLOPS", "MB"]]
     for name, entry in listed:
         metrics = flat_metrics(entry)
         params = entry.meta.get("num_params")
@@ -117,6 +117,14 @@ def _where(entry: Any) -> str:
     return f"{place}{kind}: {path} ({path.stat().st_size / 1e6:.1f} MB)"
 
 
+def _metric_values(metrics: dict[str, float]) -> str:
+    """``acc@1=80.858 acc@5=95.434``; with a heading of several words, commas keep the pairs apart
+    (``mIoU=57.900, pixel accuracy=91.200``)."""
+    pairs = [(metric_heading(key), number(value)) for key, value in metrics.items()]
+    separator = ", " if any(" " in heading for heading, _ in pairs) else " "
+    return separator.join(f"{heading}={value}" for heading, value in pairs)
+
+
 def model_card(name: str, only: WeightsEnum | None = None) -> str:
     """A plain-text card: builder signature, task, and every weights entry (or ``only`` one) with its facts.
 
@@ -139,10 +147,7 @@ def model_card(name: str, only: WeightsEnum | None = None) -> str:
     mirror = os.environ.get(hub.ENV_WEIGHTS_URL)
     for entry in entries:
         meta = entry.meta
-        metrics = "; ".join(
-            f"{dataset} " + " ".join(f"{k}={number(v)}" for k, v in m.items())
-            for dataset, m in meta.get("_metrics", {}).items()
-        )
+        metrics = "; ".join(f"{dataset} {_metric_values(m)}" for dataset, m in meta.get("_metrics", {}).items())
         params = meta.get("num_params")
         preset = entry.transforms()
         lines += [f"{entry!r}" + ("  [DEFAULT]" if entry is default_of(name) else "")]

@@ -1,8 +1,9 @@
 """``visionzoo predict``: run a model on image files and folders, dispatched by the model's task.
 
-Each task has a :class:`Predictor`: how to turn a batch of preprocessed images into results, how to print
-them, and how to flatten them into CSV rows. Classification (and quantized classification) is available
-today; a task that lands later adds its predictor to ``PREDICTORS``, and every other part of the command
+Each task has a :class:`Predictor`: how to turn a batch of images into results, how to print them, and either
+how to flatten them into CSV rows (``--out FILE``) or, for tasks that draw, that it writes one picture per
+input (``--out DIR``). Classification, quantized classification and segmentation (``_segmentation.py``) are
+available; a task that lands later adds its predictor to ``PREDICTORS``, and every other part of the command
 (weights resolution, device, reading and batching inputs, failures, progress, ``--out``) stays as it is.
 
 An input that cannot be read is reported on stderr with its reason and skipped (``--strict`` stops there
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
+from ._segmentation import PictureNames, segment, show_segmentation
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 Results = list[dict[str, Any]]
 # --out formats by suffix; one JSON document, one JSON object per line, or one CSV row per reported category.
 OUT_FORMATS = (".json", ".jsonl", ".csv")
+# Where tasks that draw write their pictures without --out (relative to the current directory).
+DEFAULT_PICTURES = "predictions"
 
 
 def register(sub: Any) -> None:
@@ -36,7 +41,9 @@ def register(sub: Any) -> None:
         "predict",
         help="run a model on images",
         description="Run a pretrained model on images (files, or folders of them), in batches. Classification "
-        "prints the top-k categories of each image with their probabilities. An unreadable image is reported "
+        "prints the top-k categories of each image with their probabilities. Segmentation prints each class's "
+        "share of the pixels and writes a PNG per image (the classes found coloured over the picture, a legend "
+        "under it) into --out DIR, named <image stem>.<model>.png. An unreadable image is reported "
         "and skipped; the exit status is then 1. On Linux the process keeps the memory a batch frees for the "
         "next one (visionzoo.allocator), which spares the page faults of re-allocating it.",
     )
@@ -50,26 +57,63 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--recursive", action="store_true", help="also take the images in subfolders of a folder")
     p.add_argument("--strict", action="store_true", help="stop at the first image that cannot be read")
-    p.add_argument("--topk", type=int, default=5, help="categories to report per image (default 5)")
-    p.add_argument("--threshold", type=float, default=0.0, help="leave out results below this probability")
+    p.add_argument("--topk", type=int, default=5, help="classification: categories to report per image (default 5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.0,
+        help="leave out results below this probability (segmentation: classes below this share of the pixels)",
+    )
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
     p.add_argument(
-        "--out", metavar="FILE", help="also write the results to FILE: .json, .jsonl or .csv (by its suffix)"
+        "--out",
+        metavar="FILE|DIR",
+        help="classification: also write the results to FILE, .json, .jsonl or .csv (by its suffix); "
+        f"segmentation: the directory for the pictures (default: ./{DEFAULT_PICTURES}, created when missing; "
+        "pictures of an earlier run with the same names are replaced)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
 
 
+@dataclass
+class Session:
+    """What every batch of one run shares: the arguments, the model on its device, the names of its outputs
+    (empty when unknown), and where pictures go (tasks that draw only)."""
+
+    args: argparse.Namespace
+    model: torch.nn.Module
+    device: torch.device
+    categories: list[str]
+    pictures: PictureNames
+
+
+@dataclass
+class Batch:
+    """The readable images of one chunk of inputs: paths, the images as read (kept for tasks that draw, else
+    empty) and the preset's tensors (on the CPU)."""
+
+    paths: list[str]
+    images: list[torch.Tensor]
+    inputs: list[torch.Tensor]
+
+
 @dataclass(frozen=True)
 class Predictor:
-    """How one task runs: ``run(args, model, batch, paths, categories)`` returns one result per image of the
-    batch; ``show`` prints results; ``rows`` flattens them for CSV."""
+    """How one task runs: ``run(session, batch)`` returns one result per image of the batch; ``show`` prints
+    results; ``rows`` flattens them for ``--out FILE.csv``, or is None for a task that ``draws`` one picture
+    per image (``--out DIR``)."""
 
-    run: Callable[[argparse.Namespace, torch.nn.Module, torch.Tensor, list[str], list[str]], Results]
+    run: Callable[[Session, Batch], Results]
     show: Callable[[Results], None]
-    rows: Callable[[Results], list[dict[str, Any]]]
+    rows: Callable[[Results], list[dict[str, Any]]] | None = None
+
+    @property
+    def draws(self) -> bool:
+        """The task writes a picture per image into ``--out DIR`` instead of results into ``--out FILE``."""
+        return self.rows is None
 
 
 def read_rgb(path: str) -> torch.Tensor:
@@ -124,35 +168,40 @@ def batches(paths: list[str], batch_size: int, quiet: bool) -> Iterator[list[str
             bar.update(len(chunk))
 
 
-def prepare(paths: list[str], preset: Callable[..., Any], strict: bool) -> tuple[list[str], list[Any], list[str]]:
-    """Read and preprocess each image: ``(paths kept, their tensors, one message per failure)``.
+def prepare(paths: list[str], preset: Callable[..., Any], strict: bool, keep_images: bool) -> tuple[Batch, list[str]]:
+    """Read and preprocess each image: the batch of those that could be, and one message per failure.
 
     Raises:
         CommandError: with ``strict``, at the first image that cannot be read or preprocessed (status 1).
     """
-    kept, tensors, failures = [], [], []
+    batch, failures = Batch([], [], []), []
     for path in paths:
         try:
-            tensors.append(preset(read_rgb(path)))
+            image = read_rgb(path)
+            tensor = preset(image)
         except (CommandError, ValueError, TypeError) as error:
             message = str(error) if isinstance(error, CommandError) else f"{path}: {one_line(error)}"
             if strict:
                 raise CommandError(f"{message} (--strict stops at the first unreadable image)", 1) from None
             failures.append(message)
             continue
-        kept.append(path)
-    return kept, tensors, failures
+        batch.paths.append(path)
+        batch.inputs.append(tensor)
+        if keep_images:
+            batch.images.append(image)
+    return batch, failures
 
 
-def classify(
-    args: argparse.Namespace, model: torch.nn.Module, batch: torch.Tensor, paths: list[str], categories: list[str]
-) -> Results:
+def classify(session: Session, batch: Batch) -> Results:
     """Top-k categories (with softmax probabilities at least ``--threshold``) of every image of ``batch``."""
-    probs = model(batch).float().softmax(dim=1).cpu()
-    names = categories if len(categories) == probs.shape[1] else []  # another head: outputs are named by index
+    import torch
+
+    args = session.args
+    probs = session.model(torch.stack(batch.inputs).to(session.device)).float().softmax(dim=1).cpu()
+    names = session.categories if len(session.categories) == probs.shape[1] else []  # another head: by index
     top = probs.topk(min(args.topk, probs.shape[1]), dim=1)
     results = []
-    for path, values, indices in zip(paths, top.values.tolist(), top.indices.tolist()):
+    for path, values, indices in zip(batch.paths, top.values.tolist(), top.indices.tolist()):
         ranked = [
             {"label": names[i] if names else str(i), "index": i, "probability": round(p, 4)}
             for i, p in zip(indices, values)
@@ -177,11 +226,12 @@ def classification_rows(results: Results) -> list[dict[str, Any]]:
 PREDICTORS: dict[str, Predictor] = {
     "classification": Predictor(classify, show_classification, classification_rows),
     "quantization": Predictor(classify, show_classification, classification_rows),
+    "segmentation": Predictor(segment, show_segmentation),
 }
 
 
 def check_out(out: str) -> None:
-    """Refuse an ``--out`` destination that could not be written, before any work is done."""
+    """Refuse an ``--out FILE`` destination that could not be written, before any work is done."""
     path = Path(out)
     if path.is_dir():
         raise CommandError(f"--out {out}: a directory; name a file in it, e.g. {path / ('results' + OUT_FORMATS[0])}")
@@ -189,6 +239,29 @@ def check_out(out: str) -> None:
         raise CommandError(f"--out {out}: unknown format {path.suffix or '(no suffix)'}; use {', '.join(OUT_FORMATS)}")
     if not path.resolve().parent.is_dir():
         raise CommandError(f"--out {out}: the directory does not exist")
+
+
+def check_out_dir(out: str | None, task: str) -> None:
+    """Refuse an ``--out DIR`` for pictures (None: the default) that could not be created or written, before any
+    work is done."""
+    path = Path(out or DEFAULT_PICTURES)
+    what = f"--out {out}" if out else f"{path} (the default --out)"
+    if path.is_dir():
+        if not os.access(path, os.W_OK):
+            raise CommandError(f"{what}: the directory is not writable")
+        return
+    if path.exists():
+        raise CommandError(f"{what}: an existing file; {task} writes pictures, so --out names a directory")
+    if path.suffix.lower() in OUT_FORMATS:
+        raise CommandError(
+            f"{what}: {task} writes pictures, so --out names a directory, not a {path.suffix} file "
+            "(--json prints the results as JSON)"
+        )
+    parent = path.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise CommandError(f"{what}: cannot create the directory ({parent} is not a writable directory)")
 
 
 def write_out(out: str, results: Results, predictor: Predictor) -> None:
@@ -201,18 +274,20 @@ def write_out(out: str, results: Results, predictor: Predictor) -> None:
         elif suffix == ".jsonl":
             f.writelines(json.dumps(result) + "\n" for result in results)
         else:
-            rows = predictor.rows(results)
+            rows = predictor.rows(results) if predictor.rows is not None else []
             writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["image"])
             writer.writeheader()
             writer.writerows(rows)
 
 
-def _check_arguments(args: argparse.Namespace) -> None:
+def _check_arguments(args: argparse.Namespace, predictor: Predictor, task: str) -> None:
     if args.topk < 1 or args.batch_size < 1:
         raise CommandError("--topk and --batch-size must be at least 1")
     if not 0.0 <= args.threshold <= 1.0:
         raise CommandError(f"--threshold must be a probability between 0 and 1, got {args.threshold}")
-    if args.out:
+    if predictor.draws:
+        check_out_dir(args.out, task)
+    elif args.out:
         check_out(args.out)
 
 
@@ -231,7 +306,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"predict does not handle {task.name} models yet ({info.name}); it handles {available} models"
         )
     chosen = choose_weights(info.name, args.weights, args.num_classes)
-    _check_arguments(args)
+    _check_arguments(args, predictor, task.name)
     paths = expand_inputs(args.inputs, args.recursive)
     device = device_of(args.device)
     if task.cpu_only and device.type != "cpu":
@@ -251,17 +326,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = model.to(device)
     preset = preset_of(chosen, model)
     categories = list(chosen.entry.meta.get("categories") or []) if chosen.entry is not None else []
+    pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), chosen.model)
+    session = Session(args, model, device, categories, pictures)
     results: Results = []
     failures: list[str] = []
     with torch.inference_mode():
         for chunk in batches(paths, args.batch_size, args.quiet):
-            kept, tensors, failed = prepare(chunk, preset, args.strict)
+            batch, failed = prepare(chunk, preset, args.strict, keep_images=predictor.draws)
             for message in failed:
                 print(f"visionzoo: {message}", file=sys.stderr)
             failures += failed
-            if kept:
-                results += predictor.run(args, model, torch.stack(tensors).to(device), kept, categories)
-    if args.out:
+            if batch.paths:
+                results += predictor.run(session, batch)
+    if args.out and not predictor.draws:
         write_out(args.out, results, predictor)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -269,5 +346,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictor.show(results)
     if failures or not args.quiet:
         failed = f", {len(failures)} failed" if failures else ""
-        print(f"visionzoo: {len(results)} of {len(paths)} images predicted{failed}", file=sys.stderr)
+        drawn = f"; pictures in {pictures.directory}{os.sep}" if predictor.draws and results else ""
+        print(f"visionzoo: {len(results)} of {len(paths)} images predicted{failed}{drawn}", file=sys.stderr)
     return 1 if failures else 0
