@@ -61,7 +61,8 @@ class Task:
             take.
         title: the heading of the task's section in ``docs/models.md``.
         build_kwargs: builder arguments that give the model users run (the quantized builders return the
-            float quantizable model unless ``quantize=True``, as in the reference).
+            float quantizable model unless ``quantize=True``, as in the reference; segmentation models need no
+            auxiliary head for inference).
         cpu_only: the task's models run on the CPU only (int8 kernels).
     """
 
@@ -79,7 +80,8 @@ TASKS: Mapping[str, Task] = MappingProxyType(
         for task in (
             Task("classification", "Image classification"),
             Task("quantization", "Quantized image classification", MappingProxyType({"quantize": True}), cpu_only=True),
-            Task("segmentation", "Semantic segmentation"),
+            # Inference has no use for the auxiliary head (a training aid) that published weights carry.
+            Task("segmentation", "Semantic segmentation", MappingProxyType({"aux_loss": False})),
         )
     }
 )
