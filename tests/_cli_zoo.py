@@ -126,3 +126,12 @@ def write_images(directory: Path, count: int, *, seed: int = 0, size: tuple[int,
         Image.fromarray(pixels).save(path)
         paths.append(path)
     return paths
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``visionzoo ARGV`` in this process: its exit status, stdout and stderr."""
+    from visionzoo.cli import main
+
+    status = main(argv)
+    out, err = capsys.readouterr()
+    return status, out, err

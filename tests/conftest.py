@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests._cli_zoo import TinyZoo, install_zoo
 from tests._http import FileServer
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -59,3 +60,10 @@ def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root.mkdir()
     with FileServer(root=root) as running:
         yield running.url(""), root
+
+
+@pytest.fixture
+def zoo(file_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> TinyZoo:
+    """The tiny served zoo of the command-line tests (``tests/_cli_zoo.py``), with a short download timeout."""
+    monkeypatch.setenv("VISIONZOO_DOWNLOAD_TIMEOUT", "5")
+    return install_zoo(monkeypatch, *file_server)

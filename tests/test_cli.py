@@ -19,8 +19,8 @@ from tests._cli_zoo import (
     TinyZoo,
     bias_probabilities,
     checkpoint_bytes,
-    install_zoo,
     make_tiny,
+    run,
     write_images,
 )
 from visionzoo import hub
@@ -28,18 +28,6 @@ from visionzoo.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CAT, COFFEE = str(ROOT / "assets" / "chelsea.jpg"), str(ROOT / "assets" / "coffee.jpg")
-
-
-@pytest.fixture
-def zoo(file_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> TinyZoo:
-    monkeypatch.setenv("VISIONZOO_DOWNLOAD_TIMEOUT", "5")
-    return install_zoo(monkeypatch, *file_server)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    status = main(argv)
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def column(table: str, index: int = 0) -> list[str]:

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests._cli_zoo import TinyZoo, install_zoo, make_tiny, write_images
+from tests._cli_zoo import TinyZoo, make_tiny, run, write_images
 from visionzoo import hub
 from visionzoo.cli import main
 from visionzoo.io import ImageReadMode, read_image
@@ -29,18 +29,6 @@ from visionzoo.transforms import ImageClassification
 
 ROOT = Path(__file__).resolve().parents[1]
 CAT = str(ROOT / "assets" / "chelsea.jpg")
-
-
-@pytest.fixture
-def zoo(file_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> TinyZoo:
-    monkeypatch.setenv("VISIONZOO_DOWNLOAD_TIMEOUT", "5")
-    return install_zoo(monkeypatch, *file_server)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    status = main(argv)
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def fine_tuned(path: Path, classes: int = 3) -> Path:

@@ -15,8 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests._cli_zoo import write_images
-from visionzoo.cli import main
+from tests._cli_zoo import run, write_images
 from visionzoo.cli._segmentation import LEGEND_PAD, LEGEND_ROW
 from visionzoo.models.segmentation import LRASPP_MobileNet_V3_Large_Weights, lraspp_mobilenet_v3_large
 
@@ -41,12 +40,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def small_image(tmp_path: Path) -> str:
     (path,) = write_images(tmp_path / "small", 1, size=(48, 40))
     return str(path)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    status = main(argv)
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def predict(inputs: list[str], checkpoint: Path, *extra: str) -> list[str]:

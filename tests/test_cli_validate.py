@@ -9,24 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from tests._cli_zoo import TinyZoo, install_zoo, write_images
+from tests._cli_zoo import TinyZoo, run, write_images
 from visionzoo import hub
-from visionzoo.cli import CommandError, main
+from visionzoo.cli import CommandError
 from visionzoo.cli.validate import class_indices
 from visionzoo.io import ImageReadMode, read_image
 from visionzoo.models import get_model
-
-
-@pytest.fixture
-def zoo(file_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> TinyZoo:
-    monkeypatch.setenv("VISIONZOO_DOWNLOAD_TIMEOUT", "5")
-    return install_zoo(monkeypatch, *file_server)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    status = main(argv)
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests._cli_zoo import TinyZoo, install_zoo
+from tests._cli_zoo import TinyZoo, install_zoo, run
 from tests._http import FileServer
 from visionzoo import hub
 from visionzoo.cli import main
@@ -20,17 +20,6 @@ CAT = str(ROOT / "assets" / "chelsea.jpg")
 @pytest.fixture(autouse=True)
 def short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VISIONZOO_DOWNLOAD_TIMEOUT", "5")
-
-
-@pytest.fixture
-def zoo(file_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> TinyZoo:
-    return install_zoo(monkeypatch, *file_server)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    status = main(argv)
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def statuses(out: str) -> dict[str, str]:
