@@ -227,3 +227,9 @@ def test_semantic_segmentation_rejects_bad_input(img, error, message):
 def test_semantic_segmentation_rejects_bad_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SemanticSegmentation(**kwargs)
+
+
+@pytest.mark.parametrize("preset", [ImageClassification(crop_size=24), SemanticSegmentation(resize_size=24)])
+def test_every_preset_takes_16_bit_images(preset: torch.nn.Module) -> None:
+    sixteen = torch.randint(0, 65536, (3, 30, 41), dtype=torch.int32).to(torch.uint16)
+    torch.testing.assert_close(preset(sixteen), preset(sixteen.to(torch.float32) / 65535))

@@ -84,6 +84,20 @@ def _sixteen_bit_to_float(img: Tensor | PILImage) -> Tensor | PILImage:
     return F.convert_image_dtype(img, torch.float32) if isinstance(img, Tensor) and img.dtype == torch.uint16 else img
 
 
+def _checked_input(img: Tensor | PILImage, num_channels: int) -> Tensor | PILImage:
+    """Every preset's first step: refuse what it cannot take (with a clear error), widen 16-bit pixels to float."""
+    _check_image(img, num_channels=num_channels)
+    return _sixteen_bit_to_float(img)
+
+
+def _preset_repr(preset: nn.Module, fields: dict[str, object]) -> str:
+    """The reference's repr layout, so reprs compare equal; antialias only shows when it is not the default."""
+    if preset.antialias is not True:
+        fields["antialias"] = preset.antialias
+    body = "".join(f"\n    {key}={value}" for key, value in fields.items())
+    return f"{type(preset).__name__}({body}\n)"
+
+
 def _to_float_tensor(img: Tensor | PILImage) -> Tensor:
     """PIL image or integer tensor -> float32 in [0, 1]; float tensors are cast to float32 unscaled."""
     if not isinstance(img, Tensor):
@@ -131,14 +145,12 @@ class ImageClassification(nn.Module):
         self.antialias = antialias
 
     def forward(self, img: Tensor | PILImage) -> Tensor:
-        _check_image(img, num_channels=len(self.mean))
-        img = _sixteen_bit_to_float(img)
+        img = _checked_input(img, num_channels=len(self.mean))
         img = F.resize(img, self.resize_size, interpolation=self.interpolation, antialias=self.antialias)
         img = F.center_crop(img, self.crop_size)
         return F.normalize(_to_float_tensor(img), mean=self.mean, std=self.std)
 
     def __repr__(self) -> str:
-        # The reference's layout, so reprs compare equal; antialias only shows when it is not the default.
         fields = {
             "crop_size": self.crop_size,
             "resize_size": self.resize_size,
@@ -146,10 +158,7 @@ class ImageClassification(nn.Module):
             "std": self.std,
             "interpolation": self.interpolation,
         }
-        if self.antialias is not True:
-            fields["antialias"] = self.antialias
-        body = "".join(f"\n    {key}={value}" for key, value in fields.items())
-        return f"{type(self).__name__}({body}\n)"
+        return _preset_repr(self, fields)
 
     def describe(self) -> str:
         """A prose description of the preprocessing, to rebuild it in a custom pipeline."""
@@ -203,7 +212,7 @@ class SemanticSegmentation(nn.Module):
         self.antialias = antialias
 
     def forward(self, img: Tensor | PILImage) -> Tensor:
-        _check_image(img, num_channels=len(self.mean))
+        img = _checked_input(img, num_channels=len(self.mean))
         if self.resize_size is not None:
             img = F.resize(img, self.resize_size, interpolation=self.interpolation, antialias=self.antialias)
         return F.normalize(_to_float_tensor(img), mean=self.mean, std=self.std)
@@ -215,10 +224,7 @@ class SemanticSegmentation(nn.Module):
             "std": self.std,
             "interpolation": self.interpolation,
         }
-        if self.antialias is not True:
-            fields["antialias"] = self.antialias
-        body = "".join(f"\n    {key}={value}" for key, value in fields.items())
-        return f"{type(self).__name__}({body}\n)"
+        return _preset_repr(self, fields)
 
     def describe(self) -> str:
         """A prose description of the preprocessing, to rebuild it in a custom pipeline."""
