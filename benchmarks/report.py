@@ -214,6 +214,20 @@ def _int8_section(data: dict[str, Any]) -> list[str]:
     return lines + ["", *_notes(data)]
 
 
+def _ops_roi_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## RoIAlign, 1,000 RoIs over 256x200x272, 7x7", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [
+            ("case", "case"),
+            ("ours ms", lambda r: r["ours_s"] * 1e3),
+            ("ref ms", lambda r: r["reference_s"] * 1e3),
+            ("ours/ref", "ratio_ours_over_reference"),
+        ],
+    )
+    return lines + ["", *_notes(data)]
+
+
 def plot_speed(eager: dict[str, Any] | None, optimized: dict[str, Any] | None, path: Path) -> Path | None:
     """Bar chart: per model, our speed relative to the reference's eager speed (batch 8), eager and optimised."""
     if eager is None and optimized is None:
@@ -324,6 +338,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("int8", _int8_section),
     ("build", _build_section),
     ("eager_all", lambda d: _eager_section(d, "Eager inference at batch 1, every classification builder (224x224)")),
+    ("ops_roi", _ops_roi_section),
 ]
 
 

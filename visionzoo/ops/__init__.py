@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool, LastLevelP6P7
 from .misc import (
     MLP,
     Conv2dNormActivation,
@@ -13,6 +14,8 @@ from .misc import (
     convert_frozen_batchnorm,
     stochastic_depth,
 )
+from .poolers import MultiScaleRoIAlign
+from .roi_align import RoIAlign, RoIPool, roi_align, roi_pool
 
 __all__ = [
     "Conv2dNormActivation",
@@ -24,4 +27,14 @@ __all__ = [
     "stochastic_depth",
     "MLP",
     "Permute",
+    # RoI pooling and the feature pyramid
+    "roi_align",
+    "RoIAlign",
+    "roi_pool",
+    "RoIPool",
+    "MultiScaleRoIAlign",
+    "FeaturePyramidNetwork",
+    "ExtraFPNBlock",
+    "LastLevelMaxPool",
+    "LastLevelP6P7",
 ]
