@@ -214,8 +214,10 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
 
 def _inter_union(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, Tensor]:
     """Pairwise intersection and union areas of two sets of ``xyxy`` boxes."""
-    area1 = _upcast((boxes1[..., 2] - boxes1[..., 0]) * (boxes1[..., 3] - boxes1[..., 1]))
-    area2 = _upcast((boxes2[..., 2] - boxes2[..., 0]) * (boxes2[..., 3] - boxes2[..., 1]))
+    wide1, wide2 = _upcast(boxes1), _upcast(boxes2)
+    area1 = (wide1[..., 2] - wide1[..., 0]) * (wide1[..., 3] - wide1[..., 1])
+    area2 = (wide2[..., 2] - wide2[..., 0]) * (wide2[..., 3] - wide2[..., 1])
+    # The overlap is taken in the boxes' own dtype, then widened, as the reference does.
     top_left = torch.max(boxes1[..., :, None, :2], boxes2[..., None, :, :2])
     bottom_right = torch.min(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])
     overlap = _upcast(bottom_right - top_left).clamp(min=0)
@@ -516,7 +518,7 @@ def _nms(boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: fl
             break
         hit = state.suppresses(kept[-1], alive).any(0)
         alive = alive[~hit]
-        if int(hit.sum()) < _REMOVED_PER_KEPT * kept[-1].numel():
+        if alive.numel() > 0 and int(hit.sum()) < _REMOVED_PER_KEPT * kept[-1].numel():
             first, second = _overlapping_pairs(state, alive)
             kept.append(alive[_greedy_keep(alive.numel(), first, second)])
             break
