@@ -10,6 +10,9 @@ box, which is quadratic in the number of boxes when few of them overlap.
 
 from __future__ import annotations
 
+import math
+import struct
+
 import torch
 from torch import Tensor
 
@@ -325,20 +328,25 @@ def complete_box_iou(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tenso
 _PAIRS_PER_PASS = 1 << 21
 # Boxes per dense block: the block's overlap matrix packs into one int64 bitmask per row.
 _BLOCK = 63
-# The dense phase goes on while each box it keeps removes at least this many later boxes on average.
+# The dense phase goes on while each box it keeps removes at least this many later boxes on average, or while
+# so few boxes are left that listing their pairs would cost more than finishing block by block.
 _REMOVED_PER_KEPT = 4
+_FEW_LEFT = 256
 
 
 def _strict_threshold(iou_threshold: float, dtype: torch.dtype) -> float:
     """A threshold ``t`` in ``dtype`` such that ``iou > t`` in ``dtype`` equals ``iou > iou_threshold`` compared
     exactly (as a float32 IoU against a double threshold in the reference's kernel): rounding the threshold up
     to the IoU's precision would otherwise keep a box whose IoU equals the rounded value."""
-    if dtype == torch.float64:
+    if dtype == torch.float64 or not math.isfinite(iou_threshold):
         return iou_threshold
-    rounded = torch.tensor(iou_threshold, dtype=dtype)
-    if float(rounded) > iou_threshold:
-        rounded = torch.nextafter(rounded, torch.tensor(float("-inf"), dtype=dtype))
-    return float(rounded)
+    (rounded,) = struct.unpack("<f", struct.pack("<f", iou_threshold))
+    if rounded > iou_threshold:  # step down to the next float32, by its bit pattern
+        (bits,) = struct.unpack("<i", struct.pack("<f", rounded))
+        (rounded,) = struct.unpack(
+            "<f", struct.pack("<i", bits - 1 if rounded > 0 else (bits + 1 if bits < 0 else -(2**31) + 1))
+        )
+    return rounded
 
 
 def _pair_iou(first: Tensor, second: Tensor, first_area: Tensor, second_area: Tensor) -> Tensor:
@@ -369,19 +377,19 @@ class _SortedBoxes:
         return hit
 
 
-def _greedy_in_block(boxes: _SortedBoxes, block: Tensor) -> Tensor:
-    """The boxes of a block (at most 63, in score order, none suppressed by an earlier kept box) that greedy NMS
-    keeps: the block's overlap matrix packed into one bitmask per row, then one cheap sequential pass."""
-    n = block.numel()
-    overlaps = boxes.suppresses(block, block).triu(diagonal=1)
-    bits = torch.ones(n, dtype=torch.int64, device=block.device).cumsum(0).sub_(1)
-    rows = (overlaps.long() << bits).sum(1).tolist()
+def _greedy_in_block(overlaps: Tensor) -> list[int]:
+    """Positions greedy NMS keeps in a block of at most 63 boxes (score order, none suppressed by an earlier kept
+    box), given the block's [B, B] suppression matrix: each row packed into one int64 bitmask, then one cheap
+    sequential pass."""
+    n = overlaps.shape[0]
+    bits = torch.arange(n, device=overlaps.device)
+    rows = (overlaps.triu(diagonal=1).long() << bits).sum(1).tolist()
     dropped, kept = 0, []
     for i, row in enumerate(rows):
         if not dropped >> i & 1:
             kept.append(i)
             dropped |= row
-    return block[kept]
+    return kept
 
 
 def _strips(y1: Tensor, y2: Tensor) -> tuple[Tensor, Tensor, float]:
@@ -512,13 +520,13 @@ def _nms(boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: fl
     alive = torch.arange(n, device=boxes.device)
     kept = []
     while alive.numel() > 0:
-        block, alive = alive[:_BLOCK], alive[_BLOCK:]
-        kept.append(_greedy_in_block(state, block))
-        if alive.numel() == 0:
-            break
-        hit = state.suppresses(kept[-1], alive).any(0)
-        alive = alive[~hit]
-        if alive.numel() > 0 and int(hit.sum()) < _REMOVED_PER_KEPT * kept[-1].numel():
+        # One pass gives both the block's own overlaps and what its boxes would remove further down.
+        hits = state.suppresses(alive[:_BLOCK], alive)
+        keep = _greedy_in_block(hits[:, :_BLOCK])
+        kept.append(alive[keep])
+        hit = hits[keep, _BLOCK:].any(0)
+        alive = alive[_BLOCK:][~hit]
+        if alive.numel() > _FEW_LEFT and int(hit.sum()) < _REMOVED_PER_KEPT * len(keep):
             first, second = _overlapping_pairs(state, alive)
             kept.append(alive[_greedy_keep(alive.numel(), first, second)])
             break
