@@ -228,6 +228,31 @@ def _ops_roi_section(data: dict[str, Any]) -> list[str]:
     return lines + ["", *_notes(data)]
 
 
+def _ops_section(data: dict[str, Any]) -> list[str]:
+    s = data["summary"]
+    lines = ["## Operators: nms vs the reference's compiled kernel (one process, interleaved)", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [
+            ("op", "op"),
+            ("layout", "layout"),
+            ("boxes", "boxes"),
+            ("kept", "kept"),
+            ("same indices", "identical"),
+            ("ours ms", lambda r: r["ours_s"] * 1e3),
+            ("reference ms", lambda r: r["reference_s"] * 1e3),
+            ("ratio ours/ref", "ratio"),
+            ("target ratio", "target_ratio"),
+            ("met", "met"),
+        ],
+    )
+    lines += [
+        "",
+        f"Identical kept indices everywhere: {_verdict(s['all_identical'])}; targets: {_verdict(s['targets_met'])}.",
+    ]
+    return lines + ["", *_notes(data)]
+
+
 def plot_speed(eager: dict[str, Any] | None, optimized: dict[str, Any] | None, path: Path) -> Path | None:
     """Bar chart: per model, our speed relative to the reference's eager speed (batch 8), eager and optimised."""
     if eager is None and optimized is None:
@@ -339,6 +364,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("build", _build_section),
     ("eager_all", lambda d: _eager_section(d, "Eager inference at batch 1, every classification builder (224x224)")),
     ("ops_roi", _ops_roi_section),
+    ("ops", _ops_section),
 ]
 
 

@@ -14,7 +14,7 @@ MODULES = sorted(info.name for info in pkgutil.iter_modules(benchmarks.__path__)
 
 
 def test_every_benchmark_script_is_listed() -> None:
-    assert {"eager", "optimized", "int8", "build", "loading", "import_time", "eager_all"} <= set(MODULES)
+    assert {"eager", "optimized", "int8", "build", "loading", "import_time", "eager_all", "ops"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)
