@@ -1,0 +1,239 @@
+"""Detection backbones: a classification network's feature maps, optionally through a feature pyramid.
+
+The classification network is built with :class:`~visionzoo.ops.FrozenBatchNorm2d` (detection batches are too
+small for batch statistics), its first stages frozen (``trainable_layers``), and its stage outputs read by a
+:class:`~visionzoo.models._features.FeatureTap`, which keeps the checkpoints' keys (``backbone.body.layer1...``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool
+from ...ops.misc import FrozenBatchNorm2d
+from .. import mobilenet, resnet
+from .._api import WeightsEnum
+from .._features import FeatureTap, stage_boundaries
+
+__all__ = ["BackboneWithFPN", "mobilenet_backbone", "resnet_fpn_backbone"]
+
+NormLayer = Callable[..., nn.Module]
+
+# The builders each backbone helper accepts by name, as the reference looks them up in its modules.
+_RESNETS = {name: getattr(resnet, name) for name in resnet.__all__ if name.islower()}
+_MOBILENETS = {name: getattr(mobilenet, name) for name in mobilenet.__all__ if name.islower()}
+
+
+class BackboneWithFPN(nn.Module):
+    """A backbone's intermediate feature maps, run through a :class:`FeaturePyramidNetwork`.
+
+    Args:
+        backbone: the network; its children are run in order up to the last one named in ``return_layers``.
+        return_layers: ``{child name: output name}``, e.g. ``{"layer1": "0", ..., "layer4": "3"}``.
+        in_channels_list: the channels of those feature maps, in the backbone's order.
+        out_channels: the channels of every pyramid level.
+        extra_blocks: extra levels after the last one (default :class:`LastLevelMaxPool`, a ``"pool"`` level).
+        norm_layer: normalisation inside the pyramid (default none).
+
+    Attributes:
+        out_channels: the channels of every level of the output.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        return_layers: dict[str, str],
+        in_channels_list: list[int],
+        out_channels: int,
+        extra_blocks: ExtraFPNBlock | None = None,
+        norm_layer: NormLayer | None = None,
+    ) -> None:
+        super().__init__()
+        if len(in_channels_list) != len(return_layers):
+            raise ValueError(
+                f"in_channels_list must give the channels of each of the {len(return_layers)} returned layers, "
+                f"got {in_channels_list}"
+            )
+        self.body = FeatureTap(backbone, return_layers)
+        self.fpn = FeaturePyramidNetwork(
+            in_channels_list=in_channels_list,
+            out_channels=out_channels,
+            extra_blocks=extra_blocks if extra_blocks is not None else LastLevelMaxPool(),
+            norm_layer=norm_layer,
+        )
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.fpn(self.body(x))
+
+
+def _freeze_all_but(network: nn.Module, trainable_prefixes: list[str]) -> None:
+    for name, parameter in network.named_parameters():
+        if not name.startswith(tuple(trainable_prefixes)):
+            parameter.requires_grad_(False)
+
+
+def _take_legacy_pretrained(function: str, weights: Any, legacy: dict[str, Any]) -> dict[str, Any]:
+    """The backbone builder's arguments for ``weights`` or the deprecated ``pretrained`` (which it folds, warning)."""
+    unknown = set(legacy) - {"pretrained"}
+    if unknown:
+        raise TypeError(f"{function}() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    if "pretrained" in legacy and weights is not None:
+        raise ValueError(f"{function}(): pass either weights=... or the deprecated pretrained=..., not both")
+    return legacy if "pretrained" in legacy else {"weights": weights}
+
+
+def _builder(table: dict[str, Callable[..., nn.Module]], name: str) -> Callable[..., nn.Module]:
+    if name not in table:
+        raise ValueError(f"Unknown backbone_name {name!r}; expected one of: {', '.join(table)}")
+    return table[name]
+
+
+def resnet_fpn_backbone(
+    *,
+    backbone_name: str,
+    weights: WeightsEnum | str | None = None,
+    norm_layer: NormLayer = FrozenBatchNorm2d,
+    trainable_layers: int = 3,
+    returned_layers: list[int] | None = None,
+    extra_blocks: ExtraFPNBlock | None = None,
+    **legacy: Any,
+) -> BackboneWithFPN:
+    """A ResNet (any of ``visionzoo.models.resnet``'s builders, by name) with a 256-channel FPN on top.
+
+    Args:
+        backbone_name: e.g. ``"resnet50"`` or ``"resnext101_32x8d"``.
+        weights: the ResNet's ImageNet weights (enum member or name), or None.
+        norm_layer: the ResNet's normalisation (frozen batch norm by default).
+        trainable_layers: how many stages, from ``layer4`` backwards (``layer4, layer3, layer2, layer1, conv1``),
+            keep trainable parameters; 0 freezes everything, 5 nothing.
+        returned_layers: which of ``layer1``..``layer4`` feed the pyramid (default all four).
+        extra_blocks: extra pyramid levels (default a max-pooled ``"pool"`` level).
+        **legacy: the deprecated ``pretrained=`` (a bool), passed on to the ResNet builder.
+
+    Raises:
+        ValueError: an unknown ``backbone_name``, ``trainable_layers`` outside ``[0, 5]``, a returned layer
+            outside ``[1, 4]``.
+    """
+    build = _builder(_RESNETS, backbone_name)
+    network = build(**_take_legacy_pretrained("resnet_fpn_backbone", weights, legacy), norm_layer=norm_layer)
+    return _resnet_fpn_extractor(network, trainable_layers, returned_layers, extra_blocks)
+
+
+def _resnet_fpn_extractor(
+    backbone: resnet.ResNet,
+    trainable_layers: int,
+    returned_layers: list[int] | None = None,
+    extra_blocks: ExtraFPNBlock | None = None,
+    norm_layer: NormLayer | None = None,
+) -> BackboneWithFPN:
+    """Freeze ``backbone`` but its last ``trainable_layers`` stages and put an FPN on ``returned_layers``."""
+    if not 0 <= trainable_layers <= 5:
+        raise ValueError(f"Trainable layers should be in the range [0,5], got {trainable_layers}")
+    trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    if trainable_layers == 5:
+        trainable.append("bn1")  # the stem's norm, when it has parameters (a non-frozen norm_layer)
+    _freeze_all_but(backbone, trainable)
+
+    returned_layers = [1, 2, 3, 4] if returned_layers is None else list(returned_layers)
+    if not returned_layers or min(returned_layers) < 1 or max(returned_layers) > 4:
+        raise ValueError(f"Each returned layer should be in the range [1,4]. Got {returned_layers}")
+    channels = {info["name"]: info["channels"] for info in backbone.feature_info}
+    return_layers = {f"layer{k}": str(v) for v, k in enumerate(returned_layers)}
+    in_channels_list = [channels[f"layer{k}"] for k in returned_layers]
+    return BackboneWithFPN(backbone, return_layers, in_channels_list, 256, extra_blocks, norm_layer)
+
+
+def _validate_trainable_layers(
+    is_trained: bool, trainable_backbone_layers: int | None, max_value: int, default_value: int
+) -> int:
+    """The number of trainable backbone stages a detection builder uses.
+
+    Without pretrained weights (``is_trained`` False) every stage trains (``max_value``); a value given then
+    has no effect, with a warning. Otherwise the value given, or ``default_value``.
+
+    Raises:
+        ValueError: the value lies outside ``[0, max_value]``.
+    """
+    if not is_trained:
+        if trainable_backbone_layers is not None:
+            warnings.warn(
+                "Changing trainable_backbone_layers has no effect if neither pretrained nor pretrained_backbone "
+                f"have been set to True, falling back to trainable_backbone_layers={max_value} so that all layers "
+                "are trainable",
+                stacklevel=3,
+            )
+        trainable_backbone_layers = max_value
+    if trainable_backbone_layers is None:
+        trainable_backbone_layers = default_value
+    if not 0 <= trainable_backbone_layers <= max_value:
+        raise ValueError(
+            f"Trainable backbone layers should be in the range [0,{max_value}], got {trainable_backbone_layers} "
+        )
+    return trainable_backbone_layers
+
+
+def mobilenet_backbone(
+    *,
+    backbone_name: str,
+    weights: WeightsEnum | str | None = None,
+    fpn: bool,
+    norm_layer: NormLayer = FrozenBatchNorm2d,
+    trainable_layers: int = 2,
+    returned_layers: list[int] | None = None,
+    extra_blocks: ExtraFPNBlock | None = None,
+    **legacy: Any,
+) -> nn.Module:
+    """A MobileNet's ``features`` (``"mobilenet_v2"``, ``"mobilenet_v3_large"`` or ``"mobilenet_v3_small"``),
+    with a 256-channel FPN on its last stages or, without ``fpn``, a 1x1 convolution to 256 channels.
+
+    Args:
+        backbone_name: the MobileNet builder's name.
+        weights: its ImageNet weights (enum member or name), or None.
+        fpn: put a feature pyramid on top (else a single feature map).
+        norm_layer: the MobileNet's normalisation (frozen batch norm by default).
+        trainable_layers: how many resolution stages, from the last backwards, keep trainable parameters.
+        returned_layers: which stages feed the pyramid (default the last two).
+        extra_blocks: extra pyramid levels (default a max-pooled ``"pool"`` level).
+        **legacy: the deprecated ``pretrained=`` (a bool), passed on to the MobileNet builder.
+    """
+    build = _builder(_MOBILENETS, backbone_name)
+    network = build(**_take_legacy_pretrained("mobilenet_backbone", weights, legacy), norm_layer=norm_layer)
+    return _mobilenet_extractor(network, fpn, trainable_layers, returned_layers, extra_blocks)
+
+
+def _mobilenet_extractor(
+    backbone: nn.Module,
+    fpn: bool,
+    trainable_layers: int,
+    returned_layers: list[int] | None = None,
+    extra_blocks: ExtraFPNBlock | None = None,
+    norm_layer: NormLayer | None = None,
+) -> nn.Module:
+    """Freeze a MobileNet's ``features`` but its last ``trainable_layers`` stages; add the FPN or the 1x1 conv."""
+    blocks = backbone.features
+    stages = stage_boundaries(blocks)  # the stem, each downsampling block, the last block
+    num_stages = len(stages)
+    if not 0 <= trainable_layers <= num_stages:
+        raise ValueError(f"Trainable layers should be in the range [0,{num_stages}], got {trainable_layers} ")
+    first_trainable = len(blocks) if trainable_layers == 0 else stages[num_stages - trainable_layers]
+    for block in blocks[:first_trainable]:
+        block.requires_grad_(False)
+
+    out_channels = 256
+    if not fpn:
+        # One map: a 1x1 convolution mixes the last block's channels down to out_channels.
+        model = nn.Sequential(blocks, nn.Conv2d(blocks[-1].out_channels, out_channels, 1))
+        model.out_channels = out_channels
+        return model
+    returned_layers = [num_stages - 2, num_stages - 1] if returned_layers is None else list(returned_layers)
+    if not returned_layers or min(returned_layers) < 0 or max(returned_layers) >= num_stages:
+        raise ValueError(f"Each returned layer should be in the range [0,{num_stages - 1}], got {returned_layers} ")
+    return_layers = {str(stages[k]): str(v) for v, k in enumerate(returned_layers)}
+    in_channels_list = [blocks[stages[k]].out_channels for k in returned_layers]
+    return BackboneWithFPN(blocks, return_layers, in_channels_list, out_channels, extra_blocks, norm_layer)
