@@ -6,21 +6,20 @@ import pytest
 import torch
 
 from tests import reference
-from tests.models.detection import _stand_ins
-
-_stand_ins.install()
-
-from visionzoo.models.detection import backbone_utils as ours  # noqa: E402  (after the stand-ins)
-from visionzoo.ops import FrozenBatchNorm2d  # noqa: E402
+from visionzoo.models.detection import backbone_utils as ours
+from visionzoo.ops import FrozenBatchNorm2d, LastLevelP6P7
 
 theirs = reference.models.detection.backbone_utils
 
 
-def build_pair(function: str, **kwargs) -> tuple[torch.nn.Module, torch.nn.Module]:
+def build_pair(function: str, per_side: dict | None = None, **kwargs) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Both sides' ``function(weights=None, **kwargs)`` under one seed; ``per_side`` maps an argument to its
+    (reference, ours) values, for arguments that are themselves modules of either library."""
+    per_side = per_side or {}
     torch.manual_seed(0)
-    ref = getattr(theirs, function)(weights=None, **kwargs).eval()
+    ref = getattr(theirs, function)(weights=None, **kwargs, **{k: v[0] for k, v in per_side.items()}).eval()
     torch.manual_seed(0)
-    mine = getattr(ours, function)(weights=None, **kwargs).eval()
+    mine = getattr(ours, function)(weights=None, **kwargs, **{k: v[1] for k, v in per_side.items()}).eval()
     assert list(mine.state_dict()) == list(ref.state_dict())
     mine.load_state_dict(ref.state_dict())
     return mine, ref
@@ -78,7 +77,9 @@ def test_resnet_fpn_backbone_options() -> None:
         "resnet_fpn_backbone",
         backbone_name="resnet18",
         returned_layers=[2, 4],
-        extra_blocks=reference.ops.feature_pyramid_network.LastLevelP6P7(256, 256),
+        per_side={
+            "extra_blocks": (reference.ops.feature_pyramid_network.LastLevelP6P7(256, 256), LastLevelP6P7(256, 256))
+        },
         norm_layer=torch.nn.BatchNorm2d,
         trainable_layers=5,
     )

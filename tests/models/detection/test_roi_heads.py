@@ -6,11 +6,7 @@ import pytest
 import torch
 
 from tests import reference
-from tests.models.detection import _stand_ins
-
-_stand_ins.install()
-
-from visionzoo.models.detection import roi_heads as ours  # noqa: E402  (after the stand-ins)
+from visionzoo.models.detection import roi_heads as ours
 
 theirs = reference.models.detection.roi_heads
 faster_rcnn = reference.models.detection.faster_rcnn

@@ -6,13 +6,9 @@ import pytest
 import torch
 
 from tests import reference
-from tests.models.detection import _stand_ins
-
-_stand_ins.install()
-
-from visionzoo.models.detection import rpn as ours  # noqa: E402  (after the stand-ins)
-from visionzoo.models.detection.anchor_utils import AnchorGenerator  # noqa: E402
-from visionzoo.models.detection.image_list import ImageList  # noqa: E402
+from visionzoo.models.detection import rpn as ours
+from visionzoo.models.detection.anchor_utils import AnchorGenerator
+from visionzoo.models.detection.image_list import ImageList
 
 theirs = reference.models.detection.rpn
 ReferenceImageList = reference.models.detection.image_list.ImageList
