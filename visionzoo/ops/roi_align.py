@@ -82,6 +82,15 @@ def _as_rois(boxes: Tensor | Sequence[Tensor], input: Tensor, name: str) -> Tens
 # ----------------------------------------------------------------------------------------------------- RoIAlign
 
 
+def _divide(numerator: Tensor, divisor: Tensor | float) -> Tensor:
+    """``numerator / divisor`` correctly rounded, as the reference kernels divide. On CUDA, torch divides by a Python
+    number by multiplying with its reciprocal, which moves some results by one unit in the last place, and a bin edge
+    that lands on a whole pixel then rounds to the next one."""
+    if not isinstance(divisor, Tensor):
+        divisor = torch.full((), divisor, dtype=numerator.dtype, device=numerator.device)
+    return numerator / divisor
+
+
 def _axis_samples(
     start: Tensor, bin_size: Tensor, grid: Tensor | int, num_bins: int, max_grid: int, size: int
 ) -> tuple[Tensor, Tensor]:
@@ -95,7 +104,9 @@ def _axis_samples(
     else:
         in_grid = None
     # Same operation order as the reference: start + p * bin + ((i + .5) * bin) / grid.
-    pos = (start[:, None] + bins * bin_size[:, None])[:, :, None] + (steps * bin_size[:, None])[:, None, :] / grid
+    pos = (start[:, None] + bins * bin_size[:, None])[:, :, None] + _divide(
+        (steps * bin_size[:, None])[:, None, :], grid
+    )
     valid = (pos >= -1) & (pos <= size)
     if in_grid is not None:
         valid &= in_grid[:, None, :]
@@ -116,7 +127,7 @@ def _roi_grid(rois: Tensor, spatial_scale: float, output_size: tuple[int, int], 
     roi_w, roi_h = end_w - start_w, end_h - start_h
     if not aligned:  # the legacy version pretends that every RoI is at least one pixel wide
         roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
-    return start_h, start_w, roi_h / output_size[0], roi_w / output_size[1], roi_h, roi_w
+    return start_h, start_w, _divide(roi_h, output_size[0]), _divide(roi_w, output_size[1]), roi_h, roi_w
 
 
 def _sampling_matrix(
@@ -142,7 +153,7 @@ def _sampling_matrix(
     else:
         # Adaptive: ceil(roi / bins) samples per bin and axis, per RoI. RoIs are sorted by their larger grid side
         # so that each chunk pads its sample tables only to about its own largest grid.
-        grid_h, grid_w = torch.ceil(roi_h / ph), torch.ceil(roi_w / pw)
+        grid_h, grid_w = torch.ceil(_divide(roi_h, ph)), torch.ceil(_divide(roi_w, pw))
         count = (grid_h * grid_w).clamp(min=1)
         order = torch.argsort(torch.maximum(grid_h, grid_w), descending=True, stable=True)
         start_h, start_w, bin_h, bin_w, grid_h, grid_w, image = (
@@ -239,7 +250,7 @@ def roi_align(
         cells = cells[torch.argsort(order)]
         count = count.view(-1, 1, 1, 1)
     output = cells.view(-1, ph, pw, channels).permute(0, 3, 1, 2).contiguous()
-    return output.div_(count).to(input.dtype)
+    return _divide(output, count).to(input.dtype)
 
 
 class _SparseProduct(torch.autograd.Function):
@@ -294,7 +305,7 @@ def _round_half_away(values: Tensor) -> Tensor:
 
 def _bin_bounds(start: Tensor, length: Tensor, bins: int, size: int) -> tuple[Tensor, Tensor]:
     """First and one-past-last pixel of each bin along one axis, ``[K, bins]`` each, clipped to ``[0, size]``."""
-    bin_size = length / bins
+    bin_size = _divide(length, bins)
     steps = torch.arange(bins + 1, device=start.device, dtype=start.dtype)
     edges = steps * bin_size[:, None]
     first = edges[:, :-1].floor() + start[:, None]
