@@ -82,13 +82,15 @@ def _as_rois(boxes: Tensor | Sequence[Tensor], input: Tensor, name: str) -> Tens
 # ----------------------------------------------------------------------------------------------------- RoIAlign
 
 
+def _divisor(value: Tensor | float, like: Tensor) -> Tensor:
+    """``value`` as a tensor on ``like``'s device, so that dividing by it is correctly rounded, as the reference kernels
+    divide. On CUDA, torch divides by a Python number by multiplying with its reciprocal, which moves some results by
+    one unit in the last place, and a bin edge that lands on a whole pixel then rounds to the next one."""
+    return value if isinstance(value, Tensor) else torch.full((), value, dtype=like.dtype, device=like.device)
+
+
 def _divide(numerator: Tensor, divisor: Tensor | float) -> Tensor:
-    """``numerator / divisor`` correctly rounded, as the reference kernels divide. On CUDA, torch divides by a Python
-    number by multiplying with its reciprocal, which moves some results by one unit in the last place, and a bin edge
-    that lands on a whole pixel then rounds to the next one."""
-    if not isinstance(divisor, Tensor):
-        divisor = torch.full((), divisor, dtype=numerator.dtype, device=numerator.device)
-    return numerator / divisor
+    return numerator / _divisor(divisor, numerator)
 
 
 def _axis_samples(
@@ -250,7 +252,7 @@ def roi_align(
         cells = cells[torch.argsort(order)]
         count = count.view(-1, 1, 1, 1)
     output = cells.view(-1, ph, pw, channels).permute(0, 3, 1, 2).contiguous()
-    return _divide(output, count).to(input.dtype)
+    return output.div_(_divisor(count, output)).to(input.dtype)
 
 
 class _SparseProduct(torch.autograd.Function):
