@@ -112,7 +112,7 @@ def build_segmentation(
 
 def _fold_pretrained_backbone(pretrained: bool, backbone: Callable[..., nn.Module]) -> WeightsEnum | None:
     """Map the deprecated ``pretrained_backbone=`` to ``weights_backbone=``, with a warning, as the reference does."""
-    from .._api import get_model_weights
+    from .._api import caller_stacklevel, get_model_weights
 
     enum = get_model_weights(backbone)
     chosen = next(iter(enum)) if pretrained else None
@@ -120,7 +120,7 @@ def _fold_pretrained_backbone(pretrained: bool, backbone: Callable[..., nn.Modul
     warnings.warn(
         f"pretrained_backbone={pretrained} is deprecated and may be removed; use {advice} instead.",
         UserWarning,
-        stacklevel=4,
+        stacklevel=caller_stacklevel(),
     )
     return chosen
 
