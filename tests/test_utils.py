@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import warnings
@@ -144,6 +145,145 @@ def test_no_masks_warns_and_returns_the_image():
 def test_draw_segmentation_masks_errors(image, masks, kwargs, error, match):
     with pytest.raises(error, match=match):
         utils.draw_segmentation_masks(image, masks, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------ draw_bounding_boxes
+_DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def _boxes(num: int, height: int = 24, width: int = 31, seed: int = 2) -> torch.Tensor:
+    # Corners partly outside the image, and some degenerate boxes (x1 == x2), so that clipping is covered too.
+    corners = torch.rand((num, 2), generator=_generator(seed)) * torch.tensor([width + 6.0, height + 6.0]) - 3
+    sizes = torch.rand((num, 2), generator=_generator(seed + 1)) * 15
+    sizes[::3, 0] = 0
+    return torch.cat([corners, corners + sizes], dim=1)
+
+
+_BOX_OPTIONS = {
+    "defaults": {},
+    "one_name": {"colors": "red"},
+    "hex_list": {"colors": ["#00ff00", "#123", "blue", "rgb(10, 200, 30)", "navy"]},
+    "tuples_fill": {"colors": [(240, 10, 157), (0, 0, 0), (255, 255, 255), (9, 99, 199), (1, 2, 3)], "fill": True},
+    "tuple_wide": {"colors": (30, 60, 90), "width": 3},
+    "width0_fill": {"width": 0, "fill": True},
+    "labels": {"labels": ["cat", "dog", "a", "person", ""]},
+    "labels_coloured": {"labels": ["cat", "dog", "a", "person", "x"], "label_colors": "yellow", "width": 2},
+    "labels_fill": {"labels": ["cat", "dog", "a", "person", "x"], "label_colors": ["red"] * 5, "fill": True},
+    "fill_labels": {"labels": ["cat", "dog", "a", "person", "x"], "fill_labels": True},
+    "fill_labels_colours": {
+        "labels": ["cat", "dog", "a", "person", "x"],
+        "fill_labels": True,
+        "label_colors": "white",
+        "label_background_colors": ["navy", "olive", "teal", "maroon", "purple"],
+    },
+}
+
+
+@pytest.mark.parametrize("options", _BOX_OPTIONS.values(), ids=_BOX_OPTIONS.keys())
+@pytest.mark.parametrize("box_dtype", [torch.float32, torch.int64])
+@pytest.mark.parametrize(("dtype", "channels"), [(torch.uint8, 3), (torch.float32, 3), (torch.uint8, 1)])
+def test_draw_bounding_boxes_matches_reference(dtype, channels, box_dtype, options):
+    image = _image(dtype)[:channels]
+    boxes = _boxes(5).to(box_dtype)
+    expected = ref_utils.draw_bounding_boxes(image, boxes, **options)
+    actual = utils.draw_bounding_boxes(image, boxes, **options)
+    assert actual.shape == expected.shape == (3, 24, 31)
+    assert actual.dtype == expected.dtype == dtype
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_draw_bounding_boxes_float_dtypes_match_reference(dtype):
+    # Float images are drawn at 8 bits: the round trip through uint8 must be the reference's, bit for bit.
+    image, boxes = _image(dtype)[:1], _boxes(4)
+    options = {"labels": ["a", "b", "c", "d"], "fill": True}
+    expected = ref_utils.draw_bounding_boxes(image, boxes, **options)
+    torch.testing.assert_close(utils.draw_bounding_boxes(image, boxes, **options), expected, rtol=0, atol=0)
+
+
+def test_draw_bounding_boxes_keeps_the_input():
+    image, boxes = _image(torch.uint8), _boxes(3)
+    image_before, boxes_before = image.clone(), boxes.clone()
+    utils.draw_bounding_boxes(image, boxes, fill=True, labels=["a", "b", "c"])
+    assert torch.equal(image, image_before) and torch.equal(boxes, boxes_before)
+
+
+def test_draw_bounding_boxes_font_size_without_font_warns_like_the_reference():
+    image, boxes = _image(torch.uint8), _boxes(2)
+    with pytest.warns(UserWarning, match="font_size"):
+        expected = ref_utils.draw_bounding_boxes(image, boxes, labels=["a", "b"], font_size=30)
+    with pytest.warns(UserWarning, match="font_size is ignored"):
+        actual = utils.draw_bounding_boxes(image, boxes, labels=["a", "b"], font_size=30)
+    assert torch.equal(actual, expected)
+
+
+@pytest.mark.skipif(not os.path.exists(_DEJAVU), reason="needs the DejaVu Sans font file")
+@pytest.mark.parametrize("font_size", [None, 14])
+def test_draw_bounding_boxes_truetype_font_matches_reference(font_size):
+    image, boxes = _image(torch.uint8, 48, 64), _boxes(3, 48, 64) * 2
+    options = {"labels": ["Ag", "dog", "x"], "font": _DEJAVU, "font_size": font_size, "fill_labels": True}
+    expected = ref_utils.draw_bounding_boxes(image, boxes, **options)
+    assert torch.equal(utils.draw_bounding_boxes(image, boxes, **options), expected)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_no_boxes_warns_and_returns_the_image(channels):
+    image = _image(torch.uint8)[:channels]
+    with pytest.warns(UserWarning, match="no box"):
+        assert utils.draw_bounding_boxes(image, torch.zeros(0, 4)) is image
+    with pytest.warns(UserWarning, match="doesn't contain any box"):
+        assert ref_utils.draw_bounding_boxes(image, torch.zeros(0, 4)) is image
+
+
+_BOX = torch.tensor([[1.0, 2.0, 5.0, 6.0]])
+
+
+@pytest.mark.parametrize(
+    ("image", "boxes", "kwargs", "error", "match"),
+    [
+        ("not a tensor", _BOX, {}, TypeError, "image must be a torch.Tensor"),
+        (torch.zeros(3, 8, 8, dtype=torch.int32), _BOX, {}, TypeError, "int32"),
+        (torch.zeros(1, 3, 8, 8), _BOX, {}, ValueError, r"\(3, H, W\) or \(1, H, W\).*\(1, 3, 8, 8\)"),
+        (torch.zeros(2, 8, 8), _BOX, {}, ValueError, r"shape \(2, 8, 8\)"),
+        (torch.zeros(3, 8, 8), [[1, 2, 5, 6]], {}, TypeError, "boxes must be a torch.Tensor"),
+        (torch.zeros(3, 8, 8), _BOX.bool(), {}, TypeError, "boxes must hold.*bool"),
+        (torch.zeros(3, 8, 8), _BOX[0], {}, ValueError, r"\(N, 4\).*\(4,\)"),
+        (torch.zeros(3, 8, 8), torch.zeros(1, 8), {}, ValueError, r"\(N, 4\).*\(1, 8\)"),
+        (torch.zeros(3, 8, 8), torch.tensor([[0, 0, 2, 2], [5.0, 1, 4, 3]]), {}, ValueError, r"x1 <= x2.*box 1"),
+        (torch.zeros(3, 8, 8), torch.tensor([[0, 3, 2, 2.5]]), {}, ValueError, r"y1 <= y2.*box 0"),
+        (torch.zeros(3, 8, 8), torch.tensor([[0, 0, float("nan"), 2]]), {}, ValueError, "finite"),
+        (torch.zeros(3, 8, 8), _BOX, {"labels": ["a", "b"]}, ValueError, "2 labels for 1 boxes"),
+        (torch.zeros(3, 8, 8), _BOX.repeat(2, 1), {"labels": ["a"]}, ValueError, "1 labels for 2 boxes"),
+        (torch.zeros(3, 8, 8), torch.zeros(0, 4), {"labels": ["a"]}, ValueError, "1 labels for 0 boxes"),
+        (torch.zeros(3, 8, 8), _BOX, {"labels": "a"}, TypeError, "labels must be a list of strings"),
+        (torch.zeros(3, 8, 8), _BOX, {"labels": [1]}, TypeError, "labels must be a list of strings"),
+        (torch.zeros(3, 8, 8), _BOX.repeat(3, 1), {"colors": ["red", "blue"]}, ValueError, "2 colours for 3"),
+        (torch.zeros(3, 8, 8), _BOX.repeat(2, 1), {"label_colors": ["red"]}, ValueError, "1 colours for 2"),
+        (torch.zeros(3, 8, 8), _BOX, {"colors": "reddish"}, ValueError, "reddish"),
+        (torch.zeros(3, 8, 8), _BOX, {"colors": (1, 2)}, ValueError, "three ints"),
+        (torch.zeros(3, 8, 8), _BOX, {"colors": 7}, TypeError, "colors"),
+        (torch.zeros(3, 8, 8), _BOX, {"width": -1}, ValueError, "width"),
+        (torch.zeros(3, 8, 8), _BOX, {"width": 1.5}, ValueError, "width"),
+        (torch.zeros(3, 8, 8), _BOX, {"labels": ["a"], "font_size": 0}, ValueError, "font_size"),
+        (torch.zeros(3, 8, 8), _BOX, {"labels": ["a"], "font": 3}, TypeError, "font must be the path"),
+        (torch.zeros(3, 8, 8), _BOX, {"labels": ["a"], "font": "no/such/font.ttf"}, ValueError, "no/such/font"),
+    ],
+)
+def test_draw_bounding_boxes_errors(image, boxes, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        utils.draw_bounding_boxes(image, boxes, **kwargs)
+
+
+def test_draw_bounding_boxes_reference_refuses_reversed_corners_too():
+    # The condition for reversed corners is the reference's: equal corners are drawn, x1 > x2 is refused.
+    image = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    flat = torch.tensor([[2.0, 2.0, 2.0, 6.0]])
+    assert torch.equal(utils.draw_bounding_boxes(image, flat), ref_utils.draw_bounding_boxes(image, flat))
+    reversed_box = torch.tensor([[3.0, 2.0, 2.9, 6.0]])
+    with pytest.raises(ValueError):
+        ref_utils.draw_bounding_boxes(image, reversed_box)
+    with pytest.raises(ValueError, match="x1 <= x2"):
+        utils.draw_bounding_boxes(image, reversed_box)
 
 
 # ------------------------------------------------------------------------------------------------ make_grid

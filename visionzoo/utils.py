@@ -1,8 +1,8 @@
-"""Visualisation helpers: drawing segmentation masks on images, tiling images into a grid, saving them.
+"""Visualisation helpers: drawing boxes and masks on images, tiling images into a grid, saving them.
 
 The functions reproduce the outputs of the reference's ``torchvision.utils`` bit for bit on the inputs it
 accepts, and refuse bad input with one clear error before doing any work. PIL is imported lazily (colour
-names, saving), so ``import visionzoo.utils`` costs only torch.
+names, box drawing, saving), so ``import visionzoo.utils`` costs only torch.
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ import math
 import os
 import warnings
 from numbers import Integral, Real
-from typing import BinaryIO, TypeAlias
+from typing import TYPE_CHECKING, BinaryIO, TypeAlias
 
 import torch
 from torch import Tensor
 
-__all__ = ["draw_segmentation_masks", "make_grid", "save_image"]
+if TYPE_CHECKING:
+    from PIL.ImageFont import FreeTypeFont, ImageFont
+
+__all__ = ["draw_bounding_boxes", "draw_segmentation_masks", "make_grid", "save_image"]
 
 Color: TypeAlias = str | tuple[int, int, int]
 """A colour: a name PIL knows (``"red"``), ``"#RRGGBB"`` (or ``"#RGB"``, ``"rgb(...)"``, ...), or an
@@ -85,12 +88,18 @@ def _color_table(colors: list[tuple[int, int, int]], image: Tensor) -> Tensor:
     return table.to(image.dtype).to(image.device)
 
 
-def _check_rgb_image(image: Tensor) -> None:
+def _check_rgb_image(image: Tensor, allow_grayscale: bool = False) -> None:
     if not isinstance(image, Tensor):
         raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
     if not (image.dtype == torch.uint8 or image.is_floating_point()):
         raise TypeError(f"image must be uint8 (values in [0, 255]) or float (values in [0, 1]), got {image.dtype}")
-    if image.ndim != 3 or image.shape[0] != 3:
+    if allow_grayscale:
+        if image.ndim != 3 or image.shape[0] not in (1, 3):
+            raise ValueError(
+                f"image must be one RGB or grayscale image of shape (3, H, W) or (1, H, W), "
+                f"got shape {tuple(image.shape)}"
+            )
+    elif image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be one RGB image of shape (3, H, W), got shape {tuple(image.shape)}")
 
 
@@ -178,6 +187,140 @@ def draw_segmentation_masks(
         unpainted = image * (1 - alpha) + image * alpha
         out = torch.lerp(unpainted, out, strength.to(out.dtype))
     return out.to(image.dtype)
+
+
+def _check_boxes(boxes: Tensor) -> None:
+    if not isinstance(boxes, Tensor):
+        raise TypeError(f"boxes must be a torch.Tensor, got {type(boxes).__name__}")
+    if boxes.dtype == torch.bool or boxes.is_complex():
+        raise TypeError(f"boxes must hold integer or float coordinates, got {boxes.dtype}")
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4) as (x1, y1, x2, y2), got shape {tuple(boxes.shape)}")
+    if boxes.is_floating_point() and not torch.isfinite(boxes).all():
+        raise ValueError("boxes must hold finite coordinates, got NaN or infinity")
+    # Degenerate boxes (x1 == x2) are drawn; only reversed corners are refused, the reference's rule.
+    reversed_corners = (boxes[:, 0] > boxes[:, 2]) | (boxes[:, 1] > boxes[:, 3])
+    if reversed_corners.any():
+        first = int(reversed_corners.nonzero()[0, 0])
+        raise ValueError(
+            f"boxes must be (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2, got box {first}: {boxes[first].tolist()}"
+        )
+
+
+def _load_font(font: str | None, font_size: int | None) -> FreeTypeFont | ImageFont:
+    """The PIL font of the labels: the TrueType file ``font`` at ``font_size`` points (10 by default), or
+    PIL's default font."""
+    from PIL import ImageFont
+
+    if font_size is not None and (not isinstance(font_size, Integral) or isinstance(font_size, bool) or font_size < 1):
+        raise ValueError(f"font_size must be a positive int, got {font_size!r}")
+    if font is None:
+        if font_size is not None:
+            warnings.warn("font_size is ignored without font: PIL's default font has a fixed size", stacklevel=4)
+        return ImageFont.load_default()
+    if not isinstance(font, (str, os.PathLike)):
+        raise TypeError(f"font must be the path of a TrueType font file, got {type(font).__name__}")
+    try:
+        return ImageFont.truetype(font, size=font_size or 10)
+    except OSError as error:
+        raise ValueError(f"cannot open the TrueType font {os.fspath(font)!r}: {error}") from None
+
+
+@torch.no_grad()
+def draw_bounding_boxes(
+    image: Tensor,
+    boxes: Tensor,
+    labels: list[str] | None = None,
+    colors: Color | list[Color] | None = None,
+    fill: bool = False,
+    width: int = 1,
+    font: str | None = None,
+    font_size: int | None = None,
+    label_colors: Color | list[Color] | None = None,
+    label_background_colors: Color | list[Color] | None = None,
+    fill_labels: bool = False,
+) -> Tensor:
+    """Draws boxes, and optionally their labels, on an RGB or grayscale image.
+
+    Box corners are truncated to integer pixels. Each label is written inside its box's top-left corner.
+
+    Args:
+        image: ``(3, H, W)`` or ``(1, H, W)``, uint8 with values in [0, 255] or float with values in [0, 1].
+            Float images are drawn at 8 bits and converted back; grayscale images come back as RGB.
+        boxes: ``(N, 4)`` as ``(x1, y1, x2, y2)`` in pixels, with ``x1 <= x2`` and ``y1 <= y2``.
+        labels: one text per box.
+        colors: one colour for every box, or a list with one per box; ``None`` picks a fixed palette.
+        fill: also fill the boxes with their colour, at opacity 100/255.
+        width: outline width in pixels.
+        font: path of a TrueType font for the labels; PIL's default font without one.
+        font_size: the font's size in points (10 by default); ignored, with a warning, without ``font``.
+        label_colors: colours of the label texts; the box colours by default, black with ``fill_labels``.
+        label_background_colors: colours behind the label texts with ``fill_labels``; the box colours by
+            default.
+        fill_labels: draw each label on a filled background.
+
+    Returns:
+        A ``(3, H, W)`` image with the dtype of ``image``. ``image`` itself, with a warning, when ``boxes``
+        holds no box.
+
+    Raises:
+        TypeError: for an image or boxes of the wrong type or dtype, labels that are not a list of strings,
+            colours of the wrong type, or a font that is not a path.
+        ValueError: for a bad shape, boxes with x2 < x1 or y2 < y1 or non-finite coordinates, a label count
+            other than the box count, too few colours or an unknown colour, a negative ``width``, a
+            ``font_size`` < 1, or a font file that cannot be opened.
+    """
+    _check_rgb_image(image, allow_grayscale=True)
+    _check_boxes(boxes)
+    num_boxes = boxes.shape[0]
+    if labels is not None:
+        if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
+            raise TypeError(f"labels must be a list of strings, got {labels!r}")
+        if len(labels) != num_boxes:
+            raise ValueError(f"got {len(labels)} labels for {num_boxes} boxes; pass one label per box")
+    if not isinstance(width, Integral) or isinstance(width, bool) or width < 0:
+        raise ValueError(f"width must be a non-negative int, got {width!r}")
+    box_colors = _parse_colors(colors, num_boxes)
+    if label_colors is not None:
+        text_colors = _parse_colors(label_colors, num_boxes)
+    else:
+        text_colors = [(0, 0, 0)] * num_boxes if fill_labels else box_colors
+    if label_background_colors is not None:
+        background_colors = _parse_colors(label_background_colors, num_boxes)
+    else:
+        background_colors = box_colors
+    text_font = _load_font(font, font_size) if labels is not None else None
+    if num_boxes == 0:
+        warnings.warn("boxes holds no box: the image is returned as it is", stacklevel=3)
+        return image
+
+    from PIL import ImageDraw
+
+    from visionzoo.transforms.functional import convert_image_dtype, pil_to_tensor, to_pil_image
+
+    pixels = convert_image_dtype(image.expand(3, -1, -1), torch.uint8)
+    canvas = to_pil_image(pixels)
+    # In "RGBA" mode the fill's alpha blends it over the image instead of replacing the pixels.
+    draw = ImageDraw.Draw(canvas, "RGBA" if fill else None)
+    # Integer corners by truncation toward zero, as the reference's int64 cast does.
+    corners = boxes.to(torch.int64).tolist()
+    for index, box in enumerate(corners):
+        color = box_colors[index]
+        draw.rectangle(box, outline=color, width=width, fill=(*color, 100) if fill else None)
+        if labels is None:
+            continue
+        origin = (box[0] + width + 1, box[1] + width + 1)  # one pixel clear of the outline
+        if fill_labels:
+            left, top, right, bottom = draw.textbbox(origin, labels[index], font=text_font)
+            draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=background_colors[index])
+        draw.text(origin, labels[index], fill=text_colors[index], font=text_font)
+
+    out = pil_to_tensor(canvas).to(image.device)
+    if image.is_floating_point():
+        # The reference's uint8 -> float conversion: a multiplication by 1/255 (not a division, which can
+        # differ in the last bit).
+        out = out.to(image.dtype).mul_(1.0 / 255)
+    return out
 
 
 def _as_batch(tensor: Tensor | list[Tensor]) -> Tensor:
