@@ -247,3 +247,28 @@ def test_bad_builder_arguments_raise_clear_errors() -> None:
         FasterRCNN(backbone, num_classes=2, box_predictor=FastRCNNPredictor(1024, 2))
     with pytest.raises(TypeError, match="box_roi_pool should be of type MultiScaleRoIAlign"):
         FasterRCNN(backbone, num_classes=2, box_roi_pool=torch.nn.Identity())
+
+
+def test_weights_backbone_loads_the_imagenet_backbone_and_freezes_the_first_stages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch.manual_seed(0)
+    imagenet = reference.models.mobilenet_v3_large(weights=None).state_dict()
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, progress=True, check_hash=True: dict(imagenet))
+    model = detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights_backbone="IMAGENET1K_V1")
+    body = model.backbone.body.state_dict()
+    for key, tensor in body.items():
+        torch.testing.assert_close(tensor, imagenet[f"features.{key}"], atol=0, rtol=0, msg=key)
+    frozen = {type(m).__name__ for m in model.backbone.body.modules()}
+    assert "FrozenBatchNorm2d" in frozen and "BatchNorm2d" not in frozen
+    trainable = {name.split(".")[0] for name, p in model.backbone.body.named_parameters() if p.requires_grad}
+    assert trainable and "0" not in trainable  # the stem is frozen with the default 3 trainable stages
+
+
+def test_backbone_options_without_pretrained_weights() -> None:
+    with pytest.warns(UserWarning, match="falling back to trainable_backbone_layers=6"):
+        model = detection.fasterrcnn_mobilenet_v3_large_320_fpn(weights_backbone=None, trainable_backbone_layers=2)
+    assert all(p.requires_grad for p in model.parameters())
+    with pytest.warns(UserWarning, match="pretrained_backbone=False is deprecated"):
+        model = detection.fasterrcnn_mobilenet_v3_large_320_fpn(pretrained_backbone=False, box_detections_per_img=7)
+    assert model.roi_heads.detections_per_img == 7 and model.transform.min_size == (320,)
