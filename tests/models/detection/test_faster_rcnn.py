@@ -101,12 +101,15 @@ def test_training_losses_equal_the_reference_under_one_seed(name: str) -> None:
 
 @pytest.mark.parametrize("name", DETECTORS)
 def test_weights_entries_and_presets(name: str) -> None:
+    from PIL import Image
+
     assert_same_weights(name)
     image = torch.randint(0, 256, (3, 45, 61), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     for member in reference.models.get_model_weights(name):
         mine, theirs = models.get_model_weights(name)[member.name].transforms(), member.transforms()
         assert isinstance(mine, ObjectDetection) and repr(mine) == repr(theirs)
-        for sample in (image, image.double() / 255, torch.stack([image, image.flip(-1)])):
+        pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+        for sample in (image, image.double() / 255, torch.stack([image, image.flip(-1)]), pil):
             out = mine(sample)
             assert out.dtype == torch.float32
             torch.testing.assert_close(out, theirs(sample), atol=0, rtol=0)
