@@ -20,10 +20,29 @@ def _package_of(task: str) -> object:
     return models if task == "classification" else importlib.import_module(f"visionzoo.models.{task}")
 
 
+# Detectors whose issues have not landed yet (single-stage detectors, Mask and Keypoint R-CNN); each leaves this
+# set when its builders register, and the set disappears with the last of them.
+_PENDING = {
+    "detection": {
+        "fcos_resnet50_fpn",
+        "keypointrcnn_resnet50_fpn",
+        "maskrcnn_resnet50_fpn",
+        "maskrcnn_resnet50_fpn_v2",
+        "retinanet_resnet50_fpn",
+        "retinanet_resnet50_fpn_v2",
+        "ssd300_vgg16",
+        "ssdlite320_mobilenet_v3_large",
+    }
+}
+
+
 @pytest.mark.parametrize("task", models.list_tasks())
 def test_registry_is_the_references_for_every_landed_task(task: str) -> None:
     expected = reference.list_models_of_task(task)
     assert expected, f"the reference has no {task} models: is the task named as its package?"
+    pending = _PENDING.get(task, set())
+    assert pending <= set(expected) and not pending & set(models.list_models(task=task)), "update _PENDING"
+    expected = [name for name in expected if name not in pending]
     assert models.list_models(task=task) == expected
     assert models.list_models(module=_package_of(task)) == expected
 
@@ -31,7 +50,7 @@ def test_registry_is_the_references_for_every_landed_task(task: str) -> None:
 def test_every_model_has_one_landed_task_and_its_family() -> None:
     by_task = [name for task in models.list_tasks() for name in models.list_models(task=task)]
     assert sorted(by_task) == models.list_models()  # each model in exactly one task, and no other task exists
-    assert models.list_tasks() == ["classification", "quantization", "segmentation"]
+    assert models.list_tasks() == ["classification", "quantization", "segmentation", "detection"]
     for name in models.list_models():
         info = models.get_model_info(name)
         assert info.name == name and info.builder is models.get_model_builder(name)
@@ -60,13 +79,12 @@ def test_tasks_record_what_their_models_need() -> None:
 
 
 def test_unknown_tasks_name_the_valid_ones() -> None:
-    for call in (lambda: models.list_models(task="detection"), lambda: get_task("Classification")):
-        with pytest.raises(
-            ValueError, match="Unknown task .*; valid tasks: classification, quantization, segmentation$"
-        ):
+    valid = "valid tasks: classification, quantization, segmentation, detection"
+    for call in (lambda: models.list_models(task="video"), lambda: get_task("Classification")):
+        with pytest.raises(ValueError, match=f"Unknown task .*; {valid}$"):
             call()
-    with pytest.raises(ValueError, match="valid tasks: classification, quantization, segmentation"):
-        register_model(task="detection")  # before any builder is registered under it
+    with pytest.raises(ValueError, match=valid):
+        register_model(task="video")  # before any builder is registered under it
     with pytest.raises(TypeError, match="task name must be a string"):
         models.list_models(task=1)  # type: ignore[arg-type]
 

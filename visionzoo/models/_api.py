@@ -49,7 +49,12 @@ __all__ = [
 # Families that live in sub-packages register their builders when imported; list_models() imports them
 # all so that the registry is complete without making ``import visionzoo.models`` pay for them. A package
 # joins this list when its code lands.
-_FAMILY_PACKAGES = ("visionzoo.models", "visionzoo.models.quantization", "visionzoo.models.segmentation")
+_FAMILY_PACKAGES = (
+    "visionzoo.models",
+    "visionzoo.models.quantization",
+    "visionzoo.models.segmentation",
+    "visionzoo.models.detection",
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ TASKS: Mapping[str, Task] = MappingProxyType(
             Task("quantization", "Quantized image classification", MappingProxyType({"quantize": True}), cpu_only=True),
             # Inference has no use for the auxiliary head (a training aid) that published weights carry.
             Task("segmentation", "Semantic segmentation", MappingProxyType({"aux_loss": False})),
+            Task("detection", "Object detection, instance segmentation and person keypoints"),
         )
     }
 )

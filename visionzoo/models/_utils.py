@@ -191,7 +191,9 @@ def load_weights(
     Args:
         ignore_unexpected: key prefixes of tensors the model was built without on purpose.
         new_head_classes: the caller asked for this many classes: tensors that differ from the model's only in
-            their first (class) dimension are not loaded but re-initialised, and their keys returned.
+            their first dimension, the class dimension (``new_head_classes`` rows, or a whole number of rows per
+            class, as a detector's per-class box deltas), are not loaded but re-initialised, and their keys
+            returned.
         hint: a last line for the error (e.g. how to load a checkpoint of another kind).
 
     Returns:
@@ -204,14 +206,7 @@ def load_weights(
     comparable = {
         k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor) and isinstance(expected.get(k), torch.Tensor)
     }
-    head = [
-        k
-        for k, v in comparable.items()
-        if new_head_classes is not None
-        and v.shape != expected[k].shape
-        and expected[k].shape[:1] == (new_head_classes,)
-        and v.shape[1:] == expected[k].shape[1:]
-    ]
+    head = _head_keys(comparable, expected, new_head_classes) if new_head_classes is not None else []
     wrong_kind = [k for k, v in comparable.items() if expected[k].is_floating_point() and not v.is_floating_point()]
     held_back = set(head) | set(wrong_kind)
     if held_back:
@@ -250,6 +245,27 @@ def load_weights(
     if head:
         _reinitialise(model, head)
     return head
+
+
+def _head_keys(
+    checkpoint: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], num_classes: int
+) -> list[str]:
+    """The keys of ``checkpoint`` that are class-dimension tensors of a head the model has for ``num_classes``.
+
+    A tensor qualifies when only its first dimension differs and the model's holds ``k * num_classes`` rows,
+    ``k`` rows per class (1 for logits, 4 for per-class box deltas), with the checkpoint's a whole number of
+    classes of ``k`` rows too; all of them must agree on the checkpoint's number of classes, else none qualifies
+    (the checkpoint differs in more than its head).
+    """
+    found: dict[str, int] = {}
+    for key, tensor in checkpoint.items():
+        want = expected[key]
+        if tensor.shape == want.shape or not tensor.dim() or not want.dim() or tensor.shape[1:] != want.shape[1:]:
+            continue
+        rows_per_class, remainder = divmod(want.shape[0], num_classes)
+        if rows_per_class and not remainder and tensor.shape[0] % rows_per_class == 0:
+            found[key] = tensor.shape[0] // rows_per_class
+    return list(found) if len(set(found.values())) == 1 else []
 
 
 _SIZE_MISMATCH = re.compile(

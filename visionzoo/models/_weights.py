@@ -6,9 +6,9 @@ from functools import partial
 from typing import Any
 
 from ..transforms.functional import InterpolationMode
-from ..transforms.presets import ImageClassification, SemanticSegmentation
+from ..transforms.presets import ImageClassification, ObjectDetection, SemanticSegmentation
 from ._api import Weights
-from ._meta import _IMAGENET_CATEGORIES, _VOC_CATEGORIES
+from ._meta import _COCO_CATEGORIES, _IMAGENET_CATEGORIES, _VOC_CATEGORIES
 
 
 def imagenet_entry(
@@ -98,3 +98,25 @@ def segmentation_entry(
         "_docs": docs,
     }
     return Weights(url=url, transforms=partial(SemanticSegmentation, resize_size=resize), meta=meta)
+
+
+def detection_entry(
+    url: str, *, params: int, box_map: float, gflops: float, file_mb: float, recipe: str, docs: str
+) -> Weights:
+    """A weights entry for a detector trained on COCO train2017 (the 91 category ids, unused ones "N/A").
+
+    Args:
+        params: number of parameters; box_map: box mAP (%) on COCO val2017; gflops: GFLOPS per image at the
+            model's own input size; file_mb: checkpoint size in MB.
+    """
+    meta = {
+        "categories": _COCO_CATEGORIES,
+        "min_size": (1, 1),
+        "num_params": params,
+        "recipe": recipe,
+        "_metrics": {"COCO-val2017": {"box_map": box_map}},
+        "_ops": gflops,
+        "_file_size": file_mb,
+        "_docs": docs,
+    }
+    return Weights(url=url, transforms=ObjectDetection, meta=meta)

@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from . import functional
 from .functional import InterpolationMode
-from .presets import ImageClassification, SemanticSegmentation
+from .presets import ImageClassification, ObjectDetection, SemanticSegmentation
 
-__all__ = ["ImageClassification", "InterpolationMode", "SemanticSegmentation", "functional"]
+__all__ = ["ImageClassification", "InterpolationMode", "ObjectDetection", "SemanticSegmentation", "functional"]

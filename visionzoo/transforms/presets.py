@@ -20,7 +20,7 @@ from .functional import InterpolationMode
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["ImageClassification", "SemanticSegmentation"]
+__all__ = ["ImageClassification", "ObjectDetection", "SemanticSegmentation"]
 
 
 _RGB_CHANNEL_HINTS = {
@@ -245,4 +245,25 @@ class SemanticSegmentation(nn.Module):
             + "uint8 values are rescaled to [0.0, 1.0] by dividing by 255 (float tensors are taken as already in "
             f"[0.0, 1.0]), and each channel is normalized as (x - mean) / std with mean={self.mean} and "
             f"std={self.std}. The output is a float32 tensor of shape (..., {len(self.mean)}, H, W)."
+        )
+
+
+class ObjectDetection(nn.Module):
+    """Rescale to float32 in [0, 1]; nothing else (detectors resize and normalise inside, in their transform).
+
+    Accepts a PIL RGB image or a uint8/float tensor ``(C, H, W)`` or ``(N, C, H, W)`` with 3 channels, and
+    rejects bad input as the other presets do; float tensors are cast to float32 unscaled.
+    """
+
+    def forward(self, img: Tensor | PILImage) -> Tensor:
+        return _to_float_tensor(_checked_input(img, num_channels=3))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def describe(self) -> str:
+        """A prose description of the preprocessing, to rebuild it in a custom pipeline."""
+        return (
+            "Accepts ``PIL.Image``, batched ``(B, C, H, W)`` and single ``(C, H, W)`` image ``torch.Tensor`` objects. "
+            "The images are rescaled to ``[0.0, 1.0]``."
         )
