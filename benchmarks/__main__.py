@@ -18,7 +18,7 @@ from ._harness import QUICK_ENV, ROOT
 from .report import main as write_report
 
 # Cheapest and most central first, so an interrupted run still leaves the key numbers.
-ITEMS = ("import_time", "eager", "optimized", "loading", "int8", "build", "eager_all", "ops", "ops_roi")
+ITEMS = ("import_time", "eager", "optimized", "loading", "int8", "build", "eager_all", "ops", "ops_roi", "detection")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -253,6 +253,21 @@ def _ops_section(data: dict[str, Any]) -> list[str]:
     return lines + ["", *_notes(data)]
 
 
+def _detection_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Detection, eval, two images of different sizes (one process, interleaved)", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [
+            ("model", "model"),
+            ("images", "images"),
+            ("ours s", "ours_s"),
+            ("reference s", "reference_s"),
+            ("ratio ours/ref", "ratio"),
+        ],
+    )
+    return lines + ["", *_notes(data)]
+
+
 def plot_speed(eager: dict[str, Any] | None, optimized: dict[str, Any] | None, path: Path) -> Path | None:
     """Bar chart: per model, our speed relative to the reference's eager speed (batch 8), eager and optimised."""
     if eager is None and optimized is None:
@@ -364,6 +379,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("build", _build_section),
     ("eager_all", lambda d: _eager_section(d, "Eager inference at batch 1, every classification builder (224x224)")),
     ("ops_roi", _ops_roi_section),
+    ("detection", _detection_section),
     ("ops", _ops_section),
 ]
 

@@ -83,7 +83,7 @@ def test_eval_parity_on_images_of_different_sizes(name: str) -> None:
         assert mine["boxes"][:, 2].max() <= image.shape[2] and mine["boxes"][:, 3].max() <= image.shape[1]
 
 
-@pytest.mark.parametrize("name", ["fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn"])
+@pytest.mark.parametrize("name", DETECTORS)
 def test_training_losses_equal_the_reference_under_one_seed(name: str) -> None:
     ref, ours = _pair(name)
     losses = []
