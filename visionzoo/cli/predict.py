@@ -2,9 +2,10 @@
 
 Each task has a :class:`Predictor`: how to turn a batch of images into results, how to print them, and either
 how to flatten them into CSV rows (``--out FILE``) or, for tasks that draw, that it writes one picture per
-input (``--out DIR``). Classification, quantized classification, segmentation (``_segmentation.py``) and detection
-(``_detection.py``) are available; a task that lands later adds its predictor to ``PREDICTORS``, and every other part of the command
-(weights resolution, device, reading and batching inputs, failures, progress, ``--out``) stays as it is.
+input (``--out DIR``). Classification, quantized classification, segmentation (``_segmentation.py``) and
+detection (``_detection.py``) are available; a task that lands later adds its predictor to ``PREDICTORS``, and
+every other part of the command (weights resolution, device, reading and batching inputs, failures, progress,
+``--out``) stays as it is.
 
 An input that cannot be read is reported on stderr with its reason and skipped (``--strict`` stops there
 instead); the others are predicted, a count ends the run, and the exit status is 1 when any input failed.
@@ -46,9 +47,9 @@ def register(sub: Any) -> None:
         "share of the pixels and writes a PNG per image (the classes found coloured over the picture, a legend "
         "under it) into --out DIR, named <image stem>.<model>.png. Detection prints each object found (class, "
         "score, box as x1, y1, x2, y2 in pixels) and writes a PNG per image with the boxes and labels drawn, "
-        "likewise. An unreadable image is reported "
-        "and skipped; the exit status is then 1. On Linux the process keeps the memory a batch frees for the "
-        "next one (visionzoo.allocator), which spares the page faults of re-allocating it.",
+        "likewise. An unreadable image is reported and skipped; the exit status is then 1. On Linux the process "
+        "keeps the memory a batch frees for the next one (visionzoo.allocator), which spares the page faults of "
+        "re-allocating it.",
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, or folders holding them")
     p.add_argument("--model", required=True)
@@ -78,8 +79,9 @@ def register(sub: Any) -> None:
         "--out",
         metavar="FILE|DIR",
         help="classification: also write the results to FILE, .json, .jsonl or .csv (by its suffix); "
-        f"segmentation and detection: the directory for the pictures (default: ./{DEFAULT_PICTURES}, created when missing; "
-        "pictures of an earlier run with the same names are replaced)",
+        "segmentation and detection: the directory for the pictures "
+        f"(default: ./{DEFAULT_PICTURES}, created when missing; pictures of an earlier run with the same names "
+        "are replaced)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
