@@ -2,9 +2,9 @@
 
 ``install_zoo`` registers ``tinynet`` (a one-block-per-stage ResNet with 10 classes and a 64x64 preset) with
 two weights entries whose checkpoints are written here, named like the official ones
-(``<stem>-<sha256 prefix>.pth``) and served from 127.0.0.1; and ``tinydet``, a model of a task the command
-line cannot run yet (a stand-in ``detection`` task, added to the task list for the test). The registry and
-the task list are restored when the test ends (monkeypatch), so nothing leaks into the registry-driven tests.
+(``<stem>-<sha256 prefix>.pth``) and served from 127.0.0.1; and ``tinydet``, a ``detection`` model without
+pretrained weights (a stand-in that is never run). The registry is restored when the test ends (monkeypatch),
+so nothing leaks into the registry-driven tests.
 
 ``V2`` (the default) has a zero classifier weight and bias ``0, 1, ..., 9``: whatever the image, its logits
 are the bias, so the expected top-k and probabilities are known exactly. ``V1`` is randomly initialised.
@@ -18,14 +18,13 @@ import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import MappingProxyType
 
 import pytest
 import torch
 from PIL import Image
 
 from visionzoo.models import _api
-from visionzoo.models._api import Task, Weights, WeightsEnum, register_model
+from visionzoo.models._api import Weights, WeightsEnum, register_model
 from visionzoo.models._utils import build_model
 from visionzoo.models.resnet import BasicBlock, ResNet
 from visionzoo.transforms import ImageClassification
@@ -77,8 +76,6 @@ def install_zoo(monkeypatch: pytest.MonkeyPatch, base_url: str, served: Path) ->
     _api.list_models()  # import every family first, or one imported later would vanish when the copy is undone
     monkeypatch.setattr(_api, "_REGISTRY", dict(_api._REGISTRY))
     monkeypatch.setattr(_api, "_WEIGHTS_ENUMS", dict(_api._WEIGHTS_ENUMS))
-    stand_in = Task("detection", "Object detection (a test stand-in)")
-    monkeypatch.setattr(_api, "TASKS", MappingProxyType({**_api.TASKS, stand_in.name: stand_in}))
     files, states, members = {}, {}, {}
     for seed, entry in enumerate(("V1", "V2")):
         data, state = checkpoint_bytes(seed, bias_only=entry == "V2")
@@ -107,7 +104,7 @@ def install_zoo(monkeypatch: pytest.MonkeyPatch, base_url: str, served: Path) ->
         return build_model(ResNet, weights, progress, block=BasicBlock, layers=[1, 1, 1, 1], **kwargs)
 
     def tinydet(*, weights: None = None, progress: bool = True) -> torch.nn.Module:
-        """A stand-in detector (its task has no predictor yet)."""
+        """A stand-in detector without weights (the tests never run it)."""
         return torch.nn.Identity()
 
     register_model(weights=enum)(tinynet)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 # How metric keys stored in the weights' meta read in tables and cards, where the stored key reads poorly
 # (the docs table, `visionzoo list --weights`, `visionzoo info`); other keys show as stored.
-METRIC_HEADINGS = {"miou": "mIoU", "pixel_acc": "pixel accuracy"}
+METRIC_HEADINGS = {"miou": "mIoU", "pixel_acc": "pixel accuracy", "box_map": "box mAP"}
 
 
 def metric_heading(key: str) -> str:

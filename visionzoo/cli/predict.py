@@ -2,9 +2,10 @@
 
 Each task has a :class:`Predictor`: how to turn a batch of images into results, how to print them, and either
 how to flatten them into CSV rows (``--out FILE``) or, for tasks that draw, that it writes one picture per
-input (``--out DIR``). Classification, quantized classification and segmentation (``_segmentation.py``) are
-available; a task that lands later adds its predictor to ``PREDICTORS``, and every other part of the command
-(weights resolution, device, reading and batching inputs, failures, progress, ``--out``) stays as it is.
+input (``--out DIR``). Classification, quantized classification, segmentation (``_segmentation.py``) and
+detection (``_detection.py``) are available; a task that lands later adds its predictor to ``PREDICTORS``, and
+every other part of the command (weights resolution, device, reading and batching inputs, failures, progress,
+``--out``) stays as it is.
 
 An input that cannot be read is reported on stderr with its reason and skipped (``--strict`` stops there
 instead); the others are predicted, a count ends the run, and the exit status is 1 when any input failed.
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
+from ._detection import DEFAULT_THRESHOLD, detect, show_detection
 from ._segmentation import PictureNames, segment, show_segmentation
 
 if TYPE_CHECKING:
@@ -43,9 +45,11 @@ def register(sub: Any) -> None:
         description="Run a pretrained model on images (files, or folders of them), in batches. Classification "
         "prints the top-k categories of each image with their probabilities. Segmentation prints each class's "
         "share of the pixels and writes a PNG per image (the classes found coloured over the picture, a legend "
-        "under it) into --out DIR, named <image stem>.<model>.png. An unreadable image is reported "
-        "and skipped; the exit status is then 1. On Linux the process keeps the memory a batch frees for the "
-        "next one (visionzoo.allocator), which spares the page faults of re-allocating it.",
+        "under it) into --out DIR, named <image stem>.<model>.png. Detection prints each object found (class, "
+        "score, box as x1, y1, x2, y2 in pixels) and writes a PNG per image with the boxes and labels drawn, "
+        "likewise. An unreadable image is reported and skipped; the exit status is then 1. On Linux the process "
+        "keeps the memory a batch frees for the next one (visionzoo.allocator), which spares the page faults of "
+        "re-allocating it.",
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, or folders holding them")
     p.add_argument("--model", required=True)
@@ -57,12 +61,17 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--recursive", action="store_true", help="also take the images in subfolders of a folder")
     p.add_argument("--strict", action="store_true", help="stop at the first image that cannot be read")
-    p.add_argument("--topk", type=int, default=5, help="classification: categories to report per image (default 5)")
+    p.add_argument(
+        "--topk",
+        type=int,
+        help="classification: categories to report per image (default 5); detection: the most objects to report "
+        "per image (default: all above the threshold)",
+    )
     p.add_argument(
         "--threshold",
         type=float,
-        default=0.0,
-        help="leave out results below this probability (segmentation: classes below this share of the pixels)",
+        help="leave out results below this probability (default 0; segmentation: classes below this share of the "
+        f"pixels; detection: objects below this score, default {DEFAULT_THRESHOLD})",
     )
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
@@ -70,8 +79,9 @@ def register(sub: Any) -> None:
         "--out",
         metavar="FILE|DIR",
         help="classification: also write the results to FILE, .json, .jsonl or .csv (by its suffix); "
-        f"segmentation: the directory for the pictures (default: ./{DEFAULT_PICTURES}, created when missing; "
-        "pictures of an earlier run with the same names are replaced)",
+        "segmentation and detection: the directory for the pictures "
+        f"(default: ./{DEFAULT_PICTURES}, created when missing; pictures of an earlier run with the same names "
+        "are replaced)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -104,11 +114,14 @@ class Batch:
 class Predictor:
     """How one task runs: ``run(session, batch)`` returns one result per image of the batch; ``show`` prints
     results; ``rows`` flattens them for ``--out FILE.csv``, or is None for a task that ``draws`` one picture
-    per image (``--out DIR``)."""
+    per image (``--out DIR``). ``topk`` and ``threshold`` stand for ``--topk`` and ``--threshold`` when the
+    user leaves them out (``topk`` None: no cap)."""
 
     run: Callable[[Session, Batch], Results]
     show: Callable[[Results], None]
     rows: Callable[[Results], list[dict[str, Any]]] | None = None
+    topk: int | None = 5
+    threshold: float = 0.0
 
     @property
     def draws(self) -> bool:
@@ -227,6 +240,7 @@ PREDICTORS: dict[str, Predictor] = {
     "classification": Predictor(classify, show_classification, classification_rows),
     "quantization": Predictor(classify, show_classification, classification_rows),
     "segmentation": Predictor(segment, show_segmentation),
+    "detection": Predictor(detect, show_detection, topk=None, threshold=DEFAULT_THRESHOLD),
 }
 
 
@@ -281,7 +295,12 @@ def write_out(out: str, results: Results, predictor: Predictor) -> None:
 
 
 def _check_arguments(args: argparse.Namespace, predictor: Predictor, task: str) -> None:
-    if args.topk < 1 or args.batch_size < 1:
+    """Fill in the task's defaults for ``--topk`` and ``--threshold``, and refuse bad values."""
+    if args.topk is None:
+        args.topk = predictor.topk
+    if args.threshold is None:
+        args.threshold = predictor.threshold
+    if (args.topk is not None and args.topk < 1) or args.batch_size < 1:
         raise CommandError("--topk and --batch-size must be at least 1")
     if not 0.0 <= args.threshold <= 1.0:
         raise CommandError(f"--threshold must be a probability between 0 and 1, got {args.threshold}")

@@ -1,0 +1,94 @@
+"""``visionzoo predict`` for object detection: per image, the detected objects (class, score, box) and a PNG of
+the picture with their boxes and labels drawn.
+
+The predictor plugs into :mod:`visionzoo.cli.predict` (see its ``PREDICTORS``); PIL and torch are imported
+inside the functions, so that ``visionzoo --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._segmentation import class_colour, class_name
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from .predict import Batch, Results, Session
+
+# Used when the user gives no --threshold: a random or weak detector scores thousands of boxes a little
+# above zero, and 0.5 is the usual cut for showing a trained detector's findings.
+DEFAULT_THRESHOLD = 0.5
+BOX_WIDTH = 3
+
+
+def detect(session: Session, batch: Batch) -> Results:
+    """Each image's detections with a score of at least ``--threshold`` (highest first, at most ``--topk``), and
+    the path of the PNG drawn for it.
+
+    Detection models take a list of images and resize each one themselves, so a batch of any sizes is one
+    forward; the boxes come back in the coordinates of the images as read.
+    """
+    args = session.args
+    names = _category_names(session)
+    outputs = session.model([tensor.to(session.device) for tensor in batch.inputs])
+    results = []
+    for path, image, output in zip(batch.paths, batch.images, outputs):
+        scores = output["scores"].float().cpu()
+        order = scores.argsort(descending=True, stable=True)
+        order = order[scores[order] >= args.threshold][: args.topk]
+        boxes = output["boxes"].float().cpu()[order]
+        labels = output["labels"].cpu()[order].tolist()
+        detections = [
+            {
+                "label": class_name(index, names),
+                "index": index,
+                "score": round(score, 4),
+                "box": [round(v, 1) for v in box],
+            }
+            for index, score, box in zip(labels, scores[order].tolist(), boxes.tolist())
+        ]
+        picture = session.pictures.next_path(path)
+        draw_picture(image, boxes, detections).save(picture, format="PNG")
+        results.append({"image": path, "picture": str(picture), "detections": detections})
+    return results
+
+
+def _category_names(session: Session) -> list[str]:
+    """The weights' category names when the model's box head scores as many classes (else none: by index)."""
+    predictor = getattr(getattr(session.model, "roi_heads", None), "box_predictor", None)
+    classes = getattr(getattr(predictor, "cls_score", None), "out_features", None)
+    return session.categories if classes == len(session.categories) else []
+
+
+def draw_picture(image: torch.Tensor, boxes: torch.Tensor, detections: list[dict[str, Any]]) -> Image.Image:
+    """``image`` with a box and a ``"name 0.93"`` label per detection, coloured by class."""
+    import torch
+    from PIL import Image
+
+    from visionzoo.transforms.functional import convert_image_dtype
+    from visionzoo.utils import draw_bounding_boxes
+
+    image = convert_image_dtype(image, torch.uint8)  # 16-bit PNGs are read as uint16
+    if detections:
+        image = draw_bounding_boxes(
+            image,
+            boxes,
+            labels=[f"{item['label']} {item['score']:.2f}" for item in detections],
+            colors=[class_colour(item["index"]) for item in detections],
+            width=BOX_WIDTH,
+        )
+    return Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+
+
+def show_detection(results: Results) -> None:
+    """Print each image, the picture drawn for it, and its detections: ``label score [x1, y1, x2, y2]``."""
+    for result in results:
+        print(f"{result['image']} -> {result['picture']}")
+        if not result["detections"]:
+            print("  (no detection above the threshold)")
+        width = max((len(item["label"]) for item in result["detections"]), default=0)
+        for item in result["detections"]:
+            box = ", ".join(f"{v:.1f}" for v in item["box"])
+            print(f"  {item['label']:<{width}}  {item['score']:.4f}  [{box}]")
