@@ -17,7 +17,7 @@ from torch import nn
 from ...ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool
 from ...ops.misc import FrozenBatchNorm2d
 from .. import mobilenet, resnet
-from .._api import WeightsEnum
+from .._api import WeightsEnum, caller_stacklevel
 from .._features import FeatureTap, stage_boundaries
 
 __all__ = ["BackboneWithFPN", "mobilenet_backbone", "resnet_fpn_backbone"]
@@ -166,7 +166,7 @@ def _validate_trainable_layers(
                 "Changing trainable_backbone_layers has no effect if neither pretrained nor pretrained_backbone "
                 f"have been set to True, falling back to trainable_backbone_layers={max_value} so that all layers "
                 "are trainable",
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
         trainable_backbone_layers = max_value
     if trainable_backbone_layers is None:
