@@ -3,6 +3,7 @@ connections that gives every backbone level the same number of channels, plus op
 
 from __future__ import annotations
 
+import abc
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -21,15 +22,13 @@ def _init_conv(conv: nn.Conv2d) -> None:
         nn.init.constant_(conv.bias, 0)
 
 
-class ExtraFPNBlock(nn.Module):
-    """Base class of the blocks that add levels after the FPN.
+class ExtraFPNBlock(nn.Module, abc.ABC):
+    """Base class of the blocks that add levels after the FPN; a subclass that does not define ``forward`` cannot be
+    instantiated."""
 
-    ``forward(results, x, names)`` takes the FPN outputs, the FPN inputs and the level names, and returns the
-    extended outputs and names.
-    """
-
+    @abc.abstractmethod
     def forward(self, results: list[Tensor], x: list[Tensor], names: list[str]) -> tuple[list[Tensor], list[str]]:
-        raise NotImplementedError(f"{type(self).__name__} must implement forward(results, x, names)")
+        """Take the FPN outputs, the FPN inputs and the level names; return the extended outputs and names."""
 
 
 class LastLevelMaxPool(ExtraFPNBlock):
