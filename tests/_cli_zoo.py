@@ -132,3 +132,17 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     status = main(argv)
     out, err = capsys.readouterr()
     return status, out, err
+
+
+def picture_blocks(out: str) -> dict[str, tuple[str, list[str]]]:
+    """``predict``'s text output for tasks that draw pictures: ``{image: (picture path, its indented lines)}``."""
+    blocks: dict[str, tuple[str, list[str]]] = {}
+    lines: list[str] = []
+    for line in out.splitlines():
+        if line.startswith("  "):
+            lines.append(line)
+        else:
+            image, picture = line.split(" -> ")
+            lines = []
+            blocks[image] = (picture, lines)
+    return blocks

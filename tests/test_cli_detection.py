@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests._cli_zoo import run, write_images
+from tests._cli_zoo import picture_blocks, run, write_images
 from visionzoo.cli._detection import DEFAULT_THRESHOLD
 from visionzoo.models.detection import FasterRCNN_MobileNet_V3_Large_320_FPN_Weights as Weights
 from visionzoo.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
@@ -70,17 +70,10 @@ def test_predict_writes_pictures_and_prints_detections(
     assert status == 0, err
     pictures = (tmp_path / "predictions").resolve()
     expected = {CAT: pictures / f"chelsea.{MODEL}.png", small_image: pictures / f"img0.{MODEL}.png"}
-    blocks: dict[str, list[str]] = {}
-    image = ""
-    for line in out.splitlines():
-        if line.startswith("  "):
-            blocks[image].append(line)
-        else:
-            image, picture = line.split(" -> ")
-            assert Path(picture).resolve() == expected[image]
-            blocks[image] = []
+    blocks = picture_blocks(out)
     assert list(blocks) == [CAT, small_image]
-    for image, lines in blocks.items():
+    for image, (picture, lines) in blocks.items():
+        assert Path(picture).resolve() == expected[image]
         with Image.open(image) as original, Image.open(expected[image]) as drawn:
             assert drawn.format == "PNG" and drawn.mode == "RGB" and drawn.size == original.size
             assert drawn.tobytes() != original.convert("RGB").tobytes()  # boxes drawn

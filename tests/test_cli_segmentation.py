@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests._cli_zoo import run, write_images
+from tests._cli_zoo import picture_blocks, run, write_images
 from visionzoo.cli._segmentation import LEGEND_PAD, LEGEND_ROW
 from visionzoo.models.segmentation import LRASPP_MobileNet_V3_Large_Weights, lraspp_mobilenet_v3_large
 
@@ -71,17 +71,10 @@ def test_predict_writes_pictures_and_prints_shares(
     assert status == 0, err
     pictures = (tmp_path / "predictions").resolve()
     expected = {CAT: pictures / f"chelsea.{MODEL}.png", small_image: pictures / f"img0.{MODEL}.png"}
-    blocks: dict[str, list[str]] = {}
-    image = ""
-    for line in out.splitlines():
-        if line.startswith("  "):
-            blocks[image].append(line)
-        else:
-            image, picture = line.split(" -> ")
-            assert Path(picture).resolve() == expected[image]
-            blocks[image] = []
+    blocks = picture_blocks(out)
     assert list(blocks) == [CAT, small_image]
-    for image, lines in blocks.items():
+    for image, (picture, lines) in blocks.items():
+        assert Path(picture).resolve() == expected[image]
         rows = check_picture(expected[image], image)
         assert len(lines) > 3 and rows > 1  # several classes, whose legend takes more than one row
         shares = [float(line.split()[-1].rstrip("%")) for line in lines]
