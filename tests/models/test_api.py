@@ -24,12 +24,9 @@ def _package_of(task: str) -> object:
 # set when its builders register, and the set disappears with the last of them.
 _PENDING = {
     "detection": {
-        "fcos_resnet50_fpn",
         "keypointrcnn_resnet50_fpn",
         "maskrcnn_resnet50_fpn",
         "maskrcnn_resnet50_fpn_v2",
-        "retinanet_resnet50_fpn",
-        "retinanet_resnet50_fpn_v2",
         "ssd300_vgg16",
         "ssdlite320_mobilenet_v3_large",
     }

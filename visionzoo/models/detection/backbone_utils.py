@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +20,8 @@ from ...ops.misc import FrozenBatchNorm2d
 from .. import mobilenet, resnet
 from .._api import WeightsEnum, caller_stacklevel
 from .._features import FeatureTap, stage_boundaries
+from .._meta import _COCO_CATEGORIES
+from .._utils import build_model
 
 __all__ = ["BackboneWithFPN", "mobilenet_backbone", "resnet_fpn_backbone"]
 
@@ -237,3 +240,48 @@ def _mobilenet_extractor(
     return_layers = {str(stages[k]): str(v) for v, k in enumerate(returned_layers)}
     in_channels_list = [blocks[stages[k]].out_channels for k in returned_layers]
     return BackboneWithFPN(blocks, return_layers, in_channels_list, out_channels, extra_blocks, norm_layer)
+
+
+def _build_detector(
+    assemble: Callable[[WeightsEnum | str | None, bool, int, int, dict[str, Any]], nn.Module],
+    backbone: Callable[..., nn.Module],
+    weights: WeightsEnum | Path | None,
+    progress: bool,
+    *,
+    num_classes: int | None,
+    weights_backbone: WeightsEnum | str | None,
+    trainable_backbone_layers: int | None,
+    max_trainable: int,
+    kwargs: dict[str, Any],
+) -> nn.Module:
+    """Every COCO detector builder's shared path: resolve the options as the reference does, then build and load
+    via ``build_model``.
+
+    ``assemble(weights_backbone, is_trained, trainable_layers, num_classes, kwargs)`` builds the model around
+    ``backbone`` (the classification builder, named for the deprecated ``pretrained_backbone``). With
+    ``weights``, the backbone's own weights are not loaded (the checkpoint holds them) and ``num_classes``
+    defaults to the weights' 91; another value rebuilds only the class-scoring layers (with a warning).
+
+    Raises:
+        ValueError: ``num_classes`` is not a positive int, ``trainable_backbone_layers`` is out of range.
+    """
+    if "pretrained_backbone" in kwargs:
+        from ..segmentation._base import _fold_pretrained_backbone
+
+        weights_backbone = _fold_pretrained_backbone(kwargs.pop("pretrained_backbone"), backbone)
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+    ):
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if weights is not None:
+        weights_backbone = None
+    elif num_classes is None:
+        num_classes = len(_COCO_CATEGORIES)
+    is_trained = weights is not None or weights_backbone is not None
+    trainable = _validate_trainable_layers(is_trained, trainable_backbone_layers, max_trainable, 3)
+
+    def make(num_classes: int = len(_COCO_CATEGORIES)) -> nn.Module:
+        return assemble(weights_backbone, is_trained, trainable, num_classes, kwargs)
+
+    config = {} if num_classes is None else {"num_classes": num_classes}
+    return build_model(make, weights, progress, **config)

@@ -19,13 +19,11 @@ from torch.nn import functional as F
 from ...ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
 from ...ops.poolers import MultiScaleRoIAlign
 from .._api import WeightsEnum, register_model
-from .._meta import _COCO_CATEGORIES
-from .._utils import build_model
 from .._weights import detection_entry
 from ..mobilenetv3 import MobileNet_V3_Large_Weights, mobilenet_v3_large
 from ..resnet import ResNet50_Weights, resnet50
 from .anchor_utils import AnchorGenerator
-from .backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor, _validate_trainable_layers
+from .backbone_utils import _build_detector, _mobilenet_extractor, _resnet_fpn_extractor
 from .generalized_rcnn import GeneralizedRCNN
 from .roi_heads import RoIHeads
 from .rpn import RegionProposalNetwork, RPNHead
@@ -319,47 +317,6 @@ class FasterRCNN_MobileNet_V3_Large_320_FPN_Weights(WeightsEnum):
 # --------------------------------------------------------------------------------------------------
 
 
-def _build_faster_rcnn(
-    assemble: Callable[[WeightsEnum | str | None, bool, int, int, dict[str, Any]], FasterRCNN],
-    backbone: Callable[..., nn.Module],
-    weights: WeightsEnum | Path | None,
-    progress: bool,
-    *,
-    num_classes: int | None,
-    weights_backbone: WeightsEnum | str | None,
-    trainable_backbone_layers: int | None,
-    max_trainable: int,
-    kwargs: dict[str, Any],
-) -> FasterRCNN:
-    """The builders' shared path: resolve the options as the reference does, then build and load via ``build_model``.
-
-    ``assemble(weights_backbone, is_trained, trainable_layers, num_classes, kwargs)`` builds the model around
-    ``backbone`` (the classification builder, named for the deprecated ``pretrained_backbone``). With
-    ``weights``, the backbone's own weights are not loaded (the checkpoint holds them) and ``num_classes``
-    defaults to the weights' 91; another value rebuilds only the box predictor (with a warning).
-    """
-    if "pretrained_backbone" in kwargs:
-        from ..segmentation._base import _fold_pretrained_backbone
-
-        weights_backbone = _fold_pretrained_backbone(kwargs.pop("pretrained_backbone"), backbone)
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
-    ):
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if weights is not None:
-        weights_backbone = None
-    elif num_classes is None:
-        num_classes = len(_COCO_CATEGORIES)
-    is_trained = weights is not None or weights_backbone is not None
-    trainable = _validate_trainable_layers(is_trained, trainable_backbone_layers, max_trainable, 3)
-
-    def make(num_classes: int = len(_COCO_CATEGORIES)) -> FasterRCNN:
-        return assemble(weights_backbone, is_trained, trainable, num_classes, kwargs)
-
-    config = {} if num_classes is None else {"num_classes": num_classes}
-    return build_model(make, weights, progress, **config)
-
-
 def _resnet50_fpn(
     weights_backbone: WeightsEnum | str | None, is_trained: bool, trainable: int, num_classes: int, kwargs: dict
 ) -> FasterRCNN:
@@ -420,7 +377,7 @@ def fasterrcnn_resnet50_fpn(
         **kwargs: ``FasterRCNN`` arguments (``min_size``, ``box_score_thresh``, ...) and the deprecated
             ``pretrained_backbone``.
     """
-    model = _build_faster_rcnn(
+    model = _build_detector(
         _resnet50_fpn,
         resnet50,
         weights,
@@ -451,7 +408,7 @@ def fasterrcnn_resnet50_fpn_v2(
 ) -> FasterRCNN:
     """The improved Faster R-CNN with a ResNet-50 FPN backbone (batch norm, deeper heads); arguments as
     ``fasterrcnn_resnet50_fpn``, but no backbone weights by default."""
-    return _build_faster_rcnn(
+    return _build_detector(
         _resnet50_fpn_v2,
         resnet50,
         weights,
@@ -476,7 +433,7 @@ def fasterrcnn_mobilenet_v3_large_fpn(
 ) -> FasterRCNN:
     """Faster R-CNN with a MobileNetV3-Large FPN backbone; arguments as ``fasterrcnn_resnet50_fpn``
     (``trainable_backbone_layers`` 0 to 6). Proposals need an objectness above 0.05 by default."""
-    return _build_faster_rcnn(
+    return _build_detector(
         _mobilenet_v3_large_fpn,
         mobilenet_v3_large,
         weights,
@@ -508,7 +465,7 @@ def fasterrcnn_mobilenet_v3_large_320_fpn(
         "rpn_post_nms_top_n_test": 150,
         "rpn_score_thresh": 0.05,
     }
-    return _build_faster_rcnn(
+    return _build_detector(
         _mobilenet_v3_large_fpn,
         mobilenet_v3_large,
         weights,

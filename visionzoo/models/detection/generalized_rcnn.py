@@ -10,6 +10,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .transform import check_targets_for_mode
+
 __all__ = ["GeneralizedRCNN"]
 
 Target = dict[str, torch.Tensor]
@@ -47,13 +49,7 @@ class GeneralizedRCNN(nn.Module):
                 its index, and the bad box by its index).
             TypeError: images or targets of the wrong type.
         """
-        if self.training and targets is None:
-            raise ValueError("targets should not be None in training mode: pass one dict of boxes and labels per image")
-        if not self.training and targets is not None:
-            raise ValueError(
-                "targets were given in eval mode, where the model only predicts; call model.train() to compute "
-                "the losses, or leave targets out"
-            )
+        check_targets_for_mode(self.training, targets)
         if not isinstance(images, (list, tuple)):
             raise TypeError(f"images must be a list of (C, H, W) tensors, got {type(images).__name__}")
         original_image_sizes = [

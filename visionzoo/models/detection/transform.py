@@ -69,6 +69,17 @@ def resize_keypoints(keypoints: torch.Tensor, original_size: Sequence[int], new_
     return torch.stack((x * ratio_width, y * ratio_height, visibility), dim=-1).to(keypoints.dtype)
 
 
+def check_targets_for_mode(training: bool, targets: Any) -> None:
+    """Raise a clear error when a detector is called without targets in training or with targets in eval."""
+    if training and targets is None:
+        raise ValueError("targets should not be None in training mode: pass one dict of boxes and labels per image")
+    if not training and targets is not None:
+        raise ValueError(
+            "targets were given in eval mode, where the model only predicts; call model.train() to compute "
+            "the losses, or leave targets out"
+        )
+
+
 def check_targets(targets: Any, num_images: int) -> None:
     """Raise a clear error unless ``targets`` is a list of one dict per image with ``boxes`` (float ``(N, 4)``,
     ``x2 > x1`` and ``y2 > y1``) and ``labels`` (integer ``(N,)``). An image may have no boxes (``N = 0``)."""
