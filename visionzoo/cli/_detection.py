@@ -55,11 +55,30 @@ def detect(session: Session, batch: Batch) -> Results:
     return results
 
 
+# Where each kind of detector keeps the number of classes it scores: a submodule path and its attribute. A new
+# kind of detector adds its line here.
+SCORED_CLASSES = (
+    ("roi_heads.box_predictor.cls_score", "out_features"),  # Faster, Mask and Keypoint R-CNN
+    ("head.classification_head", "num_classes"),  # RetinaNet, FCOS
+)
+
+
+def scored_classes(model: torch.nn.Module) -> int | None:
+    """How many classes ``model`` scores, read where its kind of detector keeps it (None if unknown)."""
+    for path, attribute in SCORED_CLASSES:
+        try:
+            module = model.get_submodule(path)
+        except AttributeError:
+            continue
+        value = getattr(module, attribute, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
 def _category_names(session: Session) -> list[str]:
-    """The weights' category names when the model's box head scores as many classes (else none: by index)."""
-    predictor = getattr(getattr(session.model, "roi_heads", None), "box_predictor", None)
-    classes = getattr(getattr(predictor, "cls_score", None), "out_features", None)
-    return session.categories if classes == len(session.categories) else []
+    """The weights' category names when the model scores as many classes (else none: by index)."""
+    return session.categories if scored_classes(session.model) == len(session.categories) else []
 
 
 def draw_picture(image: torch.Tensor, boxes: torch.Tensor, detections: list[dict[str, Any]]) -> Image.Image:
