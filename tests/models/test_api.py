@@ -30,8 +30,6 @@ _PENDING = {
         "maskrcnn_resnet50_fpn_v2",
         "retinanet_resnet50_fpn",
         "retinanet_resnet50_fpn_v2",
-        "ssd300_vgg16",
-        "ssdlite320_mobilenet_v3_large",
     }
 }
 

@@ -19,7 +19,7 @@ from visionzoo.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor
 from visionzoo.ops import MultiScaleRoIAlign
 from visionzoo.transforms import ObjectDetection
 
-DETECTORS = models.list_models(module=detection)
+DETECTORS = models.list_models(module=detection, include="fasterrcnn_*")
 # Small inputs and few proposals keep these fast; both sides get the same arguments.
 SMALL = {
     "min_size": 256,

@@ -9,3 +9,5 @@ stages), ``generalized_rcnn`` (the pipeline). Every detector takes a list of ``(
 from __future__ import annotations
 
 from .faster_rcnn import *  # noqa: F403
+from .ssd import *  # noqa: F403
+from .ssdlite import *  # noqa: F403

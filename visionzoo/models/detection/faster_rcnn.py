@@ -320,7 +320,7 @@ class FasterRCNN_MobileNet_V3_Large_320_FPN_Weights(WeightsEnum):
 
 
 def _build_faster_rcnn(
-    assemble: Callable[[WeightsEnum | str | None, bool, int, int, dict[str, Any]], FasterRCNN],
+    assemble: Callable[[WeightsEnum | str | None, bool, int, int, dict[str, Any]], nn.Module],
     backbone: Callable[..., nn.Module],
     weights: WeightsEnum | Path | None,
     progress: bool,
@@ -329,14 +329,16 @@ def _build_faster_rcnn(
     weights_backbone: WeightsEnum | str | None,
     trainable_backbone_layers: int | None,
     max_trainable: int,
+    default_trainable: int = 3,
     kwargs: dict[str, Any],
-) -> FasterRCNN:
+) -> nn.Module:
     """The builders' shared path: resolve the options as the reference does, then build and load via ``build_model``.
 
     ``assemble(weights_backbone, is_trained, trainable_layers, num_classes, kwargs)`` builds the model around
     ``backbone`` (the classification builder, named for the deprecated ``pretrained_backbone``). With
     ``weights``, the backbone's own weights are not loaded (the checkpoint holds them) and ``num_classes``
-    defaults to the weights' 91; another value rebuilds only the box predictor (with a warning).
+    defaults to the weights' 91; another value rebuilds only the class-dimension tensors of the heads (with a
+    warning). ``default_trainable`` backbone stages train unless ``trainable_backbone_layers`` says otherwise.
     """
     if "pretrained_backbone" in kwargs:
         from ..segmentation._base import _fold_pretrained_backbone
@@ -351,9 +353,9 @@ def _build_faster_rcnn(
     elif num_classes is None:
         num_classes = len(_COCO_CATEGORIES)
     is_trained = weights is not None or weights_backbone is not None
-    trainable = _validate_trainable_layers(is_trained, trainable_backbone_layers, max_trainable, 3)
+    trainable = _validate_trainable_layers(is_trained, trainable_backbone_layers, max_trainable, default_trainable)
 
-    def make(num_classes: int = len(_COCO_CATEGORIES)) -> FasterRCNN:
+    def make(num_classes: int = len(_COCO_CATEGORIES)) -> nn.Module:
         return assemble(weights_backbone, is_trained, trainable, num_classes, kwargs)
 
     config = {} if num_classes is None else {"num_classes": num_classes}
