@@ -56,10 +56,24 @@ def detect(session: Session, batch: Batch) -> Results:
 
 
 def _category_names(session: Session) -> list[str]:
-    """The weights' category names when the model's box head scores as many classes (else none: by index)."""
-    predictor = getattr(getattr(session.model, "roi_heads", None), "box_predictor", None)
-    classes = getattr(getattr(predictor, "cls_score", None), "out_features", None)
-    return session.categories if classes == len(session.categories) else []
+    """The weights' category names when the model scores as many classes (else none: by index)."""
+    return session.categories if scored_classes(session.model) == len(session.categories) else []
+
+
+# Where detectors keep the number of classes they score: the R-CNN box predictor's logits, or the
+# classification head of a single-stage detector (SSD, SSDlite, and any head with a ``num_classes``).
+_CLASS_COUNTS = ("roi_heads.box_predictor.cls_score.out_features", "head.classification_head.num_classes")
+
+
+def scored_classes(model: Any) -> int | None:
+    """How many classes (background included) a detection model scores, or None when it does not say."""
+    for path in _CLASS_COUNTS:
+        value = model
+        for name in path.split("."):
+            value = getattr(value, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def draw_picture(image: torch.Tensor, boxes: torch.Tensor, detections: list[dict[str, Any]]) -> Image.Image:

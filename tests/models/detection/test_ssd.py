@@ -213,8 +213,11 @@ def test_published_weights_load_and_a_new_num_classes_rebuilds_only_the_class_lo
     torch.manual_seed(0)
     checkpoint = reference.models.get_model(name, weights=None, weights_backbone=None).state_dict()
     monkeypatch.setattr(WeightsEnum, "get_state_dict", lambda self, progress=True, check_hash=True: dict(checkpoint))
-    model = models.get_model(name, weights="DEFAULT")
+    model = models.get_model(name, weights="DEFAULT", topk_candidates=5).eval()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in checkpoint.items())
+    with torch.inference_mode():  # built on meta for loading: nothing may stay there
+        (found,) = model([torch.rand(3, 50, 70)])
+    assert found["boxes"].shape[1] == 4 and len(found["boxes"]) == len(found["scores"]) > 0
     fresh = [f"head.classification_head.module_list.{i}.1.{kind}" for i in range(6) for kind in ("weight", "bias")]
     with pytest.warns(UserWarning, match="num_classes=3 differs from the 91 categories") as caught:
         model = models.get_model(name, weights="DEFAULT", num_classes=3)

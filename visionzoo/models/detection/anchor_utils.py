@@ -181,7 +181,8 @@ class DefaultBoxGenerator(nn.Module):
         for ratio in self.aspect_ratios[k]:
             wide, high = scale * math.sqrt(ratio), scale / math.sqrt(ratio)
             sizes += [[wide, high], [high, wide]]
-        return torch.tensor(sizes, dtype=torch.float32)
+        # On the CPU even when the model is built on ``meta`` (for loading): a constant, not a buffer.
+        return torch.tensor(sizes, dtype=torch.float32, device="cpu")
 
     def num_anchors_per_location(self) -> list[int]:
         """How many boxes each feature map places at one cell."""
