@@ -146,3 +146,41 @@ def test_info_and_list_show_box_map(capsys: pytest.CaptureFixture[str]) -> None:
     assert status == 0 and header.split()[:4] == ["model", "weights", "box", "mAP"]
     row = next(line.split() for line in rows if line.startswith("fasterrcnn_resnet50_fpn "))
     assert row[1:4] == ["COCO_V1", "(default)", "37.000"]
+
+
+@pytest.fixture(scope="module")
+def ssdlite_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random SSDlite whose classification head scores "cat" for every default box."""
+    from visionzoo.models.detection import ssdlite320_mobilenet_v3_large
+
+    torch.manual_seed(0)
+    model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None)
+    state = model.state_dict()
+    for level in range(len(model.head.classification_head.module_list)):
+        bias = state[f"head.classification_head.module_list.{level}.1.bias"]
+        bias.view(-1, len(COCO))[:, COCO.index("cat")] = 8.0  # one row per default box of a cell
+    path = tmp_path_factory.mktemp("weights") / "ssdlite_random.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_predict_names_the_classes_of_a_single_stage_detector(
+    ssdlite_checkpoint: Path, small_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SSD heads have no R-CNN box predictor: the class count comes from their classification head."""
+    from visionzoo.cli._detection import scored_classes
+
+    model = "ssdlite320_mobilenet_v3_large"
+    argv = ["predict", CAT, small_image, "--model", model, "--weights", str(ssdlite_checkpoint), "--quiet"]
+    status, out, err = run([*argv, "--out", str(tmp_path), "--topk", "3"], capsys)
+    assert status == 0, err
+    blocks = picture_blocks(out)
+    assert list(blocks) == [CAT, small_image]
+    for image, (picture, lines) in blocks.items():
+        assert Path(picture).resolve() == (tmp_path / f"{Path(image).stem}.{model}.png").resolve()
+        with Image.open(image) as original, Image.open(picture) as drawn:
+            assert drawn.size == original.size and drawn.tobytes() != original.convert("RGB").tobytes()
+        assert len(lines) == 3 and all(line.split()[0] == "cat" for line in lines)
+    with torch.device("meta"):
+        assert scored_classes(fasterrcnn_mobilenet_v3_large_320_fpn(weights_backbone=None, num_classes=5)) == 5
+    assert scored_classes(torch.nn.Linear(2, 2)) is None

@@ -27,8 +27,6 @@ _PENDING = {
         "keypointrcnn_resnet50_fpn",
         "maskrcnn_resnet50_fpn",
         "maskrcnn_resnet50_fpn_v2",
-        "ssd300_vgg16",
-        "ssdlite320_mobilenet_v3_large",
     }
 }
 

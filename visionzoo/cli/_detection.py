@@ -59,7 +59,7 @@ def detect(session: Session, batch: Batch) -> Results:
 # kind of detector adds its line here.
 SCORED_CLASSES = (
     ("roi_heads.box_predictor.cls_score", "out_features"),  # Faster, Mask and Keypoint R-CNN
-    ("head.classification_head", "num_classes"),  # RetinaNet, FCOS
+    ("head.classification_head", "num_classes"),  # RetinaNet, FCOS, SSD, SSDlite
 )
 
 

@@ -11,3 +11,5 @@ from __future__ import annotations
 from .faster_rcnn import *  # noqa: F403
 from .fcos import *  # noqa: F403
 from .retinanet import *  # noqa: F403
+from .ssd import *  # noqa: F403
+from .ssdlite import *  # noqa: F403

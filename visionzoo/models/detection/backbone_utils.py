@@ -252,6 +252,7 @@ def _build_detector(
     weights_backbone: WeightsEnum | str | None,
     trainable_backbone_layers: int | None,
     max_trainable: int,
+    default_trainable: int = 3,
     kwargs: dict[str, Any],
 ) -> nn.Module:
     """Every COCO detector builder's shared path: resolve the options as the reference does, then build and load
@@ -261,6 +262,7 @@ def _build_detector(
     ``backbone`` (the classification builder, named for the deprecated ``pretrained_backbone``). With
     ``weights``, the backbone's own weights are not loaded (the checkpoint holds them) and ``num_classes``
     defaults to the weights' 91; another value rebuilds only the class-scoring layers (with a warning).
+    ``default_trainable`` backbone stages train unless ``trainable_backbone_layers`` says otherwise.
 
     Raises:
         ValueError: ``num_classes`` is not a positive int, ``trainable_backbone_layers`` is out of range.
@@ -278,7 +280,7 @@ def _build_detector(
     elif num_classes is None:
         num_classes = len(_COCO_CATEGORIES)
     is_trained = weights is not None or weights_backbone is not None
-    trainable = _validate_trainable_layers(is_trained, trainable_backbone_layers, max_trainable, 3)
+    trainable = _validate_trainable_layers(is_trained, trainable_backbone_layers, max_trainable, default_trainable)
 
     def make(num_classes: int = len(_COCO_CATEGORIES)) -> nn.Module:
         return assemble(weights_backbone, is_trained, trainable, num_classes, kwargs)
