@@ -6,9 +6,9 @@ from functools import partial
 from typing import Any
 
 from ..transforms.functional import InterpolationMode
-from ..transforms.presets import ImageClassification, ObjectDetection, SemanticSegmentation
+from ..transforms.presets import ImageClassification, ObjectDetection, SemanticSegmentation, VideoClassification
 from ._api import Weights
-from ._meta import _COCO_CATEGORIES, _IMAGENET_CATEGORIES, _VOC_CATEGORIES
+from ._meta import _COCO_CATEGORIES, _IMAGENET_CATEGORIES, _KINETICS400_CATEGORIES, _VOC_CATEGORIES
 
 
 def imagenet_entry(
@@ -120,3 +120,50 @@ def detection_entry(
         "_docs": docs,
     }
     return Weights(url=url, transforms=ObjectDetection, meta=meta)
+
+
+def kinetics_entry(
+    url: str,
+    *,
+    params: int,
+    acc1: float,
+    acc5: float,
+    gflops: float,
+    file_mb: float,
+    recipe: str,
+    docs: str,
+    crop: tuple[int, int],
+    resize: tuple[int, ...],
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    min_size: tuple[int, int] = (1, 1),
+    min_temporal_size: int | None = None,
+) -> Weights:
+    """A weights entry for a video classifier trained on Kinetics-400.
+
+    Args:
+        params: number of parameters; acc1/acc5: Kinetics-400 validation top-1/top-5 accuracy (%);
+        gflops: GFLOPS per clip at the preset's crop size; file_mb: checkpoint size in MB;
+        crop/resize: the preset's sizes (``resize`` of one value resizes the shorter side).
+        mean/std: the preset's normalisation, where it is not the video ResNets' Kinetics statistics.
+        min_size/min_temporal_size: the smallest frames and clip length the model takes (``min_temporal_size`` is
+            left out of ``meta`` when None, as the reference's video ResNet entries have none).
+    """
+    preset_args: dict[str, Any] = {"crop_size": crop, "resize_size": resize}
+    if mean is not None:
+        preset_args["mean"] = mean
+    if std is not None:
+        preset_args["std"] = std
+    meta: dict[str, Any] = {
+        "categories": _KINETICS400_CATEGORIES,
+        "min_size": min_size,
+        "num_params": params,
+        "recipe": recipe,
+        "_metrics": {"Kinetics-400": {"acc@1": acc1, "acc@5": acc5}},
+        "_ops": gflops,
+        "_file_size": file_mb,
+        "_docs": docs,
+    }
+    if min_temporal_size is not None:
+        meta["min_temporal_size"] = min_temporal_size
+    return Weights(url=url, transforms=partial(VideoClassification, **preset_args), meta=meta)

@@ -20,7 +20,7 @@ from .functional import InterpolationMode
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["ImageClassification", "ObjectDetection", "SemanticSegmentation"]
+__all__ = ["ImageClassification", "ObjectDetection", "SemanticSegmentation", "VideoClassification"]
 
 
 _RGB_CHANNEL_HINTS = {
@@ -266,4 +266,109 @@ class ObjectDetection(nn.Module):
         return (
             "Accepts ``PIL.Image``, batched ``(B, C, H, W)`` and single ``(C, H, W)`` image ``torch.Tensor`` objects. "
             "The images are rescaled to ``[0.0, 1.0]``."
+        )
+
+
+def _size_list(name: str, value: int | Sequence[int], lengths: tuple[int, ...]) -> list[int]:
+    """A size argument as the reference stores it (a list), checked: positive ints, ``lengths`` long."""
+    values = [value] if isinstance(value, int) and not isinstance(value, bool) else list(value)
+    if len(values) not in lengths:
+        raise ValueError(f"{name} must hold {' or '.join(map(str, lengths))} ints, got {value!r}")
+    return [_positive_int(name, v) for v in values]
+
+
+class VideoClassification(nn.Module):
+    """Resize every frame, center crop, rescale to [0, 1], normalize, and move time behind the channels.
+
+    Accepts a uint8 or float tensor of frames ``(T, C, H, W)`` or a batch of clips ``(B, T, C, H, W)`` (what
+    ``read_video(..., output_format="TCHW")`` returns) and gives float32 ``(C, T, h, w)`` or ``(B, C, T, h, w)``,
+    the layout of the video models. Float tensors are taken to be in [0, 1] already.
+
+    Args:
+        crop_size: (height, width) of the central crop (an int means a square).
+        resize_size: ``(h, w)``, or ``(s,)`` for the shorter side (the longer keeps the aspect ratio).
+        mean, std: per-channel normalisation; the defaults are the Kinetics-400 statistics of the video ResNets.
+        interpolation: resampling filter of the resize, which never antialiases (the published weights were
+            evaluated that way).
+
+    Raises:
+        TypeError, ValueError: a non-tensor input, a wrong number of dimensions or channels, an empty clip, an
+            integer dtype other than uint8, or NaN / infinite values.
+    """
+
+    def __init__(
+        self,
+        *,
+        crop_size: int | Sequence[int],
+        resize_size: int | Sequence[int],
+        mean: Sequence[float] = (0.43216, 0.394666, 0.37645),
+        std: Sequence[float] = (0.22803, 0.22145, 0.216989),
+        interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+    ) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std must have one value per channel each, got {list(mean)} and {list(std)}")
+        crop = _size_list("crop_size", crop_size, (1, 2))
+        self.crop_size = crop * 2 if len(crop) == 1 else crop
+        self.resize_size = _size_list("resize_size", resize_size, (1, 2))
+        self.mean = list(mean)
+        self.std = list(std)
+        self.interpolation = interpolation
+
+    def _check_clip(self, vid: Tensor) -> None:
+        if not isinstance(vid, Tensor):
+            raise TypeError(
+                f"expected a (T, C, H, W) or (B, T, C, H, W) torch.Tensor of frames, got {F._type_name(vid)}"
+            )
+        shape = tuple(vid.shape)
+        if vid.ndim not in (4, 5):
+            raise ValueError(f"expected frames (T, C, H, W) or a batch of clips (B, T, C, H, W), got shape {shape}")
+        if vid.dtype != torch.uint8 and not vid.is_floating_point():
+            raise ValueError(f"unsupported dtype {vid.dtype}: expected torch.uint8 or a floating-point dtype")
+        channels = len(self.mean)
+        if vid.shape[-3] != channels:
+            hint = " (channels-last? permute (..., H, W, C) to (..., C, H, W))" if vid.shape[-1] == channels else ""
+            raise ValueError(f"expected {channels} channels in dimension -3, got shape {shape}{hint}")
+        if vid.numel() == 0:
+            raise ValueError(f"empty clip: got a tensor of shape {shape}")
+        bad = F._count_non_finite(vid)
+        if bad:
+            raise ValueError(f"the clip holds {bad} NaN or infinite values (tensor of shape {shape})")
+
+    def forward(self, vid: Tensor) -> Tensor:
+        self._check_clip(vid)
+        single = vid.ndim == 4
+        clips = vid.unsqueeze(0) if single else vid
+        batch, frames = clips.shape[:2]
+        out = F.resize(clips.flatten(0, 1), self.resize_size, interpolation=self.interpolation, antialias=False)
+        out = F.center_crop(out, self.crop_size)
+        out = F.normalize(_to_float_tensor(out), mean=self.mean, std=self.std)
+        out = out.unflatten(0, (batch, frames)).transpose(1, 2)  # (B, T, C, h, w) -> (B, C, T, h, w)
+        return out[0] if single else out
+
+    def __repr__(self) -> str:
+        fields = {
+            "crop_size": self.crop_size,
+            "resize_size": self.resize_size,
+            "mean": self.mean,
+            "std": self.std,
+            "interpolation": self.interpolation,
+        }
+        body = "".join(f"\n    {key}={value}" for key, value in fields.items())
+        return f"{type(self).__name__}({body}\n)"
+
+    def describe(self) -> str:
+        """A prose description of the preprocessing, to rebuild it in a custom pipeline."""
+        interpolation = F._parse_interpolation(self.interpolation).value
+        if len(self.resize_size) == 1:
+            resize = f"Each frame's shorter side is resized to {self.resize_size[0]} pixels (keeping the aspect ratio)"
+        else:
+            resize = f"Each frame is resized to {self.resize_size[0]}x{self.resize_size[1]} pixels"
+        height, width = self.crop_size
+        return (
+            "Accepts a uint8/float tensor of video frames of shape (T, C, H, W) or a batch of clips (B, T, C, H, W). "
+            f"{resize}, with {interpolation} interpolation and no antialiasing; the central "
+            f"{height}x{width} pixels are then cropped. uint8 values are rescaled to [0.0, 1.0] by dividing by 255 "
+            f"(float tensors are taken as already in [0.0, 1.0]), each channel is normalized as (x - mean) / std with "
+            f"mean={self.mean} and std={self.std}, and the dimensions are permuted to (..., C, T, {height}, {width})."
         )
