@@ -5,7 +5,8 @@ how to flatten them into CSV rows (``--out FILE``) or, for tasks that draw, that
 input (``--out DIR``). Classification, quantized classification, segmentation (``_segmentation.py``) and
 detection (``_detection.py``) are available; a task that lands later adds its predictor to ``PREDICTORS``, and
 every other part of the command (weights resolution, device, reading and batching inputs, failures, progress,
-``--out``) stays as it is.
+``--out``) stays as it is. Video classification (``_video.py``) reads whole files itself: its predictor has
+``run_files`` instead of ``run``.
 
 An input that cannot be read is reported on stderr with its reason and skipped (``--strict`` stops there
 instead); the others are predicted, a count ends the run, and the exit status is 1 when any input failed.
@@ -26,9 +27,12 @@ from typing import TYPE_CHECKING, Any
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
 from ._detection import DEFAULT_THRESHOLD, detect, show_detection
 from ._segmentation import PictureNames, segment, show_segmentation
+from ._video import VIDEO_SUFFIXES, classify_videos, show_video, video_rows
 
 if TYPE_CHECKING:
     import torch
+
+    from ._common import ChosenWeights
 
 Results = list[dict[str, Any]]
 # --out formats by suffix; one JSON document, one JSON object per line, or one CSV row per reported category.
@@ -47,11 +51,15 @@ def register(sub: Any) -> None:
         "share of the pixels and writes a PNG per image (the classes found coloured over the picture, a legend "
         "under it) into --out DIR, named <image stem>.<model>.png. Detection prints each object found (class, "
         "score, box as x1, y1, x2, y2 in pixels) and writes a PNG per image with the boxes and labels drawn, "
-        "likewise. An unreadable image is reported and skipped; the exit status is then 1. On Linux the process "
+        "likewise. Video classification prints the top categories of each clip (of the model's length, at the frame rate "
+        "its weights were evaluated at) with its time range, and of the whole video. An unreadable input is reported "
+        "and skipped; the exit status is then 1. On Linux the process "
         "keeps the memory a batch frees for the next one (visionzoo.allocator), which spares the page faults of "
         "re-allocating it.",
     )
-    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, or folders holding them")
+    p.add_argument(
+        "inputs", nargs="+", metavar="IMAGE", help="image files (video files for video models), or folders holding them"
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--weights", help="weights entry name (default: DEFAULT) or a local checkpoint path")
     p.add_argument(
@@ -73,7 +81,12 @@ def register(sub: Any) -> None:
         help="leave out results below this probability (default 0; segmentation: classes below this share of the "
         f"pixels; detection: objects below this score, default {DEFAULT_THRESHOLD})",
     )
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--batch-size", type=int, default=8, help="images (video: clips) per forward pass (default 8)")
+    p.add_argument(
+        "--clip-len",
+        type=int,
+        help="video: frames per clip (default: the clip length the weights were evaluated with, else 16)",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
     p.add_argument(
         "--out",
@@ -98,6 +111,8 @@ class Session:
     device: torch.device
     categories: list[str]
     pictures: PictureNames
+    preset: Callable[..., Any] | None = None
+    chosen: ChosenWeights | None = None
 
 
 @dataclass
@@ -115,13 +130,20 @@ class Predictor:
     """How one task runs: ``run(session, batch)`` returns one result per image of the batch; ``show`` prints
     results; ``rows`` flattens them for ``--out FILE.csv``, or is None for a task that ``draws`` one picture
     per image (``--out DIR``). ``topk`` and ``threshold`` stand for ``--topk`` and ``--threshold`` when the
-    user leaves them out (``topk`` None: no cap)."""
+    user leaves them out (``topk`` None: no cap).
 
-    run: Callable[[Session, Batch], Results]
+    A task whose inputs are files it reads itself (video) has ``run_files(session, paths)`` instead of ``run``,
+    returning the results and one message per unreadable file; ``inputs`` names its inputs in messages and
+    ``suffixes`` picks them out of folders."""
+
+    run: Callable[[Session, Batch], Results] | None
     show: Callable[[Results], None]
     rows: Callable[[Results], list[dict[str, Any]]] | None = None
     topk: int | None = 5
     threshold: float = 0.0
+    run_files: Callable[[Session, list[str]], tuple[Results, list[str]]] | None = None
+    inputs: str = "images"
+    suffixes: tuple[str, ...] = IMAGE_SUFFIXES
 
     @property
     def draws(self) -> bool:
@@ -140,8 +162,11 @@ def read_rgb(path: str) -> torch.Tensor:
         raise CommandError(detail if path in detail else f"{path}: cannot read image: {detail}", 1) from None
 
 
-def expand_inputs(inputs: list[str], recursive: bool) -> list[str]:
-    """The image files named by ``inputs``: files as given, folders replaced by their images (sorted).
+def expand_inputs(
+    inputs: list[str], recursive: bool, suffixes: tuple[str, ...] = IMAGE_SUFFIXES, kind: str = "images"
+) -> list[str]:
+    """The input files named by ``inputs``: files as given, folders replaced by their files with one of
+    ``suffixes`` (sorted); ``kind`` names those files in messages.
 
     Raises:
         CommandError: a path does not exist, or a folder holds no image.
@@ -154,11 +179,11 @@ def expand_inputs(inputs: list[str], recursive: bool) -> list[str]:
             found = sorted(
                 p
                 for p in (path.rglob("*") if recursive else path.iterdir())
-                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+                if p.suffix.lower() in suffixes and p.is_file() and not p.name.startswith(".")
             )
             if not found:
                 deeper = "" if recursive else "; --recursive also looks in its subfolders"
-                raise CommandError(f"{given}: a folder without images ({', '.join(IMAGE_SUFFIXES)}){deeper}")
+                raise CommandError(f"{given}: a folder without {kind} ({', '.join(suffixes)}){deeper}")
             files += [str(p) for p in found]
         elif path.is_file():
             files.append(given)
@@ -241,6 +266,9 @@ PREDICTORS: dict[str, Predictor] = {
     "quantization": Predictor(classify, show_classification, classification_rows),
     "segmentation": Predictor(segment, show_segmentation),
     "detection": Predictor(detect, show_detection, topk=None, threshold=DEFAULT_THRESHOLD),
+    "video": Predictor(
+        None, show_video, video_rows, run_files=classify_videos, inputs="videos", suffixes=VIDEO_SUFFIXES
+    ),
 }
 
 
@@ -302,6 +330,8 @@ def _check_arguments(args: argparse.Namespace, predictor: Predictor, task: str) 
         args.threshold = predictor.threshold
     if (args.topk is not None and args.topk < 1) or args.batch_size < 1:
         raise CommandError("--topk and --batch-size must be at least 1")
+    if args.clip_len is not None and (predictor.run_files is None or args.clip_len < 1):
+        raise CommandError(f"--clip-len applies to video models and must be at least 1, got {args.clip_len}")
     if not 0.0 <= args.threshold <= 1.0:
         raise CommandError(f"--threshold must be a probability between 0 and 1, got {args.threshold}")
     if predictor.draws:
@@ -314,19 +344,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
     from visionzoo.allocator import keep_freed_memory
-    from visionzoo.models._api import get_task
+    from visionzoo.models._api import get_task, list_tasks
 
     info = model_info(args.model)  # unknown names fail here, with suggestions
     task = get_task(info.task)
     predictor = PREDICTORS.get(task.name)
     if predictor is None:
-        available = ", ".join(sorted(PREDICTORS))
+        available = ", ".join(sorted(name for name in PREDICTORS if name in list_tasks()))
         raise CommandError(
             f"predict does not handle {task.name} models yet ({info.name}); it handles {available} models"
         )
     chosen = choose_weights(info.name, args.weights, args.num_classes)
     _check_arguments(args, predictor, task.name)
-    paths = expand_inputs(args.inputs, args.recursive)
+    paths = expand_inputs(args.inputs, args.recursive, predictor.suffixes, predictor.inputs)
     device = device_of(args.device)
     if task.cpu_only and device.type != "cpu":
         raise CommandError(
@@ -346,17 +376,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     preset = preset_of(chosen, model)
     categories = list(chosen.entry.meta.get("categories") or []) if chosen.entry is not None else []
     pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), chosen.model)
-    session = Session(args, model, device, categories, pictures)
+    session = Session(args, model, device, categories, pictures, preset, chosen)
     results: Results = []
     failures: list[str] = []
     with torch.inference_mode():
-        for chunk in batches(paths, args.batch_size, args.quiet):
-            batch, failed = prepare(chunk, preset, args.strict, keep_images=predictor.draws)
+        for chunk in batches(paths, 1 if predictor.run_files else args.batch_size, args.quiet):
+            if predictor.run_files is not None:
+                found, failed = predictor.run_files(session, chunk)
+            else:
+                batch, failed = prepare(chunk, preset, args.strict, keep_images=predictor.draws)
+                found = predictor.run(session, batch) if batch.paths and predictor.run is not None else []
             for message in failed:
                 print(f"visionzoo: {message}", file=sys.stderr)
             failures += failed
-            if batch.paths:
-                results += predictor.run(session, batch)
+            results += found
     if args.out and not predictor.draws:
         write_out(args.out, results, predictor)
     if args.json:
@@ -366,5 +399,5 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failures or not args.quiet:
         failed = f", {len(failures)} failed" if failures else ""
         drawn = f"; pictures in {pictures.directory}{os.sep}" if predictor.draws and results else ""
-        print(f"visionzoo: {len(results)} of {len(paths)} images predicted{failed}{drawn}", file=sys.stderr)
+        print(f"visionzoo: {len(results)} of {len(paths)} {predictor.inputs} predicted{failed}{drawn}", file=sys.stderr)
     return 1 if failures else 0

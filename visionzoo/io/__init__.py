@@ -1,4 +1,7 @@
-"""Reading and writing images as tensors, with the API of ``torchvision.io``'s image functions."""
+"""Reading and writing images and videos as tensors, with the API of ``torchvision.io``.
+
+Video needs PyAV (``pip install visionzoo[video]``), imported on first use: importing this package does not.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +18,13 @@ from .image import (
     write_jpeg,
     write_png,
 )
+from .video import VideoClip, VideoDecodeError, read_video, read_video_clips, read_video_timestamps, write_video
 
 __all__ = [
     "ImageDecodeError",
     "ImageReadMode",
+    "VideoClip",
+    "VideoDecodeError",
     "decode_image",
     "decode_jpeg",
     "decode_png",
@@ -26,6 +32,10 @@ __all__ = [
     "encode_png",
     "read_file",
     "read_image",
+    "read_video",
+    "read_video_clips",
+    "read_video_timestamps",
     "write_jpeg",
     "write_png",
+    "write_video",
 ]
