@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("visionzoo.models.video")  # the video models land separately; this line goes when they have
 pytest.importorskip("av", reason="PyAV is not installed (pip install visionzoo[video])")
 
 
