@@ -52,7 +52,7 @@ def test_list_patterns_and_task(zoo: TinyZoo, capsys: pytest.CaptureFixture[str]
     assert (
         status == 2
         and err
-        == "visionzoo: error: Unknown task 'nosuch'; valid tasks: classification, quantization, segmentation, detection\n"
+        == "visionzoo: error: Unknown task 'nosuch'; valid tasks: classification, quantization, segmentation, detection, optical_flow\n"
     )
 
 

@@ -54,6 +54,7 @@ _FAMILY_PACKAGES = (
     "visionzoo.models.quantization",
     "visionzoo.models.segmentation",
     "visionzoo.models.detection",
+    "visionzoo.models.optical_flow",
 )
 
 
@@ -88,6 +89,7 @@ TASKS: Mapping[str, Task] = MappingProxyType(
             # Inference has no use for the auxiliary head (a training aid) that published weights carry.
             Task("segmentation", "Semantic segmentation", MappingProxyType({"aux_loss": False})),
             Task("detection", "Object detection, instance segmentation and person keypoints"),
+            Task("optical_flow", "Optical flow"),
         )
     }
 )

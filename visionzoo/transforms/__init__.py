@@ -7,6 +7,13 @@ from __future__ import annotations
 
 from . import functional
 from .functional import InterpolationMode
-from .presets import ImageClassification, ObjectDetection, SemanticSegmentation
+from .presets import ImageClassification, ObjectDetection, OpticalFlow, SemanticSegmentation
 
-__all__ = ["ImageClassification", "InterpolationMode", "ObjectDetection", "SemanticSegmentation", "functional"]
+__all__ = [
+    "ImageClassification",
+    "InterpolationMode",
+    "ObjectDetection",
+    "OpticalFlow",
+    "SemanticSegmentation",
+    "functional",
+]
