@@ -2,8 +2,9 @@
 
 Each task has a :class:`Predictor`: how to turn a batch of images into results, how to print them, and either
 how to flatten them into CSV rows (``--out FILE``) or, for tasks that draw, that it writes one picture per
-input (``--out DIR``). Classification, quantized classification, segmentation (``_segmentation.py``) and
-detection (``_detection.py``) are available; a task that lands later adds its predictor to ``PREDICTORS``, and
+input (``--out DIR``). Classification, quantized classification, segmentation (``_segmentation.py``),
+detection (``_detection.py``) and optical flow (``_flow.py``, which reads its inputs as pairs of frames) are
+available; a task that lands later adds its predictor to ``PREDICTORS``, and
 every other part of the command (weights resolution, device, reading and batching inputs, failures, progress,
 ``--out``) stays as it is.
 
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
 from ._detection import DEFAULT_THRESHOLD, detect, show_detection
+from ._flow import DEFAULT_UPDATES, PAIRINGS, check_flow_out, estimate_flows, pair_count, show_flow
 from ._segmentation import PictureNames, segment, show_segmentation
 
 if TYPE_CHECKING:
@@ -47,7 +49,9 @@ def register(sub: Any) -> None:
         "share of the pixels and writes a PNG per image (the classes found coloured over the picture, a legend "
         "under it) into --out DIR, named <image stem>.<model>.png. Detection prints each object found (class, "
         "score, box as x1, y1, x2, y2 in pixels) and writes a PNG per image with the boxes and labels drawn, "
-        "likewise. An unreadable image is reported and skipped; the exit status is then 1. On Linux the process "
+        "likewise. Optical flow takes the images as pairs of frames (see --pairs), prints each pair's motion and "
+        "writes its flow as a colour-coded PNG (hue: direction, saturation: length) named after the first frame, "
+        "or, with --out FILE.flo and one pair, the flow itself to FILE.flo and its picture to FILE.png. An unreadable image is reported and skipped; the exit status is then 1. On Linux the process "
         "keeps the memory a batch frees for the next one (visionzoo.allocator), which spares the page faults of "
         "re-allocating it.",
     )
@@ -83,6 +87,19 @@ def register(sub: Any) -> None:
         f"(default: ./{DEFAULT_PICTURES}, created when missing; pictures of an earlier run with the same names "
         "are replaced)",
     )
+    p.add_argument(
+        "--pairs",
+        choices=PAIRINGS,
+        default=PAIRINGS[0],
+        help="optical flow: separate (default): the flow from frame 1 to 2, from 3 to 4, ...; consecutive: from "
+        "each frame to the next (a sequence of frames)",
+    )
+    p.add_argument(
+        "--flow-updates",
+        type=int,
+        default=DEFAULT_UPDATES,
+        help=f"optical flow: refinement steps of the model (default {DEFAULT_UPDATES}; more: finer, slower)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
@@ -98,6 +115,7 @@ class Session:
     device: torch.device
     categories: list[str]
     pictures: PictureNames
+    preset: Callable[..., Any] | None = None
 
 
 @dataclass
@@ -115,13 +133,21 @@ class Predictor:
     """How one task runs: ``run(session, batch)`` returns one result per image of the batch; ``show`` prints
     results; ``rows`` flattens them for ``--out FILE.csv``, or is None for a task that ``draws`` one picture
     per image (``--out DIR``). ``topk`` and ``threshold`` stand for ``--topk`` and ``--threshold`` when the
-    user leaves them out (``topk`` None: no cap)."""
+    user leaves them out (``topk`` None: no cap).
 
-    run: Callable[[Session, Batch], Results]
+    A task whose model takes several images at once (optical flow: pairs of frames) reads its inputs itself:
+    ``run_paths(session, paths)`` returns the results, one message per failed item and the number of items
+    (``unit``), and ``check_inputs(args, paths)`` refuses bad arguments before any work, in place of the
+    ``--out`` checks."""
+
+    run: Callable[[Session, Batch], Results] | None
     show: Callable[[Results], None]
     rows: Callable[[Results], list[dict[str, Any]]] | None = None
     topk: int | None = 5
     threshold: float = 0.0
+    run_paths: Callable[[Session, list[str]], tuple[Results, list[str], int]] | None = None
+    check_inputs: Callable[[argparse.Namespace, list[str]], None] | None = None
+    unit: str = "images"
 
     @property
     def draws(self) -> bool:
@@ -244,6 +270,17 @@ PREDICTORS: dict[str, Predictor] = {
 }
 
 
+def _check_flow_inputs(args: argparse.Namespace, paths: list[str]) -> None:
+    if args.flow_updates < 1:
+        raise CommandError(f"--flow-updates must be at least 1, got {args.flow_updates}")
+    check_flow_out(args.out, pair_count(len(paths), args.pairs))
+
+
+PREDICTORS["optical_flow"] = Predictor(
+    run=None, show=show_flow, run_paths=estimate_flows, check_inputs=_check_flow_inputs, unit="frame pairs"
+)
+
+
 def check_out(out: str) -> None:
     """Refuse an ``--out FILE`` destination that could not be written, before any work is done."""
     path = Path(out)
@@ -304,10 +341,30 @@ def _check_arguments(args: argparse.Namespace, predictor: Predictor, task: str) 
         raise CommandError("--topk and --batch-size must be at least 1")
     if not 0.0 <= args.threshold <= 1.0:
         raise CommandError(f"--threshold must be a probability between 0 and 1, got {args.threshold}")
+    if predictor.check_inputs is not None:
+        return  # the task checks --out itself, with the inputs
     if predictor.draws:
         check_out_dir(args.out, task)
     elif args.out:
         check_out(args.out)
+
+
+def _run_batches(
+    session: Session, predictor: Predictor, preset: Callable[..., Any], paths: list[str]
+) -> tuple[Results, list[str]]:
+    """Read, preprocess and run the images in batches; the results, and one message per image that failed."""
+    assert predictor.run is not None
+    args = session.args
+    results: Results = []
+    failures: list[str] = []
+    for chunk in batches(paths, args.batch_size, args.quiet):
+        batch, failed = prepare(chunk, preset, args.strict, keep_images=predictor.draws)
+        for message in failed:
+            print(f"visionzoo: {message}", file=sys.stderr)
+        failures += failed
+        if batch.paths:
+            results += predictor.run(session, batch)
+    return results, failures
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -327,6 +384,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     chosen = choose_weights(info.name, args.weights, args.num_classes)
     _check_arguments(args, predictor, task.name)
     paths = expand_inputs(args.inputs, args.recursive)
+    if predictor.check_inputs is not None:
+        predictor.check_inputs(args, paths)
     device = device_of(args.device)
     if task.cpu_only and device.type != "cpu":
         raise CommandError(
@@ -346,17 +405,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     preset = preset_of(chosen, model)
     categories = list(chosen.entry.meta.get("categories") or []) if chosen.entry is not None else []
     pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), chosen.model)
-    session = Session(args, model, device, categories, pictures)
-    results: Results = []
-    failures: list[str] = []
+    session = Session(args, model, device, categories, pictures, preset)
+    total = len(paths)
     with torch.inference_mode():
-        for chunk in batches(paths, args.batch_size, args.quiet):
-            batch, failed = prepare(chunk, preset, args.strict, keep_images=predictor.draws)
-            for message in failed:
-                print(f"visionzoo: {message}", file=sys.stderr)
-            failures += failed
-            if batch.paths:
-                results += predictor.run(session, batch)
+        if predictor.run_paths is not None:
+            results, failures, total = predictor.run_paths(session, paths)
+        else:
+            results, failures = _run_batches(session, predictor, preset, paths)
     if args.out and not predictor.draws:
         write_out(args.out, results, predictor)
     if args.json:
@@ -365,6 +420,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictor.show(results)
     if failures or not args.quiet:
         failed = f", {len(failures)} failed" if failures else ""
-        drawn = f"; pictures in {pictures.directory}{os.sep}" if predictor.draws and results else ""
-        print(f"visionzoo: {len(results)} of {len(paths)} images predicted{failed}{drawn}", file=sys.stderr)
+        drawn = f"; pictures in {Path(results[0]['picture']).parent}{os.sep}" if predictor.draws and results else ""
+        print(f"visionzoo: {len(results)} of {total} {predictor.unit} predicted{failed}{drawn}", file=sys.stderr)
     return 1 if failures else 0
