@@ -131,3 +131,22 @@ def test_failed_pairs_are_reported_and_the_others_predicted(
     assert len([line for line in out.splitlines() if " -> " in line]) == 1
     status, _, err = run(_predict(checkpoint, *argv, "--strict"), capsys)
     assert status == 1 and "--strict stops at the first pair that fails" in err
+
+
+def test_list_shows_a_column_per_dataset_for_metrics_reported_on_several(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(["list", "--task", "optical_flow", "--weights"], capsys)
+    assert status == 0
+    header, _, *rows = out.splitlines()
+    columns = header.split("  ")
+    columns = [c.strip() for c in columns if c.strip()]
+    assert columns[2:9] == [
+        "Sintel-Train-Cleanpass EPE",
+        "Sintel-Train-Finalpass EPE",
+        "per-image EPE",  # KITTI's train split only: no dataset needed
+        "Kitti-Train Fl-all",
+        "Sintel-Test-Cleanpass EPE",
+        "Sintel-Test-Finalpass EPE",
+        "Kitti-Test Fl-all",
+    ]
+    small_v1 = next(row.split() for row in rows if row.startswith("raft_small") and "C_T_V1" in row)
+    assert small_v1[2:9] == ["2.123", "3.279", "7.656", "25.280", "n/a", "n/a", "n/a"]
