@@ -21,3 +21,9 @@ def list_models_of_task(task: str) -> list[str]:
     itself for classification, ``torchvision.models.<task>`` otherwise, e.g. ``quantization``)."""
     package = models if task == "classification" else importlib.import_module(f"torchvision.models.{task}")
     return models.list_models(module=package)
+
+
+def flow_file_readers() -> object:
+    """The reference's private readers of flow files (``_read_flo``, ``_read_16bits_png_with_flow_and_valid_mask``),
+    imported on first use: its datasets package is slow to import."""
+    return importlib.import_module("torchvision.datasets._optical_flow")

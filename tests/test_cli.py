@@ -52,7 +52,7 @@ def test_list_patterns_and_task(zoo: TinyZoo, capsys: pytest.CaptureFixture[str]
     assert (
         status == 2
         and err
-        == "visionzoo: error: Unknown task 'nosuch'; valid tasks: classification, quantization, segmentation, detection, video\n"
+        == "visionzoo: error: Unknown task 'nosuch'; valid tasks: classification, quantization, segmentation, detection, video, optical_flow\n"
     )
 
 
@@ -219,7 +219,7 @@ def test_predict_refuses_tasks_it_cannot_run_yet(
     assert status == 2
     assert (
         err
-        == "visionzoo: error: predict does not handle detection models yet (tinydet); it handles classification, quantization, segmentation models\n"
+        == "visionzoo: error: predict does not handle detection models yet (tinydet); it handles classification, optical_flow, quantization, segmentation models\n"
     )
 
 

@@ -19,7 +19,9 @@ from torch import Tensor
 if TYPE_CHECKING:
     from PIL.ImageFont import FreeTypeFont, ImageFont
 
-__all__ = ["draw_bounding_boxes", "draw_segmentation_masks", "make_grid", "save_image"]
+from ._flow_colors import flow_to_image
+
+__all__ = ["draw_bounding_boxes", "draw_segmentation_masks", "flow_to_image", "make_grid", "save_image"]
 
 Color: TypeAlias = str | tuple[int, int, int]
 """A colour: a name PIL knows (``"red"``), ``"#RRGGBB"`` (or ``"#RGB"``, ``"rgb(...)"``, ...), or an

@@ -14,7 +14,14 @@ if TYPE_CHECKING:
 
 # How metric keys stored in the weights' meta read in tables and cards, where the stored key reads poorly
 # (the docs table, `visionzoo list --weights`, `visionzoo info`); other keys show as stored.
-METRIC_HEADINGS = {"miou": "mIoU", "pixel_acc": "pixel accuracy", "box_map": "box mAP"}
+METRIC_HEADINGS = {
+    "miou": "mIoU",
+    "pixel_acc": "pixel accuracy",
+    "box_map": "box mAP",
+    "epe": "EPE",  # optical flow's end-point error, in pixels
+    "per_image_epe": "per-image EPE",
+    "fl_all": "Fl-all",  # KITTI's share of outlier pixels, in %
+}
 
 
 def metric_heading(key: str) -> str:

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._catalog import default_of, entries_of, entry_facts, flat_metrics, metric_heading, models_by_task
+from ._catalog import default_of, entries_of, entry_facts, metric_heading, models_by_task
 from ._common import CommandError, model_info, number, table
 
 if TYPE_CHECKING:
@@ -63,12 +63,29 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _weights_table(pairs: list[tuple[str, str]]) -> str:
-    """One row per entry; the metric columns are those the listed entries report, under readable headings."""
+    """One row per entry; the metric columns are those the listed entries report, under readable headings. A metric
+    reported on several datasets (optical flow's ``epe`` on Sintel's clean and final passes, ...) gets one column
+    per dataset, headed by the dataset's name."""
     listed = [(name, entry) for name, _ in pairs for entry in entries_of(name)]
-    columns = list(dict.fromkeys(key for _, entry in listed for key in flat_metrics(entry)))
-    rows = [["model", "weights", *map(metric_heading, columns), "params", "GFLOPS", "MB"]]
+    datasets_of: dict[str, set[str]] = {}
+    for _, entry in listed:
+        for dataset, metrics in entry.meta.get("_metrics", {}).items():
+            for key in metrics:
+                datasets_of.setdefault(key, set()).add(dataset)
+
+    def cells(entry: WeightsEnum) -> dict[str, float]:
+        """The entry's metrics under their column names: ``key``, or ``dataset key`` for ambiguous keys."""
+        return {
+            f"{dataset} {key}" if len(datasets_of[key]) > 1 else key: value
+            for dataset, metrics in entry.meta.get("_metrics", {}).items()
+            for key, value in metrics.items()
+        }
+
+    columns = list(dict.fromkeys(column for _, entry in listed for column in cells(entry)))
+    headings = [" ".join([*column.split(" ")[:-1], metric_heading(column.split(" ")[-1])]) for column in columns]
+    rows = [["model", "weights", *headings, "params", "GFLOPS", "MB"]]
     for name, entry in listed:
-        metrics = flat_metrics(entry)
+        metrics = cells(entry)
         params = entry.meta.get("num_params")
         rows.append(
             [

@@ -2,11 +2,11 @@
 
 Each task has a :class:`Predictor`: how to turn a batch of images into results, how to print them, and either
 how to flatten them into CSV rows (``--out FILE``) or, for tasks that draw, that it writes one picture per
-input (``--out DIR``). Classification, quantized classification, segmentation (``_segmentation.py``) and
-detection (``_detection.py``) are available; a task that lands later adds its predictor to ``PREDICTORS``, and
+input (``--out DIR``). Classification, quantized classification, segmentation (``_segmentation.py``),
+detection (``_detection.py``) and optical flow (``_flow.py``, which reads its inputs as pairs of frames) are
+available; a task that lands later adds its predictor to ``PREDICTORS``, and
 every other part of the command (weights resolution, device, reading and batching inputs, failures, progress,
-``--out``) stays as it is. Video classification (``_video.py``) reads whole files itself: its predictor has
-``run_files`` instead of ``run``.
+``--out``) stays as it is. Video classification (``_video.py``) reads whole files itself, one at a time.
 
 An input that cannot be read is reported on stderr with its reason and skipped (``--strict`` stops there
 instead); the others are predicted, a count ends the run, and the exit status is 1 when any input failed.
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
 from ._detection import DEFAULT_THRESHOLD, detect, show_detection
+from ._flow import DEFAULT_UPDATES, PAIRINGS, check_flow_out, estimate_flows, pair_count, show_flow
 from ._segmentation import PictureNames, segment, show_segmentation
 from ._video import VIDEO_SUFFIXES, classify_videos, show_video, video_rows
 
@@ -53,7 +54,10 @@ def register(sub: Any) -> None:
         "score, box as x1, y1, x2, y2 in pixels) and writes a PNG per image with the boxes and labels drawn, "
         "likewise. Video classification prints the top categories of each clip (of the model's length, at the frame rate "
         "its weights were evaluated at) with its time range, and of the whole video. An unreadable input is reported "
-        "and skipped; the exit status is then 1. On Linux the process "
+        "and skipped. Optical flow takes the images as pairs of frames (see --pairs), prints each pair's motion and "
+        "writes its flow as a colour-coded PNG (hue: direction, saturation: length) named after the first frame, "
+        "or, with --out FILE.flo and one pair, the flow itself to FILE.flo and its picture to FILE.png. An "
+        "unreadable input is reported and skipped; the exit status is then 1. On Linux the process "
         "keeps the memory a batch frees for the next one (visionzoo.allocator), which spares the page faults of "
         "re-allocating it.",
     )
@@ -96,6 +100,19 @@ def register(sub: Any) -> None:
         f"(default: ./{DEFAULT_PICTURES}, created when missing; pictures of an earlier run with the same names "
         "are replaced)",
     )
+    p.add_argument(
+        "--pairs",
+        choices=PAIRINGS,
+        default=PAIRINGS[0],
+        help="optical flow: separate (default): the flow from frame 1 to 2, from 3 to 4, ...; consecutive: from "
+        "each frame to the next (a sequence of frames)",
+    )
+    p.add_argument(
+        "--flow-updates",
+        type=int,
+        default=DEFAULT_UPDATES,
+        help=f"optical flow: refinement steps of the model (default {DEFAULT_UPDATES}; more: finer, slower)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
@@ -132,17 +149,21 @@ class Predictor:
     per image (``--out DIR``). ``topk`` and ``threshold`` stand for ``--topk`` and ``--threshold`` when the
     user leaves them out (``topk`` None: no cap).
 
-    A task whose inputs are files it reads itself (video) has ``run_files(session, paths)`` instead of ``run``,
-    returning the results and one message per unreadable file; ``inputs`` names its inputs in messages and
-    ``suffixes`` picks them out of folders."""
+    A task that reads its inputs itself (video files; optical flow: pairs of frames) has
+    ``run_paths(session, paths)`` instead of ``run``, returning the results, one message per failed item and the
+    number of items (``unit``, default ``inputs``); ``check_inputs(args, paths)`` refuses bad arguments before any
+    work, in place of the ``--out`` checks. ``inputs`` names the input files in messages and ``suffixes`` picks
+    them out of folders."""
 
     run: Callable[[Session, Batch], Results] | None
     show: Callable[[Results], None]
     rows: Callable[[Results], list[dict[str, Any]]] | None = None
     topk: int | None = 5
     threshold: float = 0.0
-    run_files: Callable[[Session, list[str]], tuple[Results, list[str]]] | None = None
+    run_paths: Callable[[Session, list[str]], tuple[Results, list[str], int]] | None = None
+    check_inputs: Callable[[argparse.Namespace, list[str]], None] | None = None
     inputs: str = "images"
+    unit: str | None = None
     suffixes: tuple[str, ...] = IMAGE_SUFFIXES
 
     @property
@@ -261,17 +282,6 @@ def classification_rows(results: Results) -> list[dict[str, Any]]:
     return [{"image": r["image"], "rank": rank, **item} for r in results for rank, item in enumerate(r["top"], 1)]
 
 
-PREDICTORS: dict[str, Predictor] = {
-    "classification": Predictor(classify, show_classification, classification_rows),
-    "quantization": Predictor(classify, show_classification, classification_rows),
-    "segmentation": Predictor(segment, show_segmentation),
-    "detection": Predictor(detect, show_detection, topk=None, threshold=DEFAULT_THRESHOLD),
-    "video": Predictor(
-        None, show_video, video_rows, run_files=classify_videos, inputs="videos", suffixes=VIDEO_SUFFIXES
-    ),
-}
-
-
 def check_out(out: str) -> None:
     """Refuse an ``--out FILE`` destination that could not be written, before any work is done."""
     path = Path(out)
@@ -330,14 +340,72 @@ def _check_arguments(args: argparse.Namespace, predictor: Predictor, task: str) 
         args.threshold = predictor.threshold
     if (args.topk is not None and args.topk < 1) or args.batch_size < 1:
         raise CommandError("--topk and --batch-size must be at least 1")
-    if args.clip_len is not None and (predictor.run_files is None or args.clip_len < 1):
+    if args.clip_len is not None and (predictor.inputs != "videos" or args.clip_len < 1):
         raise CommandError(f"--clip-len applies to video models and must be at least 1, got {args.clip_len}")
     if not 0.0 <= args.threshold <= 1.0:
         raise CommandError(f"--threshold must be a probability between 0 and 1, got {args.threshold}")
+    if predictor.check_inputs is not None:
+        return  # the task checks --out itself, with the inputs
     if predictor.draws:
         check_out_dir(args.out, task)
     elif args.out:
         check_out(args.out)
+
+
+def _run_chunks(
+    session: Session, paths: list[str], size: int, run_chunk: Callable[[list[str]], tuple[Results, list[str]]]
+) -> tuple[Results, list[str]]:
+    """Run ``paths`` in chunks of ``size`` with a progress bar; the results, and one message per input that failed
+    (printed as it happens)."""
+    results: Results = []
+    failures: list[str] = []
+    for chunk in batches(paths, size, session.args.quiet):
+        found, failed = run_chunk(chunk)
+        for message in failed:
+            print(f"visionzoo: {message}", file=sys.stderr)
+        failures += failed
+        results += found
+    return results, failures
+
+
+def _run_batches(
+    session: Session, predictor: Predictor, preset: Callable[..., Any], paths: list[str]
+) -> tuple[Results, list[str]]:
+    """Read, preprocess and run the images in batches; the results, and one message per image that failed."""
+    assert predictor.run is not None
+    run = predictor.run
+
+    def run_chunk(chunk: list[str]) -> tuple[Results, list[str]]:
+        batch, failed = prepare(chunk, preset, session.args.strict, keep_images=predictor.draws)
+        return (run(session, batch) if batch.paths else []), failed
+
+    return _run_chunks(session, paths, session.args.batch_size, run_chunk)
+
+
+def _classify_videos_one_by_one(session: Session, paths: list[str]) -> tuple[Results, list[str], int]:
+    """Video classification's ``run_paths``: one file at a time (a video is many batches), with a progress bar."""
+    results, failures = _run_chunks(session, paths, 1, lambda chunk: classify_videos(session, chunk))
+    return results, failures, len(paths)
+
+
+def _check_flow_inputs(args: argparse.Namespace, paths: list[str]) -> None:
+    if args.flow_updates < 1:
+        raise CommandError(f"--flow-updates must be at least 1, got {args.flow_updates}")
+    check_flow_out(args.out, pair_count(len(paths), args.pairs))
+
+
+PREDICTORS: dict[str, Predictor] = {
+    "classification": Predictor(classify, show_classification, classification_rows),
+    "quantization": Predictor(classify, show_classification, classification_rows),
+    "segmentation": Predictor(segment, show_segmentation),
+    "detection": Predictor(detect, show_detection, topk=None, threshold=DEFAULT_THRESHOLD),
+    "video": Predictor(
+        None, show_video, video_rows, run_paths=_classify_videos_one_by_one, inputs="videos", suffixes=VIDEO_SUFFIXES
+    ),
+    "optical_flow": Predictor(
+        None, show_flow, run_paths=estimate_flows, check_inputs=_check_flow_inputs, unit="frame pairs"
+    ),
+}
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -357,6 +425,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     chosen = choose_weights(info.name, args.weights, args.num_classes)
     _check_arguments(args, predictor, task.name)
     paths = expand_inputs(args.inputs, args.recursive, predictor.suffixes, predictor.inputs)
+    if predictor.check_inputs is not None:
+        predictor.check_inputs(args, paths)
     device = device_of(args.device)
     if task.cpu_only and device.type != "cpu":
         raise CommandError(
@@ -377,19 +447,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     categories = list(chosen.entry.meta.get("categories") or []) if chosen.entry is not None else []
     pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), chosen.model)
     session = Session(args, model, device, categories, pictures, preset, chosen)
-    results: Results = []
-    failures: list[str] = []
+    total = len(paths)
     with torch.inference_mode():
-        for chunk in batches(paths, 1 if predictor.run_files else args.batch_size, args.quiet):
-            if predictor.run_files is not None:
-                found, failed = predictor.run_files(session, chunk)
-            else:
-                batch, failed = prepare(chunk, preset, args.strict, keep_images=predictor.draws)
-                found = predictor.run(session, batch) if batch.paths and predictor.run is not None else []
-            for message in failed:
-                print(f"visionzoo: {message}", file=sys.stderr)
-            failures += failed
-            results += found
+        if predictor.run_paths is not None:
+            results, failures, total = predictor.run_paths(session, paths)
+        else:
+            results, failures = _run_batches(session, predictor, preset, paths)
     if args.out and not predictor.draws:
         write_out(args.out, results, predictor)
     if args.json:
@@ -398,6 +461,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictor.show(results)
     if failures or not args.quiet:
         failed = f", {len(failures)} failed" if failures else ""
-        drawn = f"; pictures in {pictures.directory}{os.sep}" if predictor.draws and results else ""
-        print(f"visionzoo: {len(results)} of {len(paths)} {predictor.inputs} predicted{failed}{drawn}", file=sys.stderr)
+        drawn = f"; pictures in {Path(results[0]['picture']).parent}{os.sep}" if predictor.draws and results else ""
+        unit = predictor.unit or predictor.inputs
+        print(f"visionzoo: {len(results)} of {total} {unit} predicted{failed}{drawn}", file=sys.stderr)
     return 1 if failures else 0

@@ -55,6 +55,7 @@ _FAMILY_PACKAGES = (
     "visionzoo.models.segmentation",
     "visionzoo.models.detection",
     "visionzoo.models.video",
+    "visionzoo.models.optical_flow",
 )
 
 
@@ -90,6 +91,7 @@ TASKS: Mapping[str, Task] = MappingProxyType(
             Task("segmentation", "Semantic segmentation", MappingProxyType({"aux_loss": False})),
             Task("detection", "Object detection, instance segmentation and person keypoints"),
             Task("video", "Video classification"),
+            Task("optical_flow", "Optical flow"),
         )
     }
 )

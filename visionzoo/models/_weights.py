@@ -6,7 +6,13 @@ from functools import partial
 from typing import Any
 
 from ..transforms.functional import InterpolationMode
-from ..transforms.presets import ImageClassification, ObjectDetection, SemanticSegmentation, VideoClassification
+from ..transforms.presets import (
+    ImageClassification,
+    ObjectDetection,
+    OpticalFlow,
+    SemanticSegmentation,
+    VideoClassification,
+)
 from ._api import Weights
 from ._meta import _COCO_CATEGORIES, _IMAGENET_CATEGORIES, _KINETICS400_CATEGORIES, _VOC_CATEGORIES
 
@@ -167,3 +173,32 @@ def kinetics_entry(
     if min_temporal_size is not None:
         meta["min_temporal_size"] = min_temporal_size
     return Weights(url=url, transforms=partial(VideoClassification, **preset_args), meta=meta)
+
+
+def flow_entry(
+    url: str,
+    *,
+    params: int,
+    metrics: dict[str, dict[str, float]],
+    gflops: float,
+    file_mb: float,
+    recipe: str,
+    docs: str,
+) -> Weights:
+    """A weights entry for an optical flow model (inputs of at least 128x128 pixels, the ``OpticalFlow`` preset).
+
+    Args:
+        params: number of parameters; metrics: per dataset (``"Sintel-Train-Cleanpass"``, ``"Kitti-Test"``, ...),
+            end-point errors (``epe``, ``per_image_epe``, in pixels) and KITTI's outlier rate ``fl_all`` (%);
+            gflops: GFLOPS of a forward as the reference reports it; file_mb: checkpoint size in MB.
+    """
+    meta = {
+        "min_size": (128, 128),
+        "num_params": params,
+        "recipe": recipe,
+        "_metrics": metrics,
+        "_ops": gflops,
+        "_file_size": file_mb,
+        "_docs": docs,
+    }
+    return Weights(url=url, transforms=OpticalFlow, meta=meta)

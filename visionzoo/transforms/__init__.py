@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from . import functional
 from .functional import InterpolationMode
-from .presets import ImageClassification, ObjectDetection, SemanticSegmentation, VideoClassification
+from .presets import ImageClassification, ObjectDetection, OpticalFlow, SemanticSegmentation, VideoClassification
 
 __all__ = [
     "ImageClassification",
     "InterpolationMode",
     "ObjectDetection",
+    "OpticalFlow",
     "SemanticSegmentation",
     "VideoClassification",
     "functional",

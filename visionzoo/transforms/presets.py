@@ -20,7 +20,7 @@ from .functional import InterpolationMode
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["ImageClassification", "ObjectDetection", "SemanticSegmentation", "VideoClassification"]
+__all__ = ["ImageClassification", "ObjectDetection", "OpticalFlow", "SemanticSegmentation", "VideoClassification"]
 
 
 _RGB_CHANNEL_HINTS = {
@@ -371,4 +371,35 @@ class VideoClassification(nn.Module):
             f"{height}x{width} pixels are then cropped. uint8 values are rescaled to [0.0, 1.0] by dividing by 255 "
             f"(float tensors are taken as already in [0.0, 1.0]), each channel is normalized as (x - mean) / std with "
             f"mean={self.mean} and std={self.std}, and the dimensions are permuted to (..., C, T, {height}, {width})."
+        )
+
+
+class OpticalFlow(nn.Module):
+    """Prepare a pair of frames for a flow model: rescale each to float32 in [0, 1], then map to [-1, 1].
+
+    Takes two images of the same shape (PIL RGB images, or uint8/uint16/float tensors ``(C, H, W)`` or
+    ``(N, C, H, W)``; float tensors are taken to be in [0, 1]) and returns the two prepared tensors. Sizes are kept:
+    the models need heights and widths divisible by 8 (resize or pad the frames first).
+    """
+
+    def forward(self, img1: Tensor | PILImage, img2: Tensor | PILImage) -> tuple[Tensor, Tensor]:
+        first, second = (_to_float_tensor(_checked_input(img, num_channels=3)) for img in (img1, img2))
+        if first.shape != second.shape:
+            raise ValueError(
+                f"the two frames must have the same shape, got {tuple(first.shape)} and {tuple(second.shape)}"
+            )
+        half = [0.5, 0.5, 0.5]
+        return (
+            F.normalize(first, mean=half, std=half).contiguous(),
+            F.normalize(second, mean=half, std=half).contiguous(),
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def describe(self) -> str:
+        """A prose description of the preprocessing, to rebuild it in a custom pipeline."""
+        return (
+            "Accepts ``PIL.Image``, batched ``(B, C, H, W)`` and single ``(C, H, W)`` image ``torch.Tensor`` objects. "
+            "The images are rescaled to ``[-1.0, 1.0]``."
         )
