@@ -219,7 +219,7 @@ def test_predict_refuses_tasks_it_cannot_run_yet(
     assert status == 2
     assert (
         err
-        == "visionzoo: error: predict does not handle detection models yet (tinydet); it handles classification, optical_flow, quantization, segmentation models\n"
+        == "visionzoo: error: predict does not handle detection models yet (tinydet); it handles classification, optical_flow, quantization, segmentation, video models\n"
     )
 
 
