@@ -8,6 +8,7 @@ detector file says how it scores, decodes and matches, this module does the rest
 
 from __future__ import annotations
 
+import abc
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,7 +22,15 @@ from .anchor_utils import AnchorGenerator
 from .rpn import permute_and_flatten
 from .transform import GeneralizedRCNNTransform, check_targets_for_mode
 
-__all__ = ["SingleStageDetector", "PriorConv2d", "conv_tower", "flatten_per_position", "select_top_candidates"]
+__all__ = [
+    "SingleStageDetector",
+    "PriorConv2d",
+    "conv_tower",
+    "init_small_normal",
+    "flatten_per_position",
+    "select_top_candidates",
+    "sum_in_order",
+]
 
 Target = dict[str, torch.Tensor]
 HeadOutputs = dict[str, torch.Tensor]
@@ -91,7 +100,7 @@ def select_top_candidates(
     return best, torch.div(chosen, num_classes, rounding_mode="floor"), chosen % num_classes
 
 
-class SingleStageDetector(nn.Module):
+class SingleStageDetector(nn.Module, abc.ABC):
     """Runs ``transform -> backbone -> head``, then the losses (training) or the detections (eval), which
     per image keep each level's ``topk_candidates`` best (anchor, class) pairs above ``score_thresh``, decode and
     clip their boxes, and keep the ``detections_per_img`` best after class-wise NMS at ``nms_thresh``, in the input
@@ -100,10 +109,6 @@ class SingleStageDetector(nn.Module):
     Subclasses define ``compute_loss(targets, head_outputs, anchors, num_anchors_per_level)``,
     ``_class_scores(level_outputs)`` (one image's one level: ``(num_anchors, num_classes)`` probabilities) and
     ``_decode_boxes(regression, anchors)``.
-
-    Raises:
-        ValueError: a backbone without ``out_channels``.
-        TypeError: an anchor generator of another type.
     """
 
     def __init__(
@@ -129,6 +134,8 @@ class SingleStageDetector(nn.Module):
 
     @staticmethod
     def _check_parts(backbone: nn.Module, anchor_generator: AnchorGenerator | None) -> None:
+        """Raise ``ValueError`` for a backbone without ``out_channels``, ``TypeError`` for an anchor generator of
+        another type (before a subclass builds on them)."""
         if not hasattr(backbone, "out_channels"):
             raise ValueError(
                 "backbone should contain an attribute out_channels specifying the number of output channels "
@@ -137,6 +144,7 @@ class SingleStageDetector(nn.Module):
         if not isinstance(anchor_generator, (AnchorGenerator, type(None))):
             raise TypeError(f"anchor_generator should be of type AnchorGenerator or None, got {type(anchor_generator)}")
 
+    @abc.abstractmethod
     def compute_loss(
         self,
         targets: list[Target],
@@ -144,13 +152,15 @@ class SingleStageDetector(nn.Module):
         anchors: list[torch.Tensor],
         num_anchors_per_level: list[int] | None = None,
     ) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The training losses, from the (resized) targets, the head outputs and each image's anchors."""
 
+    @abc.abstractmethod
     def _class_scores(self, level_outputs: HeadOutputs) -> torch.Tensor:
-        raise NotImplementedError
+        """One image's one level of head outputs to ``(num_anchors, num_classes)`` probabilities."""
 
+    @abc.abstractmethod
     def _decode_boxes(self, regression: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Boxes ``(n, 4)`` from the regression outputs and anchors of ``n`` candidates."""
 
     def postprocess_detections(
         self,

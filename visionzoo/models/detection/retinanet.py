@@ -108,7 +108,9 @@ class RetinaNetClassificationHead(_VersionedTower):
         self.num_anchors = num_anchors
         self.BETWEEN_THRESHOLDS = Matcher.BETWEEN_THRESHOLDS  # the reference keeps it on the head too
 
-    def compute_loss(self, targets: list[Target], head_outputs: dict[str, torch.Tensor], matched_idxs: list) -> Any:
+    def compute_loss(
+        self, targets: list[Target], head_outputs: dict[str, torch.Tensor], matched_idxs: list[torch.Tensor]
+    ) -> torch.Tensor:
         """Sigmoid focal loss over the anchors that are not ignored (those between the IoU thresholds), summed and
         divided by each image's number of foreground anchors, averaged over the images."""
         losses = []
@@ -135,7 +137,9 @@ def _smooth_l1(coder: BoxCoder, anchors: torch.Tensor, matched: torch.Tensor, re
 
 
 def _on_boxes(loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    def box_loss(coder: BoxCoder, anchors: torch.Tensor, matched: torch.Tensor, regression: torch.Tensor) -> Any:
+    def box_loss(
+        coder: BoxCoder, anchors: torch.Tensor, matched: torch.Tensor, regression: torch.Tensor
+    ) -> torch.Tensor:
         return loss(coder.decode_single(regression, anchors), matched, reduction="sum")
 
     return box_loss
