@@ -164,11 +164,21 @@ def _range_in_pts(start: float, end: float | None, pts_unit: str, time_base: Fra
 # ---------------------------------------------------------------------------------------------------- decoding
 
 
-def _frames_of(container: av.container.InputContainer, stream: av.stream.Stream, path: str) -> Iterator[Any]:
-    """Every timestamped frame of ``stream`` from the container's position on, decoding only that stream."""
+def _frames_of(
+    container: av.container.InputContainer, stream: av.stream.Stream, path: str, skip_before: int | None = None
+) -> Iterator[Any]:
+    """Every timestamped frame of ``stream`` from the container's position on, decoding only that stream.
+
+    Packets shown before ``skip_before`` that no other frame refers to (most B-frames) are not decoded at all:
+    they could only be thrown away, and the frames that follow do not need them.
+    """
     av = _import_av()
+    context = stream.codec_context
     try:
         for packet in container.demux(stream):
+            if skip_before is not None:
+                early = packet.pts is not None and packet.pts < skip_before
+                context.skip_frame = "NONREF" if early else "DEFAULT"
             for frame in packet.decode():
                 if frame.pts is not None:
                     yield frame
@@ -206,12 +216,12 @@ def _decoded_frames(
     frames = _frames_of(container, stream, path)
     if start > origin:
         _seek(container, stream, start, path)
-        frames = _frames_of(container, stream, path)
+        frames = _frames_of(container, stream, path, skip_before=start)
         head = next(frames, None)
         if head is None or head.pts > start:
             # The demuxer's index had no keyframe at or before the start: decode from the beginning instead.
             _seek(container, stream, origin, path)
-            frames = _frames_of(container, stream, path)
+            frames = _frames_of(container, stream, path, skip_before=start)
         else:
             frames = itertools.chain([head], frames)
     last_seen: int | None = None
