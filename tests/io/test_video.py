@@ -168,8 +168,8 @@ def test_a_late_start_does_not_decode_from_the_beginning(clips, monkeypatch):
     decoded = []
     frames_of = video_module._frames_of
 
-    def counting(*args):
-        for frame in frames_of(*args):
+    def counting(*args, **kwargs):
+        for frame in frames_of(*args, **kwargs):
             decoded.append(frame.pts)
             yield frame
 
