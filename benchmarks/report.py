@@ -268,6 +268,32 @@ def _detection_section(data: dict[str, Any]) -> list[str]:
     return lines + ["", *_notes(data)]
 
 
+def _video_io_section(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "## read_video of a range in the middle of a 60-second clip vs decoding from the start",
+        "",
+        *_header(data),
+    ]
+    lines += _table(
+        data["rows"],
+        [
+            ("clip", "clip"),
+            ("range s", "range_s"),
+            ("frames", "frames"),
+            ("ours s", "ours_s"),
+            ("from start s", "from_start_s"),
+            ("from start, RGB in range only s", "from_start_rgb_in_range_s"),
+            ("speed-up", "speedup"),
+            ("speed-up, seeking alone", "speedup_seek_only"),
+            ("same frames", "same_frames"),
+        ],
+    )
+    s = data["summary"]
+    if s:
+        lines += ["", f"Speed-up at least {s['target']:g}x: {_verdict(s['target_met'])}."]
+    return lines + ["", *_notes(data)]
+
+
 def plot_speed(eager: dict[str, Any] | None, optimized: dict[str, Any] | None, path: Path) -> Path | None:
     """Bar chart: per model, our speed relative to the reference's eager speed (batch 8), eager and optimised."""
     if eager is None and optimized is None:
@@ -381,6 +407,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("ops_roi", _ops_roi_section),
     ("detection", _detection_section),
     ("ops", _ops_section),
+    ("video_io", _video_io_section),
 ]
 
 

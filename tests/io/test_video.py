@@ -14,7 +14,7 @@ import torch
 
 pytest.importorskip("av", reason="PyAV is not installed (pip install visionzoo[video])")
 
-import visionzoo.io.video as video_module  # noqa: E402
+import visionzoo.io._av as av_plumbing  # noqa: E402
 from visionzoo.io import (  # noqa: E402
     VideoClip,
     VideoDecodeError,
@@ -166,14 +166,14 @@ def test_seeking_gives_the_frames_of_a_full_decode(clips):
 
 def test_a_late_start_does_not_decode_from_the_beginning(clips, monkeypatch):
     decoded = []
-    frames_of = video_module._frames_of
+    frames_of = av_plumbing.frames_of
 
-    def counting(*args):
-        for frame in frames_of(*args):
+    def counting(*args, **kwargs):
+        for frame in frames_of(*args, **kwargs):
             decoded.append(frame.pts)
             yield frame
 
-    monkeypatch.setattr(video_module, "_frames_of", counting)
+    monkeypatch.setattr(av_plumbing, "frames_of", counting)
     stamps, _ = read_video_timestamps(clips["gop"])
     video, _, _ = read_video(clips["gop"], stamps[17], stamps[18])
     assert len(video) == 2

@@ -4,8 +4,8 @@ PyAV (FFmpeg in a wheel) does the codec work; it is an optional dependency (``pi
 imported on first use so that ``import visionzoo.io`` works without it. On top of it this module adds:
 
 * seeking: a range that starts later in the file seeks to the keyframe before its start instead of decoding
-  from the beginning, and frames before the start are decoded (they are needed as references) but not
-  converted to RGB;
+  from the beginning; of the frames between that keyframe and the start, only those that later frames refer
+  to are decoded, and none is converted to RGB;
 * bounded memory: only the frames of the requested range are kept, and :func:`read_video_clips` reads a long
   video as a stream of fixed-length clips;
 * one error, :class:`VideoDecodeError`, for every file that cannot be read: missing, not a video, truncated or
@@ -17,19 +17,18 @@ returns); ``pts_unit="sec"`` in seconds. Both ends of a range are inclusive.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ._av import SLACK, VideoDecodeError, decoded_frames, import_av, open_video, read_audio, reason, start_decoding
+
 if TYPE_CHECKING:
-    import av
-    import av.container
     import av.stream
 
 __all__ = [
@@ -44,84 +43,9 @@ __all__ = [
 PTS_UNITS = ("pts", "sec")
 OUTPUT_FORMATS = ("THWC", "TCHW")
 
-# Leading bytes of the containers video is usually stored in. A file that starts like one of these but cannot
-# be opened is reported as truncated or corrupt rather than as "not a video".
-_CONTAINER_SIGNATURES: tuple[tuple[int, bytes], ...] = (
-    (4, b"ftyp"),  # MP4, MOV, 3GP
-    (4, b"moov"),
-    (4, b"mdat"),
-    (4, b"free"),
-    (4, b"wide"),
-    (0, b"\x1a\x45\xdf\xa3"),  # Matroska, WebM
-    (0, b"RIFF"),  # AVI
-    (0, b"FLV"),
-    (0, b"OggS"),
-    (0, b"\x00\x00\x01\xba"),  # MPEG program stream
-    (0, b"\x30\x26\xb2\x75"),  # ASF, WMV
-)
-
 # Pixel formats written when the codec takes them, best first: RGB ones keep the frames exact with a lossless
 # codec (FFV1 takes bgr0); the others get yuv420p, which every common player reads.
 _RGB_PIXEL_FORMATS = ("rgb24", "bgr24", "rgb0", "bgr0", "gbrp")
-
-# Times given in seconds match a timestamp (or an audio sample) when within this fraction of one tick of it:
-# floats such as 0.1 are a hair off the decimal they stand for.
-_SLACK = Fraction(1, 1000)
-
-
-class VideoDecodeError(ValueError, RuntimeError):
-    """A video file cannot be read: missing, not a video, truncated or corrupt, a time range outside it, or
-    PyAV (the decoder) not installed.
-
-    It is both a ``ValueError`` and a ``RuntimeError``: the reference raised the one for bad ranges and the
-    other for unreadable files, so code written against it catches ours too.
-    """
-
-
-def _import_av() -> Any:
-    try:
-        import av
-    except ImportError:
-        raise VideoDecodeError(
-            "Reading and writing video needs PyAV, which is not installed: pip install visionzoo[video]"
-        ) from None
-    return av
-
-
-# ---------------------------------------------------------------------------------------------------- opening
-
-
-def _looks_like_video_container(filename: str) -> bool:
-    with open(filename, "rb") as f:
-        head = f.read(16)
-    return any(head[at : at + len(magic)] == magic for at, magic in _CONTAINER_SIGNATURES)
-
-
-def _open(filename: str | os.PathLike[str]) -> tuple[av.container.InputContainer, av.stream.Stream]:
-    """Open ``filename`` for reading and return it with its first video stream.
-
-    Raises:
-        VideoDecodeError: the file is missing, cannot be opened as media, or has no video stream.
-    """
-    av = _import_av()
-    path = os.fspath(filename)
-    if not os.path.exists(path):
-        raise VideoDecodeError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise VideoDecodeError(f"{path}: a directory, not a video file")
-    try:
-        container = av.open(path, metadata_errors="ignore")
-    except av.FFmpegError as error:
-        what = "truncated or corrupt" if _looks_like_video_container(path) else "not a video file"
-        raise VideoDecodeError(f"{path}: {what} (FFmpeg: {_reason(error)})") from None
-    if not container.streams.video:
-        container.close()
-        raise VideoDecodeError(f"{path}: not a video file (it holds no video stream)")
-    return container, container.streams.video[0]
-
-
-def _reason(error: BaseException) -> str:
-    return getattr(error, "strerror", None) or str(error)
 
 
 def _check_arguments(start: float, end: float | None, pts_unit: str, output_format: str | None = None) -> None:
@@ -152,147 +76,13 @@ def _describe(start: float, end: float | None, pts_unit: str) -> str:
 def _range_in_pts(start: float, end: float | None, pts_unit: str, time_base: Fraction) -> tuple[int, int | float]:
     """A range in ``pts_unit`` as the stream timestamps it covers (both ends inclusive).
 
-    Seconds become timestamps up to :data:`_SLACK` of a tick, so that a float such as 0.1 (a hair above a tenth)
+    Seconds become timestamps up to :data:`SLACK` of a tick, so that a float such as 0.1 (a hair above a tenth)
     still includes the frame at exactly a tenth of a second.
     """
     if pts_unit == "pts":
         return math.ceil(start), math.inf if end is None else math.floor(end)
-    first = math.ceil(Fraction(start) / time_base - _SLACK)
-    return first, math.inf if end is None else math.floor(Fraction(end) / time_base + _SLACK)
-
-
-# ---------------------------------------------------------------------------------------------------- decoding
-
-
-def _frames_of(container: av.container.InputContainer, stream: av.stream.Stream, path: str) -> Iterator[Any]:
-    """Every timestamped frame of ``stream`` from the container's position on, decoding only that stream."""
-    av = _import_av()
-    try:
-        for packet in container.demux(stream):
-            for frame in packet.decode():
-                if frame.pts is not None:
-                    yield frame
-    except av.FFmpegError as error:
-        raise VideoDecodeError(f"{path}: truncated or corrupt {stream.type} data (FFmpeg: {_reason(error)})") from None
-
-
-def _seek(container: av.container.InputContainer, stream: av.stream.Stream, pts: int, path: str) -> None:
-    """Move to the keyframe of ``stream`` at or before ``pts``."""
-    av = _import_av()
-    try:
-        container.seek(pts, backward=True, any_frame=False, stream=stream)
-    except av.FFmpegError as error:
-        raise VideoDecodeError(f"{path}: truncated or corrupt (FFmpeg: {_reason(error)})") from None
-
-
-def _decoded_frames(
-    container: av.container.InputContainer,
-    stream: av.stream.Stream,
-    start: int,
-    end: int | float,
-    path: str,
-    request: str,
-) -> Iterator[Any]:
-    """The frames of ``stream`` whose timestamps lie in ``[start, end]``, in presentation order, unconverted.
-
-    A ``start`` after the stream's first frame seeks to the keyframe at or before it; decoding stops at the
-    first frame past ``end``. ``request`` describes the range for error messages.
-
-    Raises:
-        VideoDecodeError: the data cannot be decoded; the stream stops before the duration its container
-            declares (truncated); the range starts after the video ends.
-    """
-    origin = stream.start_time or 0
-    frames = _frames_of(container, stream, path)
-    if start > origin:
-        _seek(container, stream, start, path)
-        frames = _frames_of(container, stream, path)
-        head = next(frames, None)
-        if head is None or head.pts > start:
-            # The demuxer's index had no keyframe at or before the start: decode from the beginning instead.
-            _seek(container, stream, origin, path)
-            frames = _frames_of(container, stream, path)
-        else:
-            frames = itertools.chain([head], frames)
-    last_seen: int | None = None
-    found = False
-    for frame in frames:
-        last_seen = frame.pts
-        if frame.pts < start:
-            continue
-        if frame.pts > end:
-            return
-        found = True
-        yield frame
-    # The stream ended inside the range: check that it ends where the container says it does.
-    time_base = stream.time_base
-    interval = 1 / Fraction(stream.average_rate or stream.guessed_rate or 1)
-    decoded_end = Fraction(last_seen - origin) * time_base + interval if last_seen is not None else Fraction(0)
-    declared = _declared_length(container, stream)
-    if declared is not None and decoded_end + max(2 * interval, Fraction(1, 10)) < declared:
-        raise VideoDecodeError(
-            f"{path}: truncated: its video stops at {float(decoded_end):.3f} s of the {float(declared):.3f} s "
-            "the container declares"
-        )
-    if not found and Fraction(start - origin) * time_base >= decoded_end:
-        raise VideoDecodeError(
-            f"{path}: the range {request} lies outside the video, which is {float(decoded_end):.3f} s long"
-        )
-
-
-def _declared_length(container: av.container.InputContainer, stream: av.stream.Stream) -> Fraction | None:
-    """The video stream's length as the container's header states it, in seconds (None: not stated)."""
-    if stream.duration is not None:
-        return Fraction(stream.duration) * stream.time_base
-    tag = next((value for key, value in stream.metadata.items() if key.upper() == "DURATION"), None)
-    if tag:  # Matroska: "HH:MM:SS.nnnnnnnnn"
-        try:
-            hours, minutes, seconds = tag.split(":")
-            return Fraction(int(hours) * 3600 + int(minutes) * 60) + Fraction(seconds)
-        except ValueError:
-            return None
-    if container.duration is not None and len(container.streams) == 1:
-        return Fraction(container.duration, 1_000_000)  # in AV_TIME_BASE units; the video's only if it is alone
-    return None
-
-
-def _audio_samples(frame: Any) -> torch.Tensor:
-    """A decoded audio frame as float32 samples in [-1, 1], channels x samples."""
-    array = frame.to_ndarray()
-    if not frame.format.is_planar:  # packed: one row of interleaved samples
-        array = array.reshape(-1, len(frame.layout.channels)).T
-    samples = torch.from_numpy(array.copy())
-    if samples.dtype == torch.uint8:
-        return (samples.float() - 128) / 128
-    if samples.dtype in (torch.int16, torch.int32):
-        return samples.float() / (2 ** (8 * samples.element_size() - 1))
-    return samples.float()
-
-
-def _read_audio(
-    container: av.container.InputContainer, start: Fraction, end: Fraction | None, path: str
-) -> torch.Tensor:
-    """The first audio stream's samples from ``start`` to ``end`` seconds (inclusive), channels x samples."""
-    stream = container.streams.audio[0]
-    time_base = stream.time_base
-    # Always seek: reading the video moved the container's position.
-    _seek(container, stream, math.floor(start / time_base), path)
-    pieces: list[torch.Tensor] = []
-    channels = stream.channels or 1
-    for frame in _frames_of(container, stream, path):
-        begin = Fraction(frame.pts) * time_base
-        if end is not None and begin > end:
-            break
-        samples = _audio_samples(frame)
-        channels = samples.shape[0]
-        # Sample i plays at begin + i / rate: keep those with start <= time <= end (up to _SLACK of a sample).
-        first = max(0, math.ceil((start - begin) * frame.sample_rate - _SLACK))
-        stop = samples.shape[1]
-        if end is not None:
-            stop = min(stop, math.floor((end - begin) * frame.sample_rate + _SLACK) + 1)
-        if stop > first:
-            pieces.append(samples[:, first:stop])
-    return torch.cat(pieces, dim=1) if pieces else torch.empty(channels, 0)
+    first = math.ceil(Fraction(start) / time_base - SLACK)
+    return first, math.inf if end is None else math.floor(Fraction(end) / time_base + SLACK)
 
 
 def _stack(frames: list[Any], stream: av.stream.Stream) -> torch.Tensor:
@@ -301,17 +91,6 @@ def _stack(frames: list[Any], stream: av.stream.Stream) -> torch.Tensor:
 
         return torch.from_numpy(np.stack(frames))
     return torch.empty(0, stream.height or 1, stream.width or 1, 3, dtype=torch.uint8)
-
-
-def _start_decoding(stream: av.stream.Stream) -> Callable[[Any], Any]:
-    """Set up ``stream``'s decoder; return the function that turns its frames into H x W x 3 uint8 arrays."""
-    from av.video.reformatter import VideoReformatter
-
-    stream.thread_type = "AUTO"  # frame and slice threads: several frames decode at once
-    # One reformatter for every frame keeps its swscale context; a frame's own to_ndarray sets one up each time,
-    # which costs more than the conversion itself.
-    reformatter = VideoReformatter()
-    return lambda frame: reformatter.reformat(frame, format="rgb24").to_ndarray()
 
 
 def read_video(
@@ -342,14 +121,14 @@ def read_video(
     """
     _check_arguments(start_pts, end_pts, pts_unit, output_format)
     path = os.fspath(filename)
-    container, stream = _open(path)
+    container, stream = open_video(path)
     with container:
-        rgb = _start_decoding(stream)
+        rgb = start_decoding(stream)
         time_base = stream.time_base
         first, last = _range_in_pts(start_pts, end_pts, pts_unit, time_base)
         frames = [
             rgb(frame)
-            for frame in _decoded_frames(container, stream, first, last, path, _describe(start_pts, end_pts, pts_unit))
+            for frame in decoded_frames(container, stream, first, last, path, _describe(start_pts, end_pts, pts_unit))
         ]
         info: dict[str, float] = {}
         rate = stream.average_rate or stream.guessed_rate
@@ -358,7 +137,7 @@ def read_video(
         if container.streams.audio:
             begin = _seconds(start_pts, pts_unit, time_base)
             finish = None if end_pts is None else _seconds(end_pts, pts_unit, time_base)
-            audio = _read_audio(container, begin, finish, path)
+            audio = read_audio(container, begin, finish, path)
             info["audio_fps"] = container.streams.audio[0].rate
         else:
             audio = torch.empty(1, 0)
@@ -387,13 +166,13 @@ def read_video_timestamps(
     """
     _check_arguments(0, None, pts_unit)
     path = os.fspath(filename)
-    av = _import_av()
-    container, stream = _open(path)
+    av = import_av()
+    container, stream = open_video(path)
     with container:
         try:
             stamps = sorted(packet.pts for packet in container.demux(stream) if packet.pts is not None)
         except av.FFmpegError as error:
-            raise VideoDecodeError(f"{path}: truncated or corrupt video data (FFmpeg: {_reason(error)})") from None
+            raise VideoDecodeError(f"{path}: truncated or corrupt video data (FFmpeg: {reason(error)})") from None
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate is not None else None
         if pts_unit == "sec":
@@ -505,9 +284,9 @@ def _clips(
     import numpy as np
 
     path = os.fspath(filename)
-    container, stream = _open(path)
+    container, stream = open_video(path)
     with container:
-        rgb = _start_decoding(stream)
+        rgb = start_decoding(stream)
         time_base = stream.time_base
         first, last = _range_in_pts(start_sec, end_sec, "sec", time_base)
         rate = Fraction(frame_rate).limit_denominator(1_000_000) if frame_rate is not None else None
@@ -527,7 +306,7 @@ def _clips(
             return VideoClip(video, float(items[0][1]), float(items[-1][1] + interval), index)
 
         for frame, time in _sampled(
-            _decoded_frames(container, stream, first, last, path, _describe(start_sec, end_sec, "sec")),
+            decoded_frames(container, stream, first, last, path, _describe(start_sec, end_sec, "sec")),
             time_base,
             rate,
             native_interval,
@@ -602,7 +381,7 @@ def write_video(
             raise ValueError("audio_array must be a channels x samples tensor")
         if not audio_fps:
             raise ValueError("audio_fps (the sample rate) is required with audio_array")
-    av = _import_av()
+    av = import_av()
     options = {str(k): str(v) for k, v in (options or {}).items()}
     try:
         codec = av.codec.Codec(video_codec, "w")
