@@ -30,6 +30,7 @@ ITEMS = (
     "ops_roi",
     "detection",
     "video_io",
+    "flow",
 )
 
 

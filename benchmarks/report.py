@@ -294,6 +294,24 @@ def _video_io_section(data: dict[str, Any]) -> list[str]:
     return lines + ["", *_notes(data)]
 
 
+def _flow_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Optical flow, eval, one frame pair, 12 updates (one process, interleaved)", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [
+            ("model", "model"),
+            ("pair", "pair"),
+            ("ours s", "ours_s"),
+            ("reference s", "reference_s"),
+            ("ratio ours/ref", "ratio"),
+            ("corr. pyramid MB (both)", "corr_held_mb_ours"),
+            ("peak rise MB ours", "corr_peak_rise_mb_ours"),
+            ("peak rise MB ref", "corr_peak_rise_mb_reference"),
+        ],
+    )
+    return lines + ["", *_notes(data)]
+
+
 def plot_speed(eager: dict[str, Any] | None, optimized: dict[str, Any] | None, path: Path) -> Path | None:
     """Bar chart: per model, our speed relative to the reference's eager speed (batch 8), eager and optimised."""
     if eager is None and optimized is None:
@@ -406,6 +424,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("eager_all", lambda d: _eager_section(d, "Eager inference at batch 1, every classification builder (224x224)")),
     ("ops_roi", _ops_roi_section),
     ("detection", _detection_section),
+    ("flow", _flow_section),
     ("ops", _ops_section),
     ("video_io", _video_io_section),
 ]
