@@ -25,9 +25,6 @@ def _package_of(task: str) -> object:
 _PENDING = {
     "detection": {
         "fcos_resnet50_fpn",
-        "keypointrcnn_resnet50_fpn",
-        "maskrcnn_resnet50_fpn",
-        "maskrcnn_resnet50_fpn_v2",
         "retinanet_resnet50_fpn",
         "retinanet_resnet50_fpn_v2",
         "ssd300_vgg16",

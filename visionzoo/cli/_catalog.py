@@ -14,7 +14,13 @@ if TYPE_CHECKING:
 
 # How metric keys stored in the weights' meta read in tables and cards, where the stored key reads poorly
 # (the docs table, `visionzoo list --weights`, `visionzoo info`); other keys show as stored.
-METRIC_HEADINGS = {"miou": "mIoU", "pixel_acc": "pixel accuracy", "box_map": "box mAP"}
+METRIC_HEADINGS = {
+    "miou": "mIoU",
+    "pixel_acc": "pixel accuracy",
+    "box_map": "box mAP",
+    "mask_map": "mask mAP",
+    "kp_map": "keypoint mAP",
+}
 
 
 def metric_heading(key: str) -> str:

@@ -1127,3 +1127,26 @@ _COCO_CATEGORIES: list[str] = [
     "hair drier",
     "toothbrush",
 ]
+
+# Keypoint R-CNN's two classes (index 0 is the background) and COCO's 17 person keypoints, in the order of the
+# checkpoints' heatmap channels.
+_COCO_PERSON_CATEGORIES: list[str] = ["no person", "person"]
+_COCO_PERSON_KEYPOINT_NAMES: list[str] = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+]

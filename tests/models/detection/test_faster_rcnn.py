@@ -19,7 +19,9 @@ from visionzoo.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredictor
 from visionzoo.ops import MultiScaleRoIAlign
 from visionzoo.transforms import ObjectDetection
 
-DETECTORS = models.list_models(module=detection)
+DETECTORS = [
+    name for name in models.list_models(module=detection) if models.get_model_info(name).family == "faster_rcnn"
+]
 # Small inputs and few proposals keep these fast; both sides get the same arguments.
 SMALL = {
     "min_size": 256,

@@ -9,3 +9,5 @@ stages), ``generalized_rcnn`` (the pipeline). Every detector takes a list of ``(
 from __future__ import annotations
 
 from .faster_rcnn import *  # noqa: F403
+from .keypoint_rcnn import *  # noqa: F403
+from .mask_rcnn import *  # noqa: F403

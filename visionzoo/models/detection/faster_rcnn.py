@@ -330,13 +330,15 @@ def _build_faster_rcnn(
     trainable_backbone_layers: int | None,
     max_trainable: int,
     kwargs: dict[str, Any],
+    default_classes: int = len(_COCO_CATEGORIES),
 ) -> FasterRCNN:
     """The builders' shared path: resolve the options as the reference does, then build and load via ``build_model``.
 
     ``assemble(weights_backbone, is_trained, trainable_layers, num_classes, kwargs)`` builds the model around
     ``backbone`` (the classification builder, named for the deprecated ``pretrained_backbone``). With
     ``weights``, the backbone's own weights are not loaded (the checkpoint holds them) and ``num_classes``
-    defaults to the weights' 91; another value rebuilds only the box predictor (with a warning).
+    defaults to the weights' categories; another value rebuilds only the class-sized predictors (with a
+    warning). Without, ``num_classes`` defaults to ``default_classes``. Mask and Keypoint R-CNN build here too.
     """
     if "pretrained_backbone" in kwargs:
         from ..segmentation._base import _fold_pretrained_backbone
@@ -349,11 +351,11 @@ def _build_faster_rcnn(
     if weights is not None:
         weights_backbone = None
     elif num_classes is None:
-        num_classes = len(_COCO_CATEGORIES)
+        num_classes = default_classes
     is_trained = weights is not None or weights_backbone is not None
     trainable = _validate_trainable_layers(is_trained, trainable_backbone_layers, max_trainable, 3)
 
-    def make(num_classes: int = len(_COCO_CATEGORIES)) -> FasterRCNN:
+    def make(num_classes: int = default_classes) -> FasterRCNN:
         return assemble(weights_backbone, is_trained, trainable, num_classes, kwargs)
 
     config = {} if num_classes is None else {"num_classes": num_classes}
