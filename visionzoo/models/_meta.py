@@ -1150,3 +1150,9 @@ _COCO_PERSON_KEYPOINT_NAMES: list[str] = [
     "left_ankle",
     "right_ankle",
 ]
+
+# The COCO person skeleton: pairs of the keypoints above (0-based) that pictures join with a line.
+_COCO_PERSON_SKELETON: list[tuple[int, int]] = [
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
+    (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+]  # fmt: skip
