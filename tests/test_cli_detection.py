@@ -164,6 +164,37 @@ def ssdlite_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# ------------------------------------------------------------------------------------------------------------
+# Issue 31: instance masks (Mask R-CNN) and person keypoints (Keypoint R-CNN)
+# ------------------------------------------------------------------------------------------------------------
+
+# Small inputs and few detections for the ResNet-50 detectors (their own 800-pixel default is slow on a CPU):
+# every model the command line builds gets these.
+SMALL = {"min_size": 256, "max_size": 400, "rpn_post_nms_top_n_test": 100, "box_detections_per_img": 4}
+
+
+@pytest.fixture
+def small_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from visionzoo import models
+
+    build = models.get_model
+    monkeypatch.setattr(models, "get_model", lambda name, **kwargs: build(name, **{**kwargs, **SMALL}))
+
+
+def _random_checkpoint(directory: Path, name: str, favoured: int) -> Path:
+    """A randomly initialised ``name`` whose class head favours class ``favoured`` (so detections pass 0.5)."""
+    from visionzoo import models
+
+    torch.manual_seed(0)
+    state = models.get_model(name, weights=None, weights_backbone=None).state_dict()
+    bias = state["roi_heads.box_predictor.cls_score.bias"]
+    bias.zero_()
+    bias[favoured] = 8.0
+    path = directory / f"{name}_random.pth"
+    torch.save(state, path)
+    return path
+
+
 def test_predict_names_the_classes_of_a_single_stage_detector(
     ssdlite_checkpoint: Path, small_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -184,3 +215,76 @@ def test_predict_names_the_classes_of_a_single_stage_detector(
     with torch.device("meta"):
         assert scored_classes(fasterrcnn_mobilenet_v3_large_320_fpn(weights_backbone=None, num_classes=5)) == 5
     assert scored_classes(torch.nn.Linear(2, 2)) is None
+
+
+def _own_output(name: str, checkpoint: Path, image: str) -> dict[str, torch.Tensor]:
+    from visionzoo import models
+
+    model = models.get_model(name, weights=checkpoint).eval()  # small_builds adds SMALL
+    with Image.open(image) as picture:
+        tensor = pil_to_tensor(picture.convert("RGB")).float() / 255
+    with torch.inference_mode():
+        return model([tensor])[0]
+
+
+@pytest.mark.usefixtures("small_builds")
+@pytest.mark.parametrize(
+    ("name", "favoured"), [("maskrcnn_resnet50_fpn", COCO.index("cat")), ("keypointrcnn_resnet50_fpn", 1)]
+)
+def test_predict_draws_instance_masks_or_skeletons(
+    name: str, favoured: int, small_image: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from visionzoo.cli._detection import show_detection
+
+    checkpoint = _random_checkpoint(tmp_path, name, favoured)
+    argv = ["predict", small_image, "--model", name, "--weights", str(checkpoint), "--out", str(tmp_path / "out")]
+    status, out, err = run([*argv, "--json"], capsys)
+    assert status == 0, err
+    (result,) = json.loads(out)
+    with Image.open(small_image) as original, Image.open(result["picture"]) as drawn:
+        assert drawn.size == original.size and drawn.tobytes() != original.convert("RGB").tobytes()
+    own = _own_output(name, checkpoint, small_image)
+    order = own["scores"].argsort(descending=True)
+    assert len(result["detections"]) == SMALL["box_detections_per_img"]
+    for item, index in zip(result["detections"], order.tolist()):
+        assert item["score"] == pytest.approx(float(own["scores"][index]), abs=1e-4)
+        if name.startswith("mask"):
+            assert item["mask_pixels"] == int((own["masks"][index, 0] >= 0.5).sum())
+        else:
+            scores = own["keypoints_scores"][index].tolist()
+            points = [[x, y, s] for (x, y, _), s in zip(own["keypoints"][index].tolist(), scores)]
+            torch.testing.assert_close(torch.tensor(item["keypoints"]), torch.tensor(points), atol=0.06, rtol=0)
+
+    show_detection([result])  # what predict prints without --json
+    ((_, lines),) = picture_blocks(capsys.readouterr().out).values()
+    if name.startswith("mask"):
+        assert all(line.split()[0] == "cat" and line.endswith(" px") and "  mask " in line for line in lines)
+    else:
+        assert all(line.split()[0] == "person" and line.endswith("  17 keypoints") for line in lines)
+
+
+def test_pictures_colour_each_instance_and_join_the_skeleton() -> None:
+    from visionzoo.cli._detection import draw_picture
+    from visionzoo.cli._segmentation import class_colour
+    from visionzoo.models._meta import _COCO_PERSON_SKELETON
+    from visionzoo.utils import draw_segmentation_masks
+
+    image = torch.zeros(3, 60, 80, dtype=torch.uint8)
+    detections = [{"label": "cat", "index": 17, "score": 0.9}, {"label": "cat", "index": 17, "score": 0.8}]
+    boxes = torch.tensor([[2.0, 2.0, 30.0, 30.0], [40.0, 20.0, 75.0, 55.0]])
+    masks = torch.zeros(2, 60, 80, dtype=torch.bool)
+    masks[0, 20:28, 10:28] = masks[1, 40:50, 50:60] = True  # clear of the labels
+    drawn = torch.from_numpy(__import__("numpy").array(draw_picture(image, boxes, detections, masks=masks)))
+    first, second = drawn[25, 20], drawn[45, 55]
+    assert first.tolist() != second.tolist()  # the same class, two colours
+    blended = draw_segmentation_masks(image, masks, alpha=0.5, colors=[class_colour(1), class_colour(2)])
+    assert first.tolist() == blended[:, 25, 20].tolist() and second.tolist() == blended[:, 45, 55].tolist()
+    assert drawn[5, 50].tolist() == [0, 0, 0]
+    keypoints = torch.zeros(1, 17, 3)
+    keypoints[0, :, 0] = torch.linspace(10, 70, 17)
+    keypoints[0, :, 1] = 30
+    drawn = torch.from_numpy(
+        __import__("numpy").array(draw_picture(image, boxes[:1], detections[:1], keypoints=keypoints))
+    )
+    assert drawn[30, 10:71].any(dim=-1).all()  # the skeleton's white lines join the points
+    assert (0, 1) in _COCO_PERSON_SKELETON and len(_COCO_PERSON_SKELETON) == 19

@@ -286,6 +286,77 @@ def test_draw_bounding_boxes_reference_refuses_reversed_corners_too():
         utils.draw_bounding_boxes(image, reversed_box)
 
 
+# ------------------------------------------------------------------------------------------- draw_keypoints
+
+_SKELETON = [(0, 1), (1, 2), (2, 3), (0, 4), (4, 3)]
+
+
+def _keypoints(num: int = 3, k: int = 5, height: int = 24, width: int = 31) -> torch.Tensor:
+    points = torch.rand((num, k, 2), generator=_generator(4)) * torch.tensor([width + 6.0, height + 6.0]) - 3
+    points[0, 0] = torch.tensor([-2.7, 5.5])  # partly off the image, truncated toward zero
+    return points
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"colors": "red"},
+        {"connectivity": _SKELETON, "colors": (20, 200, 60), "radius": 3, "width": 2},
+        {"connectivity": _SKELETON, "colors": "#0af", "visibility": torch.rand(3, 5, generator=_generator(5)) > 0.4},
+        {"connectivity": _SKELETON, "visibility": (torch.rand(3, 5, 1, generator=_generator(6)) > 0.3).float()},
+        {"radius": 0, "width": 1, "colors": "blue", "connectivity": [(4, 0)]},
+    ],
+)
+def test_draw_keypoints_matches_reference(dtype, kwargs):
+    image = _image(dtype)
+    keypoints = _keypoints()
+    got = utils.draw_keypoints(image, keypoints, **kwargs)
+    expected = ref_utils.draw_keypoints(image, keypoints, **kwargs)
+    assert got.dtype == image.dtype and got.shape == image.shape
+    assert torch.equal(got, expected)
+    if kwargs.get("connectivity") or kwargs.get("colors"):
+        assert not torch.equal(got, image)  # something was drawn
+    with_scores = torch.cat([keypoints, torch.ones(3, 5, 1)], dim=-1)  # a model's (N, K, 3) output
+    assert torch.equal(utils.draw_keypoints(image, with_scores, **kwargs), got)
+
+
+@pytest.mark.parametrize(
+    ("image", "keypoints", "kwargs", "error", "match"),
+    [
+        (torch.zeros(1, 8, 8, dtype=torch.uint8), torch.zeros(1, 2, 2), {}, ValueError, r"shape \(3, H, W\)"),
+        (torch.zeros(3, 8, 8, dtype=torch.int32), torch.zeros(1, 2, 2), {}, TypeError, "uint8"),
+        (torch.zeros(3, 8, 8, dtype=torch.uint8), torch.zeros(2, 2), {}, ValueError, r"\(N, K, 2\)"),
+        (torch.zeros(3, 8, 8, dtype=torch.uint8), [[[1, 2]]], {}, TypeError, "keypoints must be"),
+        (
+            torch.zeros(3, 8, 8, dtype=torch.uint8),
+            torch.zeros(1, 2, 2),
+            {"visibility": torch.ones(1, 3, dtype=torch.bool)},
+            ValueError,
+            r"visibility must have shape \(N, K\) = \(1, 2\)",
+        ),
+        (
+            torch.zeros(3, 8, 8, dtype=torch.uint8),
+            torch.zeros(1, 2, 2),
+            {"connectivity": [(0, 2)]},
+            ValueError,
+            "connection",
+        ),
+        (
+            torch.zeros(3, 8, 8, dtype=torch.uint8),
+            torch.zeros(1, 2, 2),
+            {"colors": "nocolour"},
+            ValueError,
+            "unknown colour",
+        ),
+    ],
+)
+def test_draw_keypoints_errors(image, keypoints, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        utils.draw_keypoints(image, keypoints, **kwargs)
+
+
 # ------------------------------------------------------------------------------------------------ make_grid
 
 GRID_CASES = [

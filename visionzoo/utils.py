@@ -1,4 +1,4 @@
-"""Visualisation helpers: drawing boxes and masks on images, tiling images into a grid, saving them.
+"""Visualisation helpers: drawing boxes, masks and keypoints on images, tiling images into a grid, saving them.
 
 The functions reproduce the outputs of the reference's ``torchvision.utils`` bit for bit on the inputs it
 accepts, and refuse bad input with one clear error before doing any work. PIL is imported lazily (colour
@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
 from ._flow_colors import flow_to_image
 
-__all__ = ["draw_bounding_boxes", "draw_segmentation_masks", "flow_to_image", "make_grid", "save_image"]
+__all__ = [
+    "draw_bounding_boxes",
+    "draw_keypoints",
+    "draw_segmentation_masks",
+    "flow_to_image",
+    "make_grid",
+    "save_image",
+]
 
 Color: TypeAlias = str | tuple[int, int, int]
 """A colour: a name PIL knows (``"red"``), ``"#RRGGBB"`` (or ``"#RGB"``, ``"rgb(...)"``, ...), or an
@@ -322,6 +329,84 @@ def draw_bounding_boxes(
         # The reference's uint8 -> float conversion: a multiplication by 1/255 (not a division, which can
         # differ in the last bit).
         out = out.to(image.dtype).mul_(1.0 / 255)
+    return out
+
+
+@torch.no_grad()
+def draw_keypoints(
+    image: Tensor,
+    keypoints: Tensor,
+    connectivity: list[tuple[int, int]] | None = None,
+    colors: Color | None = None,
+    radius: int = 2,
+    width: int = 3,
+    visibility: Tensor | None = None,
+) -> Tensor:
+    """Draws keypoints as filled discs, and the connections between them as white lines, on an RGB image.
+
+    Coordinates are truncated to integer pixels. A keypoint that is not visible is not drawn, nor is any
+    connection to it.
+
+    Args:
+        image: ``(3, H, W)``, uint8 with values in [0, 255] or float with values in [0, 1] (drawn at 8 bits and
+            converted back).
+        keypoints: ``(N, K, 2)`` (or ``(N, K, 3)``, the third value ignored) x, y of K keypoints of N instances.
+        connectivity: pairs of keypoint indices to join with a line (a skeleton).
+        colors: the discs' colour; ``None`` draws no discs, only the connections (as the reference does).
+        radius: the discs' radius in pixels.
+        width: the lines' width in pixels.
+        visibility: ``(N, K)`` (or ``(N, K, 1)``), cast to bool: which keypoints to draw; all by default.
+
+    Returns:
+        A ``(3, H, W)`` image with the dtype of ``image``.
+
+    Raises:
+        TypeError: an image, keypoints or visibility of the wrong type or dtype, or a bad colour type.
+        ValueError: a bad shape, a visibility whose shape is not the keypoints', a connection naming a keypoint
+            that does not exist, or an unknown colour.
+    """
+    _check_rgb_image(image)
+    if not isinstance(keypoints, Tensor) or keypoints.is_complex():
+        raise TypeError(f"keypoints must be a real-valued torch.Tensor, got {type(keypoints).__name__}")
+    if keypoints.ndim != 3 or keypoints.shape[-1] not in (2, 3):
+        raise ValueError(f"keypoints must have shape (N, K, 2), got shape {tuple(keypoints.shape)}")
+    if visibility is None:
+        visibility = torch.ones(keypoints.shape[:-1], dtype=torch.bool)
+    if not isinstance(visibility, Tensor):
+        raise TypeError(f"visibility must be a torch.Tensor, got {type(visibility).__name__}")
+    if visibility.ndim == 3 and visibility.shape[-1] == 1:  # e.g. the last column of (N, K, 3) keypoints
+        visibility = visibility.squeeze(-1)
+    if visibility.shape != keypoints.shape[:-1]:
+        raise ValueError(
+            f"visibility must have shape (N, K) = {tuple(keypoints.shape[:-1])}, like the keypoints, got "
+            f"{tuple(visibility.shape)}"
+        )
+    num_keypoints = keypoints.shape[1]
+    connections = [tuple(pair) for pair in connectivity or []]
+    for pair in connections:
+        if len(pair) != 2 or not all(isinstance(i, Integral) and -num_keypoints <= i < num_keypoints for i in pair):
+            raise ValueError(f"connection {pair!r} must be two keypoint indices below {num_keypoints}")
+    fill = None if colors is None else _to_rgb(colors)  # one colour for every keypoint
+
+    from PIL import ImageDraw
+
+    from visionzoo.transforms.functional import convert_image_dtype, pil_to_tensor, to_pil_image
+
+    canvas = to_pil_image(convert_image_dtype(image, torch.uint8).cpu())
+    draw = ImageDraw.Draw(canvas)
+    points = keypoints[..., :2].to(torch.int64).tolist()
+    shown = visibility.cpu().bool().tolist()
+    for instance, visible in zip(points, shown):
+        for (x, y), seen in zip(instance, visible):
+            if seen:
+                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=fill, outline=None, width=0)
+        for start, end in connections:
+            if visible[start] and visible[end]:
+                draw.line((tuple(instance[start]), tuple(instance[end])), width=width)
+
+    out = pil_to_tensor(canvas).to(image.device)
+    if image.is_floating_point():
+        out = out.to(image.dtype).mul_(1.0 / 255)  # the reference's uint8 -> float conversion
     return out
 
 

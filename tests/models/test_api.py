@@ -20,24 +20,10 @@ def _package_of(task: str) -> object:
     return models if task == "classification" else importlib.import_module(f"visionzoo.models.{task}")
 
 
-# Detectors whose issues have not landed yet (single-stage detectors, Mask and Keypoint R-CNN); each leaves this
-# set when its builders register, and the set disappears with the last of them.
-_PENDING = {
-    "detection": {
-        "keypointrcnn_resnet50_fpn",
-        "maskrcnn_resnet50_fpn",
-        "maskrcnn_resnet50_fpn_v2",
-    }
-}
-
-
 @pytest.mark.parametrize("task", models.list_tasks())
 def test_registry_is_the_references_for_every_landed_task(task: str) -> None:
     expected = reference.list_models_of_task(task)
     assert expected, f"the reference has no {task} models: is the task named as its package?"
-    pending = _PENDING.get(task, set())
-    assert pending <= set(expected) and not pending & set(models.list_models(task=task)), "update _PENDING"
-    expected = [name for name in expected if name not in pending]
     assert models.list_models(task=task) == expected
     assert models.list_models(module=_package_of(task)) == expected
 

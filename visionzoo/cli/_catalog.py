@@ -21,6 +21,8 @@ METRIC_HEADINGS = {
     "epe": "EPE",  # optical flow's end-point error, in pixels
     "per_image_epe": "per-image EPE",
     "fl_all": "Fl-all",  # KITTI's share of outlier pixels, in %
+    "mask_map": "mask mAP",
+    "kp_map": "keypoint mAP",
 }
 
 

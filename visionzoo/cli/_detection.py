@@ -1,5 +1,7 @@
 """``visionzoo predict`` for object detection: per image, the detected objects (class, score, box) and a PNG of
-the picture with their boxes and labels drawn.
+the picture with their boxes and labels drawn. Detectors that also predict instance masks (Mask R-CNN) or
+keypoints (Keypoint R-CNN) get them reported and drawn too: each instance's mask (thresholded at 0.5) in a colour
+of its own, or its keypoints joined into a skeleton.
 
 The predictor plugs into :mod:`visionzoo.cli.predict` (see its ``PREDICTORS``); PIL and torch are imported
 inside the functions, so that ``visionzoo --help`` stays fast.
@@ -21,6 +23,10 @@ if TYPE_CHECKING:
 # above zero, and 0.5 is the usual cut for showing a trained detector's findings.
 DEFAULT_THRESHOLD = 0.5
 BOX_WIDTH = 3
+MASK_THRESHOLD = 0.5  # a mask pixel belongs to the instance where its probability reaches this
+MASK_ALPHA = 0.5
+KEYPOINT_RADIUS = 3
+SKELETON_WIDTH = 2
 
 
 def detect(session: Session, batch: Batch) -> Results:
@@ -49,8 +55,20 @@ def detect(session: Session, batch: Batch) -> Results:
             }
             for index, score, box in zip(labels, scores[order].tolist(), boxes.tolist())
         ]
+        masks = keypoints = None
+        if "masks" in output:
+            masks = output["masks"][order, 0].float().cpu() >= MASK_THRESHOLD
+            for item, mask in zip(detections, masks):
+                item["mask_pixels"] = int(mask.sum())
+        if "keypoints" in output:
+            keypoints = output["keypoints"][order].float().cpu()
+            point_scores = output["keypoints_scores"][order].float().cpu()
+            for item, points, point_score in zip(detections, keypoints.tolist(), point_scores.tolist()):
+                item["keypoints"] = [
+                    [round(x, 1), round(y, 1), round(v, 3)] for (x, y, _), v in zip(points, point_score)
+                ]
         picture = session.pictures.next_path(path)
-        draw_picture(image, boxes, detections).save(picture, format="PNG")
+        draw_picture(image, boxes, detections, masks=masks, keypoints=keypoints).save(picture, format="PNG")
         results.append({"image": path, "picture": str(picture), "detections": detections})
     return results
 
@@ -81,23 +99,46 @@ def _category_names(session: Session) -> list[str]:
     return session.categories if scored_classes(session.model) == len(session.categories) else []
 
 
-def draw_picture(image: torch.Tensor, boxes: torch.Tensor, detections: list[dict[str, Any]]) -> Image.Image:
-    """``image`` with a box and a ``"name 0.93"`` label per detection, coloured by class."""
+def draw_picture(
+    image: torch.Tensor,
+    boxes: torch.Tensor,
+    detections: list[dict[str, Any]],
+    *,
+    masks: torch.Tensor | None = None,
+    keypoints: torch.Tensor | None = None,
+) -> Image.Image:
+    """``image`` with a box and a ``"name 0.93"`` label per detection, coloured by class.
+
+    With ``masks`` (``(N, H, W)`` bool) or ``keypoints`` (``(N, K, 3)``), each instance gets a colour of its own
+    instead (several instances of one class must stay apart): its mask blended over the image, or its keypoints
+    as discs joined by white lines (the COCO person skeleton when there are its 17 keypoints).
+    """
     import torch
     from PIL import Image
 
     from visionzoo.transforms.functional import convert_image_dtype
-    from visionzoo.utils import draw_bounding_boxes
+    from visionzoo.utils import draw_bounding_boxes, draw_keypoints, draw_segmentation_masks
 
     image = convert_image_dtype(image, torch.uint8)  # 16-bit PNGs are read as uint16
-    if detections:
-        image = draw_bounding_boxes(
-            image,
-            boxes,
-            labels=[f"{item['label']} {item['score']:.2f}" for item in detections],
-            colors=[class_colour(item["index"]) for item in detections],
-            width=BOX_WIDTH,
-        )
+    if not detections:
+        return Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+    per_instance = masks is not None or keypoints is not None
+    colours = [class_colour(i + 1 if per_instance else item["index"]) for i, item in enumerate(detections)]
+    if masks is not None:
+        image = draw_segmentation_masks(image, masks, alpha=MASK_ALPHA, colors=colours)
+    if keypoints is not None:
+        from visionzoo.models._meta import _COCO_PERSON_SKELETON
+
+        skeleton = _COCO_PERSON_SKELETON if keypoints.shape[1] == 17 else None
+        for points, colour in zip(keypoints, colours):
+            image = draw_keypoints(image, points[None], skeleton, colour, radius=KEYPOINT_RADIUS, width=SKELETON_WIDTH)
+    image = draw_bounding_boxes(
+        image,
+        boxes,
+        labels=[f"{item['label']} {item['score']:.2f}" for item in detections],
+        colors=colours,
+        width=BOX_WIDTH,
+    )
     return Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
 
 
@@ -110,4 +151,7 @@ def show_detection(results: Results) -> None:
         width = max((len(item["label"]) for item in result["detections"]), default=0)
         for item in result["detections"]:
             box = ", ".join(f"{v:.1f}" for v in item["box"])
-            print(f"  {item['label']:<{width}}  {item['score']:.4f}  [{box}]")
+            extra = f"  mask {item['mask_pixels']} px" if "mask_pixels" in item else ""
+            if "keypoints" in item:
+                extra += f"  {len(item['keypoints'])} keypoints"
+            print(f"  {item['label']:<{width}}  {item['score']:.4f}  [{box}]{extra}")

@@ -375,7 +375,7 @@ def _fold_legacy_pretrained(
         raise ValueError(f"{model}(): pass either weights=... or the deprecated pretrained=..., not both")
     if pretrained:
         if callable(legacy):
-            chosen = legacy(kwargs)
+            chosen = legacy({**kwargs, "pretrained": pretrained})  # e.g. pretrained="legacy" picks another entry
         else:
             chosen = enum[legacy] if legacy else next(iter(enum))
         advice = (

@@ -1532,3 +1532,31 @@ _KINETICS400_CATEGORIES: list[str] = [
     "yoga",
     "zumba",
 ]
+# Keypoint R-CNN's two classes (index 0 is the background) and COCO's 17 person keypoints, in the order of the
+# checkpoints' heatmap channels.
+_COCO_PERSON_CATEGORIES: list[str] = ["no person", "person"]
+_COCO_PERSON_KEYPOINT_NAMES: list[str] = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+]
+
+# The COCO person skeleton: pairs of the keypoints above (0-based) that pictures join with a line.
+_COCO_PERSON_SKELETON: list[tuple[int, int]] = [
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
+    (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+]  # fmt: skip

@@ -107,20 +107,34 @@ def segmentation_entry(
 
 
 def detection_entry(
-    url: str, *, params: int, box_map: float, gflops: float, file_mb: float, recipe: str, docs: str
+    url: str,
+    *,
+    params: int,
+    box_map: float,
+    gflops: float,
+    file_mb: float,
+    recipe: str,
+    docs: str,
+    categories: list[str] | None = None,
+    keypoint_names: list[str] | None = None,
+    **more_metrics: float,
 ) -> Weights:
     """A weights entry for a detector trained on COCO train2017 (the 91 category ids, unused ones "N/A").
 
     Args:
         params: number of parameters; box_map: box mAP (%) on COCO val2017; gflops: GFLOPS per image at the
             model's own input size; file_mb: checkpoint size in MB.
+        categories: the classes, if not COCO's 91 (Keypoint R-CNN's background and person).
+        keypoint_names: the keypoints a keypoint detector predicts, in order.
+        **more_metrics: further COCO val2017 metrics after the box mAP (``mask_map``, ``kp_map``).
     """
     meta = {
-        "categories": _COCO_CATEGORIES,
+        "categories": _COCO_CATEGORIES if categories is None else categories,
+        **({} if keypoint_names is None else {"keypoint_names": keypoint_names}),
         "min_size": (1, 1),
         "num_params": params,
         "recipe": recipe,
-        "_metrics": {"COCO-val2017": {"box_map": box_map}},
+        "_metrics": {"COCO-val2017": {"box_map": box_map, **more_metrics}},
         "_ops": gflops,
         "_file_size": file_mb,
         "_docs": docs,

@@ -253,6 +253,7 @@ def _build_detector(
     trainable_backbone_layers: int | None,
     max_trainable: int,
     default_trainable: int = 3,
+    default_classes: int = len(_COCO_CATEGORIES),
     kwargs: dict[str, Any],
 ) -> nn.Module:
     """Every COCO detector builder's shared path: resolve the options as the reference does, then build and load
@@ -262,7 +263,8 @@ def _build_detector(
     ``backbone`` (the classification builder, named for the deprecated ``pretrained_backbone``). With
     ``weights``, the backbone's own weights are not loaded (the checkpoint holds them) and ``num_classes``
     defaults to the weights' 91; another value rebuilds only the class-scoring layers (with a warning).
-    ``default_trainable`` backbone stages train unless ``trainable_backbone_layers`` says otherwise.
+    ``default_trainable`` backbone stages train unless ``trainable_backbone_layers`` says otherwise; without
+    ``weights``, ``num_classes`` defaults to ``default_classes`` (Keypoint R-CNN: background and person).
 
     Raises:
         ValueError: ``num_classes`` is not a positive int, ``trainable_backbone_layers`` is out of range.
@@ -278,11 +280,11 @@ def _build_detector(
     if weights is not None:
         weights_backbone = None
     elif num_classes is None:
-        num_classes = len(_COCO_CATEGORIES)
+        num_classes = default_classes
     is_trained = weights is not None or weights_backbone is not None
     trainable = _validate_trainable_layers(is_trained, trainable_backbone_layers, max_trainable, default_trainable)
 
-    def make(num_classes: int = len(_COCO_CATEGORIES)) -> nn.Module:
+    def make(num_classes: int = default_classes) -> nn.Module:
         return assemble(weights_backbone, is_trained, trainable, num_classes, kwargs)
 
     config = {} if num_classes is None else {"num_classes": num_classes}

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .image_list import ImageList
+from .roi_heads import paste_masks_in_image
 
 __all__ = ["GeneralizedRCNNTransform", "resize_boxes", "resize_keypoints"]
 
@@ -80,9 +81,38 @@ def check_targets_for_mode(training: bool, targets: Any) -> None:
         )
 
 
-def check_targets(targets: Any, num_images: int) -> None:
+def _check_masks_and_keypoints(index: int, target: Target, num_boxes: int, image_size: Sequence[int] | None) -> None:
+    if "masks" in target:
+        masks = target["masks"]
+        if not isinstance(masks, torch.Tensor) or masks.dim() != 3 or masks.shape[0] != num_boxes:
+            raise ValueError(
+                f"target {index}: masks must have shape (N, H, W) with one mask per box (N = {num_boxes}), got "
+                f"{tuple(getattr(masks, 'shape', ())) or type(masks).__name__}"
+            )
+        if image_size is not None and tuple(masks.shape[1:]) != tuple(image_size):
+            raise ValueError(
+                f"target {index}: masks are {tuple(masks.shape[1:])} (H, W) but the image is {tuple(image_size)}; "
+                "each mask must cover its whole image"
+            )
+    if "keypoints" in target:
+        keypoints = target["keypoints"]
+        if (
+            not isinstance(keypoints, torch.Tensor)
+            or keypoints.dim() != 3
+            or keypoints.shape[0] != num_boxes
+            or keypoints.shape[2] != 3
+        ):
+            raise ValueError(
+                f"target {index}: keypoints must have shape (N, K, 3) (x, y, visibility for K keypoints of each of "
+                f"the N = {num_boxes} boxes), got {tuple(getattr(keypoints, 'shape', ())) or type(keypoints).__name__}"
+            )
+
+
+def check_targets(targets: Any, num_images: int, image_sizes: Sequence[Sequence[int]] | None = None) -> None:
     """Raise a clear error unless ``targets`` is a list of one dict per image with ``boxes`` (float ``(N, 4)``,
-    ``x2 > x1`` and ``y2 > y1``) and ``labels`` (integer ``(N,)``). An image may have no boxes (``N = 0``)."""
+    ``x2 > x1`` and ``y2 > y1``) and ``labels`` (integer ``(N,)``). An image may have no boxes (``N = 0``).
+    Optional ``masks`` must be ``(N, H, W)``, ``(H, W)`` the image's size from ``image_sizes``; optional
+    ``keypoints`` ``(N, K, 3)``."""
     if not isinstance(targets, (list, tuple)) or not all(isinstance(t, dict) for t in targets):
         raise TypeError(f"targets must be a list of dicts (one per image), got {type(targets).__name__}")
     if len(targets) != num_images:
@@ -106,6 +136,7 @@ def check_targets(targets: Any, num_images: int) -> None:
             raise ValueError(
                 f"target {index}: labels must have shape ({boxes.shape[0]},), one per box, got {tuple(labels.shape)}"
             )
+        _check_masks_and_keypoints(index, target, len(boxes), image_sizes[index] if image_sizes else None)
         degenerate = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
         if degenerate.any():
             box = int(degenerate.nonzero()[0])
@@ -181,7 +212,7 @@ class GeneralizedRCNNTransform(nn.Module):
                     "non-empty height and width"
                 )
         if targets is not None:
-            check_targets(targets, len(images))
+            check_targets(targets, len(images), [tuple(image.shape[-2:]) for image in images])
             targets = [dict(target) for target in targets]  # the caller's dicts stay as they are
         resized = []
         for index, image in enumerate(images):
@@ -245,12 +276,15 @@ class GeneralizedRCNNTransform(nn.Module):
         image_shapes: list[tuple[int, int]],
         original_image_sizes: list[tuple[int, int]],
     ) -> list[Target]:
-        """Map each image's detections (boxes, keypoints) from its resized size back to its original size.
-        Training results (losses) pass through unchanged."""
+        """Map each image's detections from its resized size back to its original size: boxes and keypoints
+        scaled, masks pasted into an image of the original size (``(N, 1, H, W)``). Training results (losses)
+        pass through unchanged."""
         if self.training:
             return result
         for prediction, resized_size, original_size in zip(result, image_shapes, original_image_sizes):
             prediction["boxes"] = resize_boxes(prediction["boxes"], resized_size, original_size)
+            if "masks" in prediction:
+                prediction["masks"] = paste_masks_in_image(prediction["masks"], prediction["boxes"], original_size)
             if "keypoints" in prediction:
                 prediction["keypoints"] = resize_keypoints(prediction["keypoints"], resized_size, original_size)
         return result
