@@ -353,6 +353,22 @@ def test_tutorial_style_custom_models_train_a_step_and_predict(tiny_models: dict
     assert _tiny_keypoint(min_size=None).transform.min_size == (640, 672, 704, 736, 768, 800)
 
 
+def test_no_detections_give_empty_masks_and_keypoints(tiny_models: dict[str, nn.Module]) -> None:
+    for kind, model in tiny_models.items():
+        model.eval()
+        model.roi_heads.score_thresh = 1.0  # no class probability exceeds it
+        try:
+            with torch.inference_mode():
+                output = model(_images())[1]
+        finally:
+            model.roi_heads.score_thresh = 0.05
+        assert output["boxes"].shape == (0, 4)
+        if kind == "mask":
+            assert output["masks"].shape == (0, 1, *SIZES[1])
+        else:
+            assert output["keypoints"].shape == (0, 4, 3) and output["keypoints_scores"].shape == (0, 4)
+
+
 def test_bad_class_arguments_raise_clear_errors() -> None:
     backbone = _tiny_backbone()
     with pytest.raises(ValueError, match="num_classes should be None when mask_predictor is specified"):

@@ -41,8 +41,10 @@ class GeneralizedRCNN(nn.Module):
 
         Returns:
             In training (``targets`` required: one dict per image with float ``boxes`` ``(N, 4)`` as x1 y1 x2 y2
-            and int64 ``labels`` ``(N,)``; ``N`` may be 0), the dict of losses. In eval, one dict per image with
-            ``boxes``, ``labels`` and ``scores``, the boxes in that image's own pixel coordinates.
+            and int64 ``labels`` ``(N,)``; ``N`` may be 0; plus ``masks`` ``(N, H, W)`` or ``keypoints``
+            ``(N, K, 3)`` for Mask or Keypoint R-CNN), the dict of losses. In eval, one dict per image with
+            ``boxes``, ``labels`` and ``scores`` (and ``masks`` ``(N, 1, H, W)``, or ``keypoints`` ``(N, K, 3)``
+            and ``keypoints_scores``), in that image's own pixel coordinates.
 
         Raises:
             ValueError: training without targets, targets in eval mode, a malformed image or target (named by
