@@ -18,7 +18,19 @@ from ._harness import QUICK_ENV, ROOT
 from .report import main as write_report
 
 # Cheapest and most central first, so an interrupted run still leaves the key numbers.
-ITEMS = ("import_time", "eager", "optimized", "loading", "int8", "build", "eager_all", "ops", "ops_roi", "detection")
+ITEMS = (
+    "import_time",
+    "eager",
+    "optimized",
+    "loading",
+    "int8",
+    "build",
+    "eager_all",
+    "ops",
+    "ops_roi",
+    "detection",
+    "video",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -268,6 +268,21 @@ def _detection_section(data: dict[str, Any]) -> list[str]:
     return lines + ["", *_notes(data)]
 
 
+def _video_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Video classification, eval, one 16-frame clip (one process, interleaved)", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [
+            ("model", "model"),
+            ("clip (T x H x W)", "clip"),
+            ("ours s", "ours_s"),
+            ("reference s", "reference_s"),
+            ("ratio ours/ref", "ratio"),
+        ],
+    )
+    return lines + ["", *_notes(data)]
+
+
 def plot_speed(eager: dict[str, Any] | None, optimized: dict[str, Any] | None, path: Path) -> Path | None:
     """Bar chart: per model, our speed relative to the reference's eager speed (batch 8), eager and optimised."""
     if eager is None and optimized is None:
@@ -380,6 +395,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("eager_all", lambda d: _eager_section(d, "Eager inference at batch 1, every classification builder (224x224)")),
     ("ops_roi", _ops_roi_section),
     ("detection", _detection_section),
+    ("video", _video_section),
     ("ops", _ops_section),
 ]
 

@@ -1,8 +1,8 @@
 """Classification models, their weights, and the registry API.
 
 The quantized classification models live in ``visionzoo.models.quantization``, the semantic segmentation
-models in ``visionzoo.models.segmentation`` and the detectors in ``visionzoo.models.detection``, each imported
-on first use.
+models in ``visionzoo.models.segmentation``, the detectors in ``visionzoo.models.detection`` and the video
+classifiers in ``visionzoo.models.video``, each imported on first use.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from .vgg import *  # noqa: F403
 from .vision_transformer import *  # noqa: F403
 
 # Sub-packages that exist; one joins this list when its code lands.
-_SUBPACKAGES = ("quantization", "segmentation", "detection")
+_SUBPACKAGES = ("quantization", "segmentation", "detection", "video")
 
 
 def __getattr__(name: str) -> Any:
