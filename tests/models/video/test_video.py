@@ -238,3 +238,21 @@ def test_clips_too_small_for_s3d_or_of_another_size_for_mvit() -> None:
         mvit(torch.randn(1, 3, 4, 64, 32))
     with pytest.raises(ValueError, match="5-D batch"):
         _pair("r3d_18")[1](torch.randn(1, 3, 4, 8, 8, 1))
+
+
+def test_zero_init_residual_starts_every_block_as_the_identity() -> None:
+    model = video.r2plus1d_18(zero_init_residual=True)
+    blocks = [block for stage in (model.layer1, model.layer2, model.layer3, model.layer4) for block in stage]
+    assert len(blocks) == 8 and all(not block.conv2[1].weight.any() for block in blocks)
+    assert video.r2plus1d_18().layer1[0].conv2[1].weight.all()
+
+
+def test_bad_architecture_arguments_raise_clear_errors() -> None:
+    with pytest.raises(ValueError, match="num_classes must be positive, got 0"):
+        video.r3d_18(num_classes=0)
+    with pytest.raises(ValueError, match="dropout must be in \\[0, 1\\], got 1.5"):
+        video.s3d(dropout=1.5)
+    with pytest.raises(ValueError, match="window_size must be an int or a sequence of 3 ints"):
+        video.SwinTransformer3d([2, 4, 4], 8, [1], [1], window_size=[8, 7])
+    with pytest.raises(ValueError, match="block_setting must describe at least one block"):
+        video.MViT((32, 32), 4, [], False, False, False, False)
