@@ -31,6 +31,7 @@ ITEMS = (
     "detection",
     "video_io",
     "flow",
+    "video",
 )
 
 

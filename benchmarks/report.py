@@ -312,6 +312,21 @@ def _flow_section(data: dict[str, Any]) -> list[str]:
     return lines + ["", *_notes(data)]
 
 
+def _video_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Video classification, eval, one 16-frame clip (one process, interleaved)", "", *_header(data)]
+    lines += _table(
+        data["rows"],
+        [
+            ("model", "model"),
+            ("clip (T x H x W)", "clip"),
+            ("ours s", "ours_s"),
+            ("reference s", "reference_s"),
+            ("ratio ours/ref", "ratio"),
+        ],
+    )
+    return lines + ["", *_notes(data)]
+
+
 def plot_speed(eager: dict[str, Any] | None, optimized: dict[str, Any] | None, path: Path) -> Path | None:
     """Bar chart: per model, our speed relative to the reference's eager speed (batch 8), eager and optimised."""
     if eager is None and optimized is None:
@@ -425,6 +440,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("ops_roi", _ops_roi_section),
     ("detection", _detection_section),
     ("flow", _flow_section),
+    ("video", _video_section),
     ("ops", _ops_section),
     ("video_io", _video_io_section),
 ]

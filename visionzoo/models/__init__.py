@@ -1,8 +1,8 @@
 """Classification models, their weights, and the registry API.
 
 The quantized classification models live in ``visionzoo.models.quantization``, the semantic segmentation
-models in ``visionzoo.models.segmentation``, the detectors in ``visionzoo.models.detection`` and the flow models
-in ``visionzoo.models.optical_flow``, each imported
+models in ``visionzoo.models.segmentation``, the detectors in ``visionzoo.models.detection``, the video
+classifiers in ``visionzoo.models.video`` and the flow models in ``visionzoo.models.optical_flow``, each imported
 on first use.
 """
 
@@ -42,7 +42,7 @@ from .vgg import *  # noqa: F403
 from .vision_transformer import *  # noqa: F403
 
 # Sub-packages that exist; one joins this list when its code lands.
-_SUBPACKAGES = ("quantization", "segmentation", "detection", "optical_flow")
+_SUBPACKAGES = ("quantization", "segmentation", "detection", "video", "optical_flow")
 
 
 def __getattr__(name: str) -> Any:

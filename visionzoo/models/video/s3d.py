@@ -80,18 +80,19 @@ class SepInceptionBlock3D(nn.Module):
         return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], dim=1)
 
 
-# (in, b0_out, b1_mid, b1_out, b2_mid, b2_out, b3_out) of the Inception blocks, Inception-v1's widths; "pool"
-# marks a max pooling (kernel, stride, padding) between them.
-_INCEPTION_LAYOUT: list[tuple[int, ...] | tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = [
+# The Inception blocks' widths (in, b0_out, b1_mid, b1_out, b2_mid, b2_out, b3_out), Inception-v1's, with the
+# max poolings between them.
+_InceptionStep = tuple[int, int, int, int, int, int, int] | Callable[[], nn.Module]
+_INCEPTION_LAYOUT: list[_InceptionStep] = [
     (192, 64, 96, 128, 16, 32, 32),
     (256, 128, 128, 192, 32, 96, 64),
-    ("pool", (3, 3, 3), (2, 2, 2), (1, 1, 1)),
+    partial(nn.MaxPool3d, kernel_size=3, stride=2, padding=1),
     (480, 192, 96, 208, 16, 48, 64),
     (512, 160, 112, 224, 24, 64, 64),
     (512, 128, 128, 256, 24, 64, 64),
     (512, 112, 144, 288, 32, 64, 64),
     (528, 256, 160, 320, 32, 128, 128),
-    ("pool", (2, 2, 2), (2, 2, 2), (0, 0, 0)),
+    partial(nn.MaxPool3d, kernel_size=2, stride=2),
     (832, 256, 160, 320, 32, 128, 128),
     (832, 384, 192, 384, 48, 128, 128),
 ]
@@ -130,11 +131,8 @@ class S3D(nn.Module):
             TemporalSeparableConv(64, 192, 3, 1, 1, norm_layer),
             spatial_pool(),
         ]
-        for spec in _INCEPTION_LAYOUT:
-            if spec[0] == "pool":
-                layers.append(nn.MaxPool3d(*spec[1:]))
-            else:
-                layers.append(SepInceptionBlock3D(*spec, norm_layer=norm_layer))  # type: ignore[misc]
+        for step in _INCEPTION_LAYOUT:
+            layers.append(SepInceptionBlock3D(*step, norm_layer=norm_layer) if isinstance(step, tuple) else step())
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AvgPool3d(kernel_size=_POOL_WINDOW, stride=1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Conv3d(1024, num_classes, kernel_size=1))
