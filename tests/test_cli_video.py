@@ -160,4 +160,6 @@ def test_bad_clip_lengths(zoo, tmp_path, capsys):
     image = tmp_path / "image.png"
     image.write_bytes(b"")
     status, _, err = run(["predict", str(image), "--model", "resnet18", "--clip-len", "4"], capsys)
-    assert status == 2 and "--clip-len applies to video models" in err
+    assert status == 2 and "--clip-len applies to video models only, not classification models" in err
+    status, _, err = run(["predict", str(clip), "--model", "colournet", "--clip-len", "0"], capsys)
+    assert status == 2 and "--clip-len must be at least 1, got 0" in err
