@@ -9,6 +9,7 @@ Its weights entry says, as the published ones do, that it was evaluated on clips
 from __future__ import annotations
 
 import json
+import sys
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
@@ -160,4 +161,14 @@ def test_bad_clip_lengths(zoo, tmp_path, capsys):
     image = tmp_path / "image.png"
     image.write_bytes(b"")
     status, _, err = run(["predict", str(image), "--model", "resnet18", "--clip-len", "4"], capsys)
-    assert status == 2 and "--clip-len applies to video models" in err
+    assert status == 2 and "--clip-len applies to video models only, not classification models" in err
+    status, _, err = run(["predict", str(clip), "--model", "colournet", "--clip-len", "0"], capsys)
+    assert status == 2 and "--clip-len must be at least 1, got 0" in err
+
+
+def test_without_pyav_one_error_says_how_to_install_it(zoo, tmp_path, capsys, monkeypatch):
+    clips = [write_clip(tmp_path / "a.mkv"), write_clip(tmp_path / "b.mkv")]
+    monkeypatch.setitem(sys.modules, "av", None)  # what `import av` meets when PyAV is not installed
+    status, out, err = run(["predict", *map(str, clips), "--model", "colournet"], capsys)
+    assert status == 1 and out == ""
+    assert err.count("pip install visionzoo[video]") == 1

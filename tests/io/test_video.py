@@ -316,3 +316,20 @@ def test_seconds_that_floats_cannot_hold_exactly(clips):
     video, audio, _ = read_video(clips["audio"], 0.1, 0.3, pts_unit="sec")
     assert torch.equal(video, _noise()[1:4])
     torch.testing.assert_close(audio, _tone()[:, 1600:4801], atol=1 / 32768 + 1e-6, rtol=0)
+
+
+def test_clips_are_read_as_they_are_asked_for(clips, monkeypatch):
+    """The iterator decodes as it goes: the first clip of 4 frames costs a few frames, not the whole video."""
+    decoded = []
+    frames_of = av_plumbing.frames_of
+
+    def counting(*args, **kwargs):
+        for frame in frames_of(*args, **kwargs):
+            decoded.append(frame.pts)
+            yield frame
+
+    monkeypatch.setattr(av_plumbing, "frames_of", counting)
+    stream = read_video_clips(clips["ffv1"], 4)
+    first = next(stream)
+    assert len(first.frames) == 4 and len(decoded) <= 5
+    stream.close()

@@ -56,7 +56,12 @@ def classify_videos(session: Session, paths: list[str]) -> tuple[Results, list[s
         CommandError: with ``--strict``, at the first video that cannot be read (status 1).
     """
     from visionzoo.io import VideoDecodeError
+    from visionzoo.io._av import import_av
 
+    try:
+        import_av()  # without PyAV no video can be read: say so once, not once per file
+    except VideoDecodeError as error:
+        raise CommandError(str(error), 1) from None
     results, failures = [], []
     clip_len, frame_rate, minimum = clip_plan(session)
     for path in paths:

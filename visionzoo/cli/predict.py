@@ -95,7 +95,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--out",
         metavar="FILE|DIR",
-        help="classification: also write the results to FILE, .json, .jsonl or .csv (by its suffix); "
+        help="classification and video: also write the results to FILE, .json, .jsonl or .csv (by its suffix); "
         "segmentation and detection: the directory for the pictures "
         f"(default: ./{DEFAULT_PICTURES}, created when missing; pictures of an earlier run with the same names "
         "are replaced)",
@@ -340,8 +340,10 @@ def _check_arguments(args: argparse.Namespace, predictor: Predictor, task: str) 
         args.threshold = predictor.threshold
     if (args.topk is not None and args.topk < 1) or args.batch_size < 1:
         raise CommandError("--topk and --batch-size must be at least 1")
-    if args.clip_len is not None and (predictor.inputs != "videos" or args.clip_len < 1):
-        raise CommandError(f"--clip-len applies to video models and must be at least 1, got {args.clip_len}")
+    if args.clip_len is not None and predictor.inputs != "videos":
+        raise CommandError(f"--clip-len applies to video models only, not {task} models")
+    if args.clip_len is not None and args.clip_len < 1:
+        raise CommandError(f"--clip-len must be at least 1, got {args.clip_len}")
     if not 0.0 <= args.threshold <= 1.0:
         raise CommandError(f"--threshold must be a probability between 0 and 1, got {args.threshold}")
     if predictor.check_inputs is not None:
