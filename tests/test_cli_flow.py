@@ -150,3 +150,8 @@ def test_list_shows_a_column_per_dataset_for_metrics_reported_on_several(capsys:
     ]
     small_v1 = next(row.split() for row in rows if row.startswith("raft_small") and "C_T_V1" in row)
     assert small_v1[2:9] == ["2.123", "3.279", "7.656", "25.280", "n/a", "n/a", "n/a"]
+
+
+def test_benchmark_refuses_flow_models_with_a_pointer(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(["benchmark", "raft_small"], capsys)
+    assert status == 2 and "raft_small takes a pair of frames" in err and "benchmarks.flow" in err

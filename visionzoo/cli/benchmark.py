@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from ._common import CommandError, choose_weights, device_of, table
+from ._common import CommandError, choose_weights, device_of, model_info, table
 
 
 def register(sub: Any) -> None:
@@ -153,6 +153,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from visionzoo.allocator import keep_freed_memory
 
     chosen = choose_weights(args.model, args.weights, args.num_classes, default=None)  # unknown names fail here
+    if model_info(chosen.model).task == "optical_flow":
+        raise CommandError(
+            f"benchmark times models of one input; {chosen.model} takes a pair of frames "
+            "(python -m benchmarks.flow times raft_large on a 368x496 pair)"
+        )
     if min(args.batch_size, args.iterations) < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         raise CommandError("--batch-size, --iterations and --threads must be at least 1, --warmup at least 0")
     if args.input_size is not None and args.input_size < 1:

@@ -281,36 +281,30 @@ _URL = "https://download.pytorch.org/models/"
 _ORIGINAL = "https://github.com/princeton-vl/RAFT"  # weights ported from the paper's code
 _RETRAINED = "https://github.com/pytorch/vision/tree/main/references/optical_flow"
 
-_C_T = "trained on FlyingChairs + FlyingThings3D."
-_SINTEL_MIX = (
-    "fine-tuned on Sintel: a mix of Sintel, KITTI flow, HD1K and FlyingThings3D (clean pass)."  # the "SKHT" step
-)
-_PORTED = "These weights were ported from the original paper. They are "
-_FROM_SCRATCH = "These weights were trained from scratch. They are "
-
-_LARGE_PARAMS, _LARGE_GFLOPS, _LARGE_MB = 5257536, 211.007, 20.129
-_SMALL_PARAMS, _SMALL_GFLOPS, _SMALL_MB = 990162, 47.655, 3.821
+# The training stages the entry names spell: C_T, then SKHT, then K.
+_C_T = "FlyingChairs, then FlyingThings3D"
+_SKHT = _C_T + ", then fine-tuned on Sintel (a mix of Sintel, KITTI flow, HD1K and FlyingThings3D's clean pass)"
+_SKHT_K = _SKHT + ", then on KITTI flow"
 
 
-def _large(url: str, recipe: str, docs: str, metrics: dict[str, dict[str, float]]) -> Any:
+def _docs(recipe: str, stages: str) -> str:
+    origin = "ported from the original paper" if recipe == _ORIGINAL else "trained from scratch"
+    return f"These weights were {origin}; trained on {stages}."
+
+
+# Per model: parameters, GFLOPS and checkpoint MB, the same for all its entries.
+_SIZES = {"raft_large": (5257536, 211.007, 20.129), "raft_small": (990162, 47.655, 3.821)}
+
+
+def _entry(model: str, file: str, recipe: str, stages: str, metrics: dict[str, dict[str, float]]) -> Any:
+    params, gflops, file_mb = _SIZES[model]
+    docs = _docs(recipe, stages)
     return flow_entry(
-        f"{_URL}{url}",
-        params=_LARGE_PARAMS,
+        f"{_URL}{model}_{file}",
+        params=params,
         metrics=metrics,
-        gflops=_LARGE_GFLOPS,
-        file_mb=_LARGE_MB,
-        recipe=recipe,
-        docs=docs,
-    )
-
-
-def _small(url: str, recipe: str, docs: str, metrics: dict[str, dict[str, float]]) -> Any:
-    return flow_entry(
-        f"{_URL}{url}",
-        params=_SMALL_PARAMS,
-        metrics=metrics,
-        gflops=_SMALL_GFLOPS,
-        file_mb=_SMALL_MB,
+        gflops=gflops,
+        file_mb=file_mb,
         recipe=recipe,
         docs=docs,
     )
@@ -334,41 +328,42 @@ class Raft_Large_Weights(WeightsEnum):
     ``per_image_epe``, the same averaged per image first (KITTI's "Fl-epe"); ``fl_all``, KITTI's leaderboard
     metric, the percentage of pixels whose error exceeds both 3 pixels and 5% of the true flow's length."""
 
-    C_T_V1 = _large(
-        "raft_large_C_T_V1-22a6c225.pth", _ORIGINAL, _PORTED + _C_T, _train_metrics(1.4411, 2.7894, 5.0172, 17.4506)
+    C_T_V1 = _entry(
+        "raft_large", "C_T_V1-22a6c225.pth", _ORIGINAL, _C_T, _train_metrics(1.4411, 2.7894, 5.0172, 17.4506)
     )
-    C_T_V2 = _large(
-        "raft_large_C_T_V2-1bb1363a.pth",
+    C_T_V2 = _entry(
+        "raft_large",
+        "C_T_V2-1bb1363a.pth",
         _RETRAINED,
-        _FROM_SCRATCH + _C_T,
+        _C_T,
         _train_metrics(1.3822, 2.7161, 4.5118, 16.0679),
     )
-    C_T_SKHT_V1 = _large(
-        "raft_large_C_T_SKHT_V1-0b8c9e55.pth",
+    C_T_SKHT_V1 = _entry(
+        "raft_large",
+        "C_T_SKHT_V1-0b8c9e55.pth",
         _ORIGINAL,
-        _PORTED + _C_T.removesuffix(".") + ", then " + _SINTEL_MIX,
+        _SKHT,
         _sintel_test(1.94, 3.18),
     )
-    C_T_SKHT_V2 = _large(
-        "raft_large_C_T_SKHT_V2-ff5fadd5.pth",
+    C_T_SKHT_V2 = _entry(
+        "raft_large",
+        "C_T_SKHT_V2-ff5fadd5.pth",
         _RETRAINED,
-        _FROM_SCRATCH + _C_T.removesuffix(".") + ", then " + _SINTEL_MIX,
+        _SKHT,
         _sintel_test(1.819, 3.067),
     )
-    C_T_SKHT_K_V1 = _large(
-        "raft_large_C_T_SKHT_K_V1-4a6a5039.pth",
+    C_T_SKHT_K_V1 = _entry(
+        "raft_large",
+        "C_T_SKHT_K_V1-4a6a5039.pth",
         _ORIGINAL,
-        _PORTED + _C_T.removesuffix(".") + ", " + _SINTEL_MIX.removesuffix(".") + ", then fine-tuned on KITTI flow.",
+        _SKHT_K,
         {"Kitti-Test": {"fl_all": 5.10}},
     )
-    C_T_SKHT_K_V2 = _large(
-        "raft_large_C_T_SKHT_K_V2-b5c70766.pth",
+    C_T_SKHT_K_V2 = _entry(
+        "raft_large",
+        "C_T_SKHT_K_V2-b5c70766.pth",
         _RETRAINED,
-        _FROM_SCRATCH
-        + _C_T.removesuffix(".")
-        + ", "
-        + _SINTEL_MIX.removesuffix(".")
-        + ", then fine-tuned on KITTI flow.",
+        _SKHT_K,
         {"Kitti-Test": {"fl_all": 5.19}},
     )
     DEFAULT = C_T_SKHT_V2
@@ -377,13 +372,14 @@ class Raft_Large_Weights(WeightsEnum):
 class Raft_Small_Weights(WeightsEnum):
     """raft_small weights; the metrics read as ``Raft_Large_Weights``'s."""
 
-    C_T_V1 = _small(
-        "raft_small_C_T_V1-ad48884c.pth", _ORIGINAL, _PORTED + _C_T, _train_metrics(2.1231, 3.2790, 7.6557, 25.2801)
+    C_T_V1 = _entry(
+        "raft_small", "C_T_V1-ad48884c.pth", _ORIGINAL, _C_T, _train_metrics(2.1231, 3.2790, 7.6557, 25.2801)
     )
-    C_T_V2 = _small(
-        "raft_small_C_T_V2-01064c6d.pth",
+    C_T_V2 = _entry(
+        "raft_small",
+        "C_T_V2-01064c6d.pth",
         _RETRAINED,
-        _FROM_SCRATCH + _C_T,
+        _C_T,
         _train_metrics(1.9901, 3.2831, 7.5978, 25.2369),
     )
     DEFAULT = C_T_V2
