@@ -155,3 +155,30 @@ def test_list_shows_a_column_per_dataset_for_metrics_reported_on_several(capsys:
 def test_benchmark_refuses_flow_models_with_a_pointer(capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = run(["benchmark", "raft_small"], capsys)
     assert status == 2 and "raft_small takes a pair of frames" in err and "benchmarks.flow" in err
+
+
+def test_a_video_gives_one_picture_per_pair_of_its_frames(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each video is a sequence of its own (decoded frame by frame): consecutive pairs within it, named PATH#N."""
+    pytest.importorskip("av", reason="PyAV is not installed (pip install visionzoo[video])")
+    from visionzoo.io import write_video
+
+    frames = _frames(tmp_path / "in", 3)
+    video = tmp_path / "clip.mkv"
+    stacked = []
+    for path in frames:
+        with Image.open(path) as picture:
+            stacked.append(pil_to_tensor(picture.convert("RGB")).permute(1, 2, 0))
+    write_video(str(video), torch.stack(stacked), fps=5, video_codec="ffv1")  # lossless: the PNGs' pixels
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    argv = [str(video), str(broken), "--pairs", "consecutive", "--out", str(tmp_path / "pics"), "--json"]
+    status, out, err = run(_predict(checkpoint, *argv), capsys)
+    assert status == 1 and f"visionzoo: {broken}: " in err and "2 of 3 frame pairs predicted, 1 failed" in err
+    results = json.loads(out)
+    assert [r["frames"] for r in results] == [[f"{video}#0", f"{video}#1"], [f"{video}#1", f"{video}#2"]]
+    assert [Path(r["picture"]).name for r in results] == [f"clip-frame0.{MODEL}.png", f"clip-frame1.{MODEL}.png"]
+    for result, (first, second) in zip(results, [frames[:2], frames[1:]]):
+        with Image.open(result["picture"]) as drawn:
+            assert torch.equal(pil_to_tensor(drawn), flow_to_image(_model_flow(checkpoint, first, second)))

@@ -2,8 +2,8 @@
 colour-coded PNG (``visionzoo.utils.flow_to_image``), a summary line, and optionally the flow itself as a ``.flo``.
 
 Frames come from a *frame source*, an iterable of :class:`Frame`; pairing (``--pairs``) and the model run do not
-care where frames come from. Image files are the source today (:func:`image_frames`); a video only needs a source
-that yields its decoded frames (through ``visionzoo.io.read_video``) to get ``--pairs consecutive`` for free.
+care where frames come from. The image files given form one sequence (:func:`image_frames`); each video file is a
+sequence of its own (:func:`video_frames`, decoded one frame at a time), so pairs never join two videos.
 
 The predictor plugs into :mod:`visionzoo.cli.predict` (see its ``PREDICTORS``); torch and PIL are imported inside
 the functions, so that ``visionzoo --help`` stays fast.
@@ -51,6 +51,82 @@ def image_frames(paths: Iterable[str]) -> Iterator[Frame]:
             yield Frame(path, image=read_rgb(path))
         except CommandError as error:
             yield Frame(path, error=str(error))
+
+
+def video_frames(path: str) -> Iterator[Frame]:
+    """The frame source of a video file, decoded front to back one frame at a time; frames are named
+    ``PATH#INDEX``. A video that cannot be read (or stops reading) ends with a frame that says why."""
+    from visionzoo.io import VideoDecodeError, read_video_clips
+
+    index = 0
+    try:
+        for clip in read_video_clips(path, 1, output_format="TCHW"):
+            yield Frame(f"{path}#{index}", image=clip.frames[0])
+            index += 1
+    except (VideoDecodeError, ValueError) as error:
+        detail = one_line(error)
+        yield Frame(path, error=detail if path in detail else f"{path}: {detail}")
+
+
+def is_video(path: str) -> bool:
+    """Whether ``path`` names a video file (by its suffix), which ``predict`` reads as a sequence of frames."""
+    from ._video import VIDEO_SUFFIXES
+
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _video_frame_count(path: str) -> int | None:
+    """The number of frames a video holds, from its packets (no decoding); None when it cannot be read (the run
+    then reports why)."""
+    from visionzoo.io import VideoDecodeError, read_video_timestamps
+
+    try:
+        return len(read_video_timestamps(path)[0])
+    except (VideoDecodeError, ValueError):
+        return None
+
+
+def count_pairs(paths: list[str], pairing: str) -> int:
+    """How many frame pairs ``paths`` give: the image files pair among themselves (see :func:`pair_count`), each
+    video within itself (with separate pairs, an odd last frame of a video is left out); a video that cannot be
+    read counts as one item, the failure the run reports for it.
+
+    Raises:
+        CommandError: as :func:`pair_count` for the images; no pair at all.
+    """
+    images = [path for path in paths if not is_video(path)]
+    total = pair_count(len(images), pairing) if images else 0
+    for path in paths:
+        if is_video(path):
+            frames = _video_frame_count(path)
+            if frames is None:
+                total += 1
+            else:
+                total += max(frames - 1, 0) if pairing == "consecutive" else frames // 2
+    if total == 0:
+        raise CommandError("optical flow needs two frames (the motion from the first to the second): no input has them")
+    return total
+
+
+def _pairs_of(paths: list[str], pairing: str) -> Iterator[tuple[Frame, Frame] | Frame]:
+    """Every pair of frames of ``paths`` (images first, then each video), or the frame that says why a video could
+    not be read."""
+    images = [path for path in paths if not is_video(path)]
+    yield from frame_pairs(image_frames(images), pairing)
+    for path in paths:
+        if is_video(path):
+            errors: list[Frame] = []
+            yield from frame_pairs(_until_error(video_frames(path), errors), pairing)
+            yield from errors
+
+
+def _until_error(frames: Iterable[Frame], errors: list[Frame]) -> Iterator[Frame]:
+    """``frames`` up to the first that could not be read, which goes into ``errors``."""
+    for frame in frames:
+        if frame.error is not None:
+            errors.append(frame)
+            return
+        yield frame
 
 
 def frame_pairs(frames: Iterable[Frame], pairing: str) -> Iterator[tuple[Frame, Frame]]:
@@ -135,10 +211,11 @@ def estimate_flows(session: Session, paths: list[str]) -> tuple[Results, list[st
         CommandError: with ``--strict``, at the first pair that fails (status 1).
     """
     args = session.args
-    total = pair_count(len(paths), args.pairs)
+    total = count_pairs(paths, args.pairs)
     results: Results = []
     failures: list[str] = []
-    for first, second in frame_pairs(image_frames(paths), args.pairs):
+    for item in _pairs_of(paths, args.pairs):
+        first, second = item if isinstance(item, tuple) else (item, item)
         try:
             unreadable = first.error or second.error
             if unreadable:
@@ -147,7 +224,7 @@ def estimate_flows(session: Session, paths: list[str]) -> tuple[Results, list[st
             flow = flow_of_pair(session, first.image, second.image)
         except (CommandError, ValueError, TypeError) as error:
             detail = str(error) if isinstance(error, CommandError) else one_line(error)
-            message = f"{first.name}, {second.name}: {detail}"
+            message = detail if first is second else f"{first.name}, {second.name}: {detail}"
             if args.strict:
                 raise CommandError(f"{message} (--strict stops at the first pair that fails)", 1) from None
             print(f"visionzoo: {message}", file=sys.stderr)
@@ -170,7 +247,8 @@ def _save(session: Session, first: str, second: str, flow: torch.Tensor) -> dict
         write_flo(flow, flo)
         picture = flo.with_suffix(".png")
     else:
-        picture = session.pictures.next_path(first)
+        base, _, index = first.partition("#")  # a video frame is named PATH#INDEX
+        picture = session.pictures.next_path(f"{Path(base).stem}-frame{index}" if index else first)
     Image.fromarray(flow_to_image(flow).permute(1, 2, 0).contiguous().numpy()).save(picture, format="PNG")
     lengths = flow.pow(2).sum(dim=0).sqrt()
     return {

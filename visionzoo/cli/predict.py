@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
 from ._detection import DEFAULT_THRESHOLD, detect, show_detection
-from ._flow import DEFAULT_UPDATES, PAIRINGS, check_flow_out, estimate_flows, pair_count, show_flow
+from ._flow import DEFAULT_UPDATES, PAIRINGS, check_flow_out, count_pairs, estimate_flows, show_flow
 from ._segmentation import PictureNames, segment, show_segmentation
 from ._video import VIDEO_SUFFIXES, classify_videos, show_video, video_rows
 
@@ -105,7 +105,8 @@ def register(sub: Any) -> None:
         choices=PAIRINGS,
         default=PAIRINGS[0],
         help="optical flow: separate (default): the flow from frame 1 to 2, from 3 to 4, ...; consecutive: from "
-        "each frame to the next (a sequence of frames)",
+        "each frame to the next. The image files given form one sequence; each video file is a sequence of its "
+        "own (its pictures are named <video stem>-frame<N>)",
     )
     p.add_argument(
         "--flow-updates",
@@ -393,7 +394,7 @@ def _classify_videos_one_by_one(session: Session, paths: list[str]) -> tuple[Res
 def _check_flow_inputs(args: argparse.Namespace, paths: list[str]) -> None:
     if args.flow_updates < 1:
         raise CommandError(f"--flow-updates must be at least 1, got {args.flow_updates}")
-    check_flow_out(args.out, pair_count(len(paths), args.pairs))
+    check_flow_out(args.out, count_pairs(paths, args.pairs))
 
 
 PREDICTORS: dict[str, Predictor] = {
