@@ -69,8 +69,9 @@ def test_train_mode_flows_and_gradients_equal_the_reference(built: tuple[str, nn
             model.zero_grad()
             loss.backward()
             grads.append((flows, {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}))
-    finally:
-        ref.eval(), ours.eval()
+    finally:  # the module-scoped pair goes back to eval mode for the other tests
+        ref.eval()
+        ours.eval()
     (ref_flows, ref_grads), (our_flows, our_grads) = grads
     for mine, theirs in zip(our_flows, ref_flows, strict=True):
         torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=1e-4)
