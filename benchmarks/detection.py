@@ -1,6 +1,7 @@
 """Detection, eval mode, ours vs the reference, timed interleaved in one process.
 
-The issue's case: fasterrcnn_resnet50_fpn and fasterrcnn_mobilenet_v3_large_fpn on two images of different sizes
+The issues' cases: fasterrcnn_resnet50_fpn, fasterrcnn_mobilenet_v3_large_fpn and maskrcnn_resnet50_fpn (whose
+time includes pasting every mask into its image) on two images of different sizes
 (640x480 and 500x375, each resized by the model's own transform to its min_size), with the same randomly
 initialised weights on both sides (the reference's state_dict loaded into ours). Random weights give near-equal
 scores, so the kept boxes can differ in order; the row records how many each side returned.
@@ -15,7 +16,7 @@ import torch
 
 from ._harness import Report, median, paired_ratio, parse_settings, print_row, time_interleaved
 
-MODELS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
+MODELS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn", "maskrcnn_resnet50_fpn")
 SIZES = ((480, 640), (375, 500))
 
 
