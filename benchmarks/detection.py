@@ -1,8 +1,9 @@
 """Detection, eval mode, ours vs the reference, timed interleaved in one process.
 
-The issues' cases: fasterrcnn_resnet50_fpn, fasterrcnn_mobilenet_v3_large_fpn and retinanet_resnet50_fpn on two
-images of different sizes (640x480 and 500x375, each resized by the model's own transform to its min_size), with
-the same randomly initialised weights on both sides (the reference's state_dict loaded into ours). Random weights give near-equal
+The issues' cases: fasterrcnn_resnet50_fpn, fasterrcnn_mobilenet_v3_large_fpn, retinanet_resnet50_fpn and
+maskrcnn_resnet50_fpn (whose time includes pasting every mask into its image) on two images of different sizes
+(640x480 and 500x375, each resized by the model's own transform to its min_size), with the same randomly
+initialised weights on both sides (the reference's state_dict loaded into ours). Random weights give near-equal
 scores, so the kept boxes can differ in order; the row records how many each side returned.
 Run: ``python -m benchmarks.detection [--quick]``.
 """
@@ -15,7 +16,12 @@ import torch
 
 from ._harness import Report, median, paired_ratio, parse_settings, print_row, time_interleaved
 
-MODELS = ("fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn", "retinanet_resnet50_fpn")
+MODELS = (
+    "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "retinanet_resnet50_fpn",
+    "maskrcnn_resnet50_fpn",
+)
 SIZES = ((480, 640), (375, 500))
 
 
