@@ -19,7 +19,8 @@ from visionzoo.models import detection
 from visionzoo.models._api import WeightsEnum
 from visionzoo.models.detection.anchor_utils import DefaultBoxGenerator
 from visionzoo.models.detection.image_list import ImageList
-from visionzoo.models.detection.ssd import SSD, _vgg_extractor
+from visionzoo.models.detection.ssd import SSD, _best_after_nms, _vgg_extractor
+from visionzoo.ops import batched_nms
 from visionzoo.transforms import ObjectDetection
 
 SSD_MODELS = models.list_models(module=detection, include="ssd*")
@@ -134,6 +135,17 @@ def test_hard_negative_mining_equals_the_reference(positive_fraction: float) -> 
     got = ours.compute_loss(targets, head, anchors, matched)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], atol=1e-6, rtol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("limit", [0, 1, 7, 50, 1000])
+def test_the_best_detections_after_nms_equal_the_first_of_a_full_nms(limit: int) -> None:
+    generator = torch.Generator().manual_seed(2)
+    corners = torch.rand(600, 2, generator=generator) * 100
+    boxes = torch.cat((corners, corners + 5 + torch.rand(600, 2, generator=generator) * 40), dim=1)
+    scores = (torch.rand(600, generator=generator) * 20).round() / 20  # many ties
+    labels = torch.randint(1, 4, (600,), generator=generator)
+    expected = batched_nms(boxes, scores, labels, 0.45)[:limit]
+    assert torch.equal(_best_after_nms(boxes, scores, labels, 0.45, limit), expected)
 
 
 @pytest.mark.parametrize(

@@ -321,9 +321,32 @@ class SSD(nn.Module):
             kept = top_scores > self.score_thresh
             labels = torch.arange(1, scores.shape[1], device=scores.device)[:, None].expand_as(top_boxes)[kept]
             image_boxes, image_scores = boxes[top_boxes[kept]], top_scores[kept]
-            keep = box_ops.batched_nms(image_boxes, image_scores, labels, self.nms_thresh)[: self.detections_per_img]
+            keep = _best_after_nms(image_boxes, image_scores, labels, self.nms_thresh, self.detections_per_img)
             detections.append({"boxes": image_boxes[keep], "scores": image_scores[keep], "labels": labels[keep]})
         return detections
+
+
+def _best_after_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float, limit: int
+) -> torch.Tensor:
+    """``batched_nms(boxes, scores, labels, iou_threshold)[:limit]``, run on as few of the best-scored boxes as
+    yield ``limit`` survivors.
+
+    Exact, not an approximation: greedy NMS decides a box by the higher-scored boxes alone, so on the ``m`` best
+    boxes (equal scores in input order, as NMS orders them) it keeps what it keeps among them on all boxes; once
+    ``limit`` survive, no box further down can come first. Every class of every default box can be a candidate
+    (tens of thousands), of which a few hundred are returned.
+    """
+    if limit <= 0:
+        return box_ops.batched_nms(boxes, scores, labels, iou_threshold)[:limit]
+    order = scores.sort(descending=True, stable=True).indices
+    size = 4 * limit
+    while True:
+        best = order[:size]
+        keep = box_ops.batched_nms(boxes[best], scores[best], labels[best], iou_threshold)
+        if len(keep) >= limit or size >= len(order):
+            return best[keep[:limit]]
+        size *= 4
 
 
 # --------------------------------------------------------------------------------------------------
