@@ -33,8 +33,8 @@ SMALL = {
     "rpn_post_nms_top_n_test": 100,
     "rpn_pre_nms_top_n_train": 200,
     "rpn_post_nms_top_n_train": 100,
-    "box_batch_size_per_image": 64,
-    "box_detections_per_img": 12,
+    "box_batch_size_per_image": 32,
+    "box_detections_per_img": 6,
     "box_score_thresh": 0.0,
 }
 SIZES = [(240, 320), (300, 200)]

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from ...ops.misc import FrozenBatchNorm2d
 from ...ops.poolers import MultiScaleRoIAlign
-from .._api import WeightsEnum, caller_stacklevel, register_model
+from .._api import Weights, WeightsEnum, caller_stacklevel, register_model
 from .._meta import _COCO_PERSON_CATEGORIES, _COCO_PERSON_KEYPOINT_NAMES
 from .._weights import detection_entry
 from ..resnet import ResNet50_Weights, resnet50
@@ -149,7 +149,8 @@ class KeypointRCNN(FasterRCNN):
 # --------------------------------------------------------------------------------------------------
 
 
-def _person_keypoints_entry(url: str, **facts: Any) -> Any:
+def _person_keypoints_entry(url: str, **facts: Any) -> Weights:
+    """An entry of the COCO person keypoint detector: its two classes, 17 keypoints, size and parameters."""
     return detection_entry(
         url,
         params=59137258,
