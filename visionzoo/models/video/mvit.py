@@ -461,7 +461,7 @@ class MViT(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 # Both models: 16 blocks in four stages (1, 2, 11 and 2 blocks; 96, 192, 384 and 768 wide). The first block of
-# each later stage pools its queries by 2 in space; keys and values are pooled to about the last stage's grid.
+# each later stage pools its queries by 2 in space; keys and values are pooled to the last stage's grid (7x7 at 224).
 _STAGE_OF_BLOCK = [0, 1, 1, *[2] * 11, 3, 3]
 _WIDTHS = [96, 192, 384, 768]
 _HEADS = [1, 2, 4, 8]

@@ -146,7 +146,9 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv2(self.conv1(x)) + shortcut)
+        out = self.conv2(self.conv1(x))
+        out += shortcut  # in place: one block-sized allocation less per call
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -175,7 +177,9 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv3(self.conv2(self.conv1(x))) + shortcut)
+        out = self.conv3(self.conv2(self.conv1(x)))
+        out += shortcut  # in place, as in BasicBlock
+        return self.relu(out)
 
 
 class BasicStem(nn.Sequential):
