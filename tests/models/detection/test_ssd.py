@@ -153,6 +153,25 @@ def test_nms_per_class_row_keeps_what_batched_nms_keeps(k: int) -> None:
         assert torch.equal(_nms_per_row(boxes, candidate, threshold)[candidate], expected)
 
 
+def test_post_processing_takes_the_general_nms_for_long_candidate_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    from visionzoo.models.detection import ssd
+
+    generator = torch.Generator().manual_seed(4)
+    tiny = nn.Conv2d(3, 4, kernel_size=1)
+    tiny.out_channels = [4]
+    model = SSD(tiny, DefaultBoxGenerator([[2]]), (32, 32), 5, score_thresh=0.1, topk_candidates=30)
+    model.detections_per_img = 25
+    anchors = [torch.rand(60, 2, generator=generator) * 20]
+    anchors = [torch.cat((anchors[0], anchors[0] + 4 + torch.rand(60, 2, generator=generator) * 10), dim=1)]
+    head = {"bbox_regression": torch.randn(1, 60, 4, generator=generator), "cls_logits": torch.randn(1, 60, 5)}
+    rowwise = model.postprocess_detections(head, anchors, [(32, 32)])
+    monkeypatch.setattr(ssd, "_ROW_NMS_MAX", 0)
+    general = model.postprocess_detections(head, anchors, [(32, 32)])
+    assert len(rowwise[0]["scores"]) == 25
+    for key in ("boxes", "scores", "labels"):
+        assert torch.equal(rowwise[0][key], general[0][key]), key
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "size", "grids"),
     [

@@ -322,7 +322,7 @@ class SSD(nn.Module):
             candidate = top_scores > self.score_thresh
             class_boxes = boxes[top_boxes]  # (classes - 1, k, 4), each row in decreasing score
             labels = torch.arange(1, scores.shape[1], device=scores.device)[:, None].expand_as(top_boxes)
-            if top_boxes.shape[1] <= _DENSE_NMS_MAX:
+            if top_boxes.shape[1] <= _ROW_NMS_MAX:
                 keep = _nms_per_row(class_boxes, candidate, self.nms_thresh)
                 image_boxes, image_scores, image_labels = class_boxes[keep], top_scores[keep], labels[keep]
                 best = image_scores.sort(descending=True, stable=True).indices[: self.detections_per_img]
@@ -337,7 +337,7 @@ class SSD(nn.Module):
 
 # Per-class candidate lists up to this long go through the row-wise NMS below (one step per position);
 # longer ones through the general batched_nms.
-_DENSE_NMS_MAX = 1024
+_ROW_NMS_MAX = 1024
 
 
 def _nms_per_row(boxes: torch.Tensor, candidate: torch.Tensor, iou_threshold: float) -> torch.Tensor:
