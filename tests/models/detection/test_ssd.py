@@ -19,7 +19,7 @@ from visionzoo.models import detection
 from visionzoo.models._api import WeightsEnum
 from visionzoo.models.detection.anchor_utils import DefaultBoxGenerator
 from visionzoo.models.detection.image_list import ImageList
-from visionzoo.models.detection.ssd import SSD, _best_after_nms, _vgg_extractor
+from visionzoo.models.detection.ssd import SSD, _nms_per_row, _vgg_extractor
 from visionzoo.ops import batched_nms
 from visionzoo.transforms import ObjectDetection
 
@@ -137,15 +137,39 @@ def test_hard_negative_mining_equals_the_reference(positive_fraction: float) -> 
         torch.testing.assert_close(got[key], expected[key], atol=1e-6, rtol=1e-6, msg=key)
 
 
-@pytest.mark.parametrize("limit", [0, 1, 7, 50, 1000])
-def test_the_best_detections_after_nms_equal_the_first_of_a_full_nms(limit: int) -> None:
+@pytest.mark.parametrize("k", [1, 2, 40, 300])
+def test_nms_per_class_row_keeps_what_batched_nms_keeps(k: int) -> None:
     generator = torch.Generator().manual_seed(2)
-    corners = torch.rand(600, 2, generator=generator) * 100
-    boxes = torch.cat((corners, corners + 5 + torch.rand(600, 2, generator=generator) * 40), dim=1)
-    scores = (torch.rand(600, generator=generator) * 20).round() / 20  # many ties
-    labels = torch.randint(1, 4, (600,), generator=generator)
-    expected = batched_nms(boxes, scores, labels, 0.45)[:limit]
-    assert torch.equal(_best_after_nms(boxes, scores, labels, 0.45, limit), expected)
+    rows = 5
+    corners = torch.rand(rows, k, 2, generator=generator) * 100
+    boxes = torch.cat((corners, corners + 5 + torch.rand(rows, k, 2, generator=generator) * 40), dim=2)
+    scores = ((torch.rand(rows, k, generator=generator) * 20).round() / 20).sort(dim=1, descending=True).values
+    candidate = torch.rand(rows, k, generator=generator) > 0.2
+    labels = torch.arange(rows)[:, None].expand(rows, k)
+    for threshold in (0.45, 0.0, 1.0):
+        kept = batched_nms(boxes[candidate], scores[candidate], labels[candidate], threshold)
+        expected = torch.zeros(int(candidate.sum()), dtype=torch.bool)
+        expected[kept] = True
+        assert torch.equal(_nms_per_row(boxes, candidate, threshold)[candidate], expected)
+
+
+def test_post_processing_takes_the_general_nms_for_long_candidate_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    from visionzoo.models.detection import ssd
+
+    generator = torch.Generator().manual_seed(4)
+    tiny = nn.Conv2d(3, 4, kernel_size=1)
+    tiny.out_channels = [4]
+    model = SSD(tiny, DefaultBoxGenerator([[2]]), (32, 32), 5, score_thresh=0.1, topk_candidates=30)
+    model.detections_per_img = 25
+    anchors = [torch.rand(60, 2, generator=generator) * 20]
+    anchors = [torch.cat((anchors[0], anchors[0] + 4 + torch.rand(60, 2, generator=generator) * 10), dim=1)]
+    head = {"bbox_regression": torch.randn(1, 60, 4, generator=generator), "cls_logits": torch.randn(1, 60, 5)}
+    rowwise = model.postprocess_detections(head, anchors, [(32, 32)])
+    monkeypatch.setattr(ssd, "_ROW_NMS_MAX", 0)
+    general = model.postprocess_detections(head, anchors, [(32, 32)])
+    assert len(rowwise[0]["scores"]) == 25
+    for key in ("boxes", "scores", "labels"):
+        assert torch.equal(rowwise[0][key], general[0][key]), key
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...ops import boxes as box_ops
+from ...ops.boxes import _strict_threshold
 from .._api import WeightsEnum, caller_stacklevel, register_model
 from .._weights import detection_entry
 from ..vgg import VGG16_Weights, vgg16
@@ -318,35 +319,49 @@ class SSD(nn.Module):
             per_class = scores[:, 1:].t()  # (classes - 1, boxes): the background is not a detection
             per_class = per_class.masked_fill(per_class <= self.score_thresh, -float("inf"))
             top_scores, top_boxes = per_class.topk(min(self.topk_candidates, per_class.shape[1]), dim=1)
-            kept = top_scores > self.score_thresh
-            labels = torch.arange(1, scores.shape[1], device=scores.device)[:, None].expand_as(top_boxes)[kept]
-            image_boxes, image_scores = boxes[top_boxes[kept]], top_scores[kept]
-            keep = _best_after_nms(image_boxes, image_scores, labels, self.nms_thresh, self.detections_per_img)
-            detections.append({"boxes": image_boxes[keep], "scores": image_scores[keep], "labels": labels[keep]})
+            candidate = top_scores > self.score_thresh
+            class_boxes = boxes[top_boxes]  # (classes - 1, k, 4), each row in decreasing score
+            labels = torch.arange(1, scores.shape[1], device=scores.device)[:, None].expand_as(top_boxes)
+            if top_boxes.shape[1] <= _ROW_NMS_MAX:
+                keep = _nms_per_row(class_boxes, candidate, self.nms_thresh)
+                image_boxes, image_scores, image_labels = class_boxes[keep], top_scores[keep], labels[keep]
+                best = image_scores.sort(descending=True, stable=True).indices[: self.detections_per_img]
+            else:
+                image_boxes, image_scores = class_boxes[candidate], top_scores[candidate]
+                image_labels = labels[candidate]
+                best = box_ops.batched_nms(image_boxes, image_scores, image_labels, self.nms_thresh)
+                best = best[: self.detections_per_img]
+            detections.append({"boxes": image_boxes[best], "scores": image_scores[best], "labels": image_labels[best]})
         return detections
 
 
-def _best_after_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float, limit: int
-) -> torch.Tensor:
-    """``batched_nms(boxes, scores, labels, iou_threshold)[:limit]``, run on as few of the best-scored boxes as
-    yield ``limit`` survivors.
+# Per-class candidate lists up to this long go through the row-wise NMS below (one step per position);
+# longer ones through the general batched_nms.
+_ROW_NMS_MAX = 1024
 
-    Exact, not an approximation: greedy NMS decides a box by the higher-scored boxes alone, so on the ``m`` best
-    boxes (equal scores in input order, as NMS orders them) it keeps what it keeps among them on all boxes; once
-    ``limit`` survive, no box further down can come first. Every class of every default box can be a candidate
-    (tens of thousands), of which a few hundred are returned.
+
+def _nms_per_row(boxes: torch.Tensor, candidate: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy NMS within each row of ``boxes`` (``(R, k, 4)``, each row in decreasing score order, equal scores in
+    the order NMS takes them), among the boxes ``candidate`` marks (``(R, k)``). Returns the ``(R, k)`` mask of the
+    boxes kept: what ``batched_nms`` keeps with one category per row.
+
+    SSD's per-class candidates are short (a few hundred): stepping down the positions of all classes at once, each
+    box still kept removing the later boxes of its class it overlaps too much, costs ``k`` small vectorised steps
+    instead of sorting and sweeping every candidate of every class together.
     """
-    if limit <= 0:
-        return box_ops.batched_nms(boxes, scores, labels, iou_threshold)[:limit]
-    order = scores.sort(descending=True, stable=True).indices
-    size = 4 * limit
-    while True:
-        best = order[:size]
-        keep = box_ops.batched_nms(boxes[best], scores[best], labels[best], iou_threshold)
-        if len(keep) >= limit or size >= len(order):
-            return best[keep[:limit]]
-        size *= 4
+    keep = candidate.clone()
+    threshold = _strict_threshold(iou_threshold, boxes.dtype)
+    x1, y1, x2, y2 = (c.contiguous() for c in boxes.unbind(-1))
+    area = (x2 - x1) * (y2 - y1)
+    for i in range(candidate.shape[1] - 1):
+        later = slice(i + 1, None)
+        # The IoU as the shared NMS computes it, operation for operation (ties with the threshold compare alike).
+        w = (torch.min(x2[:, i, None], x2[:, later]) - torch.max(x1[:, i, None], x1[:, later])).clamp(min=0)
+        h = (torch.min(y2[:, i, None], y2[:, later]) - torch.max(y1[:, i, None], y1[:, later])).clamp(min=0)
+        inter = w * h
+        overlaps = inter / (area[:, i, None] + area[:, later] - inter) > threshold
+        keep[:, later] &= ~(overlaps & keep[:, i, None])
+    return keep
 
 
 # --------------------------------------------------------------------------------------------------
