@@ -338,6 +338,7 @@ class SSD(nn.Module):
 # Per-class candidate lists up to this long go through the row-wise NMS below (one step per position);
 # longer ones through the general batched_nms.
 _ROW_NMS_MAX = 1024
+_NMS_BLOCK = 16  # positions whose overlaps one step computes
 
 
 def _nms_per_row(boxes: torch.Tensor, candidate: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -346,21 +347,29 @@ def _nms_per_row(boxes: torch.Tensor, candidate: torch.Tensor, iou_threshold: fl
     boxes kept: what ``batched_nms`` keeps with one category per row.
 
     SSD's per-class candidates are short (a few hundred): stepping down the positions of all classes at once, each
-    box still kept removing the later boxes of its class it overlaps too much, costs ``k`` small vectorised steps
-    instead of sorting and sweeping every candidate of every class together.
+    box still kept removing the later boxes of its class it overlaps too much, is far cheaper than sorting and
+    sweeping every candidate of every class together. The overlaps are computed a block of positions at a time.
     """
     keep = candidate.clone()
     threshold = _strict_threshold(iou_threshold, boxes.dtype)
     x1, y1, x2, y2 = (c.contiguous() for c in boxes.unbind(-1))
     area = (x2 - x1) * (y2 - y1)
-    for i in range(candidate.shape[1] - 1):
-        later = slice(i + 1, None)
+    used = candidate.any(dim=0).nonzero()
+    length = int(used.max()) + 1 if used.numel() else 0  # positions after the last candidate change nothing
+    for start in range(0, length - 1, _NMS_BLOCK):
+        block, rest = slice(start, start + _NMS_BLOCK), slice(start, None)
         # The IoU as the shared NMS computes it, operation for operation (ties with the threshold compare alike).
-        w = (torch.min(x2[:, i, None], x2[:, later]) - torch.max(x1[:, i, None], x1[:, later])).clamp(min=0)
-        h = (torch.min(y2[:, i, None], y2[:, later]) - torch.max(y1[:, i, None], y1[:, later])).clamp(min=0)
+        w = (torch.min(x2[:, block, None], x2[:, None, rest]) - torch.max(x1[:, block, None], x1[:, None, rest])).clamp(
+            min=0
+        )
+        h = (torch.min(y2[:, block, None], y2[:, None, rest]) - torch.max(y1[:, block, None], y1[:, None, rest])).clamp(
+            min=0
+        )
         inter = w * h
-        overlaps = inter / (area[:, i, None] + area[:, later] - inter) > threshold
-        keep[:, later] &= ~(overlaps & keep[:, i, None])
+        overlaps = inter / (area[:, block, None] + area[:, None, rest] - inter) > threshold  # (R, block, k - start)
+        for j in range(overlaps.shape[1]):
+            i = start + j
+            keep[:, i + 1 :] &= ~(overlaps[:, j, j + 1 :] & keep[:, i, None])
     return keep
 
 
