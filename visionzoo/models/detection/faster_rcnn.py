@@ -22,6 +22,7 @@ from .._api import WeightsEnum, register_model
 from .._weights import detection_entry
 from ..mobilenetv3 import MobileNet_V3_Large_Weights, mobilenet_v3_large
 from ..resnet import ResNet50_Weights, resnet50
+from ._utils import overwrite_eps
 from .anchor_utils import AnchorGenerator
 from .backbone_utils import _build_detector, _mobilenet_extractor, _resnet_fpn_extractor
 from .generalized_rcnn import GeneralizedRCNN
@@ -389,10 +390,7 @@ def fasterrcnn_resnet50_fpn(
         kwargs=kwargs,
     )
     if weights == FasterRCNN_ResNet50_FPN_Weights.COCO_V1:
-        # This checkpoint was trained with frozen batch norms that added no epsilon to the variance.
-        for module in model.modules():
-            if isinstance(module, FrozenBatchNorm2d):
-                module.eps = 0.0
+        overwrite_eps(model, 0.0)  # trained with frozen batch norms that added no epsilon to the variance
     return model
 
 
