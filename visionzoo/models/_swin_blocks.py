@@ -34,11 +34,29 @@ NormLayer = Callable[..., nn.Module]
 _MASK_VALUE = -100.0
 
 
+def _ints(value: int | Sequence[int], name: str, count: int, labels: str = "") -> tuple[int, ...]:
+    """``value`` as ``count`` ints (one int repeated), or a ValueError naming ``name`` (``labels``: e.g. " (T, H, W)")."""
+    sizes = (value,) * count if isinstance(value, int) else tuple(value)
+    if len(sizes) != count or not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
+        raise ValueError(f"{name} must be an int or a sequence of {count} ints{labels}, got {value!r}")
+    return sizes
+
+
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise ValueError(f"{name} must be an int or a sequence of 2 ints, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return _ints(value, name, 2)  # type: ignore[return-value]
+
+
+def _check_window_attention(
+    window: Sequence[int], shift: Sequence[int], dim: int, num_heads: int, attention_dropout: float, dropout: float
+) -> None:
+    """The checks every shifted-window attention (2-D or 3-D) makes of its arguments."""
+    if min(window) < 1 or not all(0 <= s < w for s, w in zip(shift, window)):
+        raise ValueError(f"need window_size >= 1 and 0 <= shift_size < window_size, got {window} and {shift}")
+    if num_heads < 1 or dim % num_heads:
+        raise ValueError(f"dim must be divisible by a positive num_heads, got dim={dim}, num_heads={num_heads}")
+    for name, p in (("attention_dropout", attention_dropout), ("dropout", dropout)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {p!r}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -244,13 +262,7 @@ class ShiftedWindowAttention(nn.Module):
     ) -> None:
         super().__init__()
         window, shift = _pair(window_size, "window_size"), _pair(shift_size, "shift_size")
-        if min(window) < 1 or not all(0 <= s < w for s, w in zip(shift, window)):
-            raise ValueError(f"need window_size >= 1 and 0 <= shift_size < window_size, got {window} and {shift}")
-        if num_heads < 1 or dim % num_heads:
-            raise ValueError(f"dim must be divisible by a positive num_heads, got dim={dim}, num_heads={num_heads}")
-        for name, p in (("attention_dropout", attention_dropout), ("dropout", dropout)):
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {p!r}")
+        _check_window_attention(window, shift, dim, num_heads, attention_dropout, dropout)
         self.window_size = list(window)
         self.shift_size = list(shift)
         self.num_heads = num_heads

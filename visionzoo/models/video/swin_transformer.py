@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .._api import WeightsEnum, register_model
-from .._swin_blocks import _MASK_VALUE, NormLayer, PatchMerging, SwinTransformerBlock
+from .._swin_blocks import _MASK_VALUE, NormLayer, PatchMerging, SwinTransformerBlock, _check_window_attention, _ints
 from .._utils import build_model
 from .._weights import kinetics_entry
 from ._common import check_clip_batch
@@ -38,10 +38,7 @@ Size3d = tuple[int, int, int]
 
 
 def _triple(value: int | Sequence[int], name: str) -> Size3d:
-    triple = (value,) * 3 if isinstance(value, int) else tuple(value)
-    if len(triple) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) for v in triple):
-        raise ValueError(f"{name} must be an int or a sequence of 3 ints (T, H, W), got {value!r}")
-    return triple  # type: ignore[return-value]
+    return _ints(value, name, 3, " (T, H, W)")  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -188,10 +185,7 @@ class ShiftedWindowAttention3d(nn.Module):
     ) -> None:
         super().__init__()
         window, shift = _triple(window_size, "window_size"), _triple(shift_size, "shift_size")
-        if min(window) < 1 or not all(0 <= s < w for s, w in zip(shift, window)):
-            raise ValueError(f"need window_size >= 1 and 0 <= shift_size < window_size, got {window} and {shift}")
-        if num_heads < 1 or dim % num_heads:
-            raise ValueError(f"dim must be divisible by a positive num_heads, got dim={dim}, num_heads={num_heads}")
+        _check_window_attention(window, shift, dim, num_heads, attention_dropout, dropout)
         self.window_size = list(window)
         self.shift_size = list(shift)
         self.num_heads = num_heads
