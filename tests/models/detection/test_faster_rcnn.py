@@ -11,6 +11,7 @@ import torch
 
 from tests import reference
 from tests.models._parity import assert_same_weights, pair
+from tests.models.detection._inputs import two_images, two_targets
 from visionzoo import models
 from visionzoo.models import detection
 from visionzoo.models._api import WeightsEnum
@@ -34,21 +35,6 @@ SMALL = {
 }
 
 
-def _images(seed: int = 1) -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.rand(3, 240, 320, generator=generator), torch.rand(3, 300, 200, generator=generator)]
-
-
-def _targets() -> list[dict[str, torch.Tensor]]:
-    return [
-        {
-            "boxes": torch.tensor([[10.0, 20.0, 120.0, 150.0], [150.0, 30.0, 300.0, 200.0]]),
-            "labels": torch.tensor([1, 5]),
-        },
-        {"boxes": torch.tensor([[20.0, 40.0, 180.0, 260.0]]), "labels": torch.tensor([3])},
-    ]
-
-
 def _pair(name: str, **kwargs: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
     config = {"weights_backbone": None, **SMALL, **kwargs}
     ref, ours = pair(
@@ -70,7 +56,7 @@ def _pair(name: str, **kwargs: Any) -> tuple[torch.nn.Module, torch.nn.Module]:
 @pytest.mark.parametrize("name", DETECTORS)
 def test_eval_parity_on_images_of_different_sizes(name: str) -> None:
     ref, ours = _pair(name, box_score_thresh=0.0)
-    images = _images()
+    images = two_images()
     with torch.inference_mode():
         expected, got = ref(images), ours(images)
     assert len(got) == 2
@@ -92,7 +78,7 @@ def test_training_losses_equal_the_reference_under_one_seed(name: str) -> None:
     for model in (ref, ours):
         model.train()
         torch.manual_seed(3)
-        losses.append(model(_images(), _targets()))
+        losses.append(model(two_images(), two_targets()))
     expected, got = losses
     assert list(got) == list(expected) == ["loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"]
     for key in expected:
@@ -163,15 +149,15 @@ def test_tutorial_custom_model_builds_and_trains_a_step() -> None:
     model.roi_heads.box_predictor = FastRCNNPredictor(1024, 3)  # the tutorial's predictor swap
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.005, momentum=0.9)
     model.train()
-    targets = [{**t, "labels": t["labels"].clamp(max=2)} for t in _targets()]
-    losses = model(_images(), targets)
+    targets = [{**t, "labels": t["labels"].clamp(max=2)} for t in two_targets()]
+    losses = model(two_images(), targets)
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
     optimizer.step()
     model.eval()
     with torch.inference_mode():
-        detections = model(_images())
+        detections = model(two_images())
     assert len(detections) == 2 and all(bool((d["labels"] <= 2).all()) for d in detections)
 
 
@@ -183,9 +169,9 @@ def small_model() -> torch.nn.Module:
 
 def test_an_image_without_boxes_is_valid_in_training(small_model: torch.nn.Module) -> None:
     small_model.train()
-    targets = _targets()
+    targets = two_targets()
     targets[1] = {"boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64)}
-    losses = small_model(_images(), targets)
+    losses = small_model(two_images(), targets)
     assert all(torch.isfinite(v) for v in losses.values())
 
 
@@ -206,7 +192,7 @@ def test_bad_images_raise_clear_errors(
 
 
 def _bad(index: int, **changes: Any) -> list[dict[str, torch.Tensor]]:
-    targets = _targets()
+    targets = two_targets()
     targets[index] = {**targets[index], **changes}
     return targets
 
@@ -215,8 +201,8 @@ def _bad(index: int, **changes: Any) -> list[dict[str, torch.Tensor]]:
     ("targets", "error", "match"),
     [
         (None, ValueError, "targets should not be None"),
-        ([{"labels": torch.tensor([1])}, _targets()[1]], ValueError, "target 0 has no boxes"),
-        ([_targets()[0], {"boxes": torch.zeros(0, 4)}], ValueError, "target 1 has no labels"),
+        ([{"labels": torch.tensor([1])}, two_targets()[1]], ValueError, "target 0 has no boxes"),
+        ([two_targets()[0], {"boxes": torch.zeros(0, 4)}], ValueError, "target 1 has no labels"),
         (_bad(1, boxes=torch.tensor([1.0, 2.0, 3.0, 4.0])), ValueError, r"target 1: boxes must have shape \(N, 4\)"),
         (
             _bad(0, boxes=torch.tensor([[1.0, 2.0, 30.0, 40.0], [50.0, 5.0, 40.0, 60.0]])),
@@ -229,13 +215,13 @@ def _bad(index: int, **changes: Any) -> list[dict[str, torch.Tensor]]:
 def test_bad_targets_raise_clear_errors(small_model: torch.nn.Module, targets: Any, error: type, match: str) -> None:
     small_model.train()
     with pytest.raises(error, match=match):
-        small_model(_images(), targets)
+        small_model(two_images(), targets)
 
 
 def test_targets_in_eval_mode_raise(small_model: torch.nn.Module) -> None:
     small_model.eval()
     with pytest.raises(ValueError, match="targets were given in eval mode"):
-        small_model(_images(), _targets())
+        small_model(two_images(), two_targets())
 
 
 def test_bad_builder_arguments_raise_clear_errors() -> None:

@@ -14,6 +14,7 @@ from torch import nn
 
 from tests import reference
 from tests.models._parity import assert_same_weights, pair
+from tests.models.detection._inputs import two_images, two_targets
 from visionzoo import models
 from visionzoo.models import detection
 from visionzoo.models._api import WeightsEnum
@@ -26,21 +27,6 @@ from visionzoo.transforms import ObjectDetection
 SSD_MODELS = models.list_models(module=detection, include="ssd*")
 # Score threshold 0 (every class of every box is a candidate); few candidates per class keep NMS quick.
 EVAL = {"weights_backbone": None, "score_thresh": 0.0, "topk_candidates": 20}
-
-
-def _images(seed: int = 1) -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.rand(3, 240, 320, generator=generator), torch.rand(3, 300, 200, generator=generator)]
-
-
-def _targets() -> list[dict[str, torch.Tensor]]:
-    return [
-        {
-            "boxes": torch.tensor([[10.0, 20.0, 120.0, 150.0], [150.0, 30.0, 300.0, 200.0]]),
-            "labels": torch.tensor([1, 5]),
-        },
-        {"boxes": torch.tensor([[20.0, 40.0, 180.0, 260.0]]), "labels": torch.tensor([3])},
-    ]
 
 
 def _randomise(ref: nn.Module, ours: nn.Module, *, rescale_convs: bool) -> None:
@@ -73,7 +59,7 @@ def models_pair(request: pytest.FixtureRequest) -> tuple[str, nn.Module, nn.Modu
 def test_eval_parity_on_images_of_different_sizes(models_pair: tuple[str, nn.Module, nn.Module]) -> None:
     _, ref, ours = models_pair
     ref.eval(), ours.eval()
-    images = _images()
+    images = two_images()
     with torch.inference_mode():
         expected, got = ref(images), ours(images)
     assert len(got) == 2
@@ -94,7 +80,7 @@ def test_training_losses_equal_the_reference_under_one_seed(models_pair: tuple[s
     for model in (ref, ours):
         model.train()
         torch.manual_seed(3)
-        losses.append(model(_images(), _targets()))
+        losses.append(model(two_images(), two_targets()))
         model.eval()
     expected, got = losses
     assert list(got) == list(expected) == ["bbox_regression", "classification"]
@@ -221,11 +207,11 @@ def test_fixed_size_transform_equals_the_reference(name: str) -> None:
         theirs = reference.models.get_model(name, weights_backbone=None)
     for training in (False, True):
         ours.transform.train(training), theirs.transform.train(training)
-        targets = _targets() if training else None
+        targets = two_targets() if training else None
         torch.manual_seed(0)
-        expected = theirs.transform(_images(), targets)
+        expected = theirs.transform(two_images(), targets)
         torch.manual_seed(0)
-        got = ours.transform(_images(), targets)
+        got = ours.transform(two_images(), targets)
         assert got[0].image_sizes == expected[0].image_sizes == [ours.transform.fixed_size[::-1]] * 2
         torch.testing.assert_close(got[0].tensors, expected[0].tensors, atol=1e-5, rtol=1e-6)
         for mine, their in zip(got[1] or [], expected[1] or []):
@@ -344,14 +330,14 @@ def small_model() -> nn.Module:
 
 def test_an_image_without_boxes_is_valid_in_training(small_model: nn.Module) -> None:
     small_model.train()
-    targets = _targets()
+    targets = two_targets()
     targets[1] = {"boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64)}
-    losses = small_model(_images(), targets)
+    losses = small_model(two_images(), targets)
     assert all(torch.isfinite(v) for v in losses.values())
 
 
 def _bad(index: int, **changes: Any) -> list[dict[str, torch.Tensor]]:
-    targets = _targets()
+    targets = two_targets()
     targets[index] = {**targets[index], **changes}
     return targets
 
@@ -360,7 +346,7 @@ def _bad(index: int, **changes: Any) -> list[dict[str, torch.Tensor]]:
     ("targets", "error", "match"),
     [
         (None, ValueError, "targets should not be None"),
-        ([{"labels": torch.tensor([1])}, _targets()[1]], ValueError, "target 0 has no boxes"),
+        ([{"labels": torch.tensor([1])}, two_targets()[1]], ValueError, "target 0 has no boxes"),
         (_bad(1, boxes=torch.tensor([1.0, 2.0, 3.0, 4.0])), ValueError, r"target 1: boxes must have shape \(N, 4\)"),
         (_bad(1, labels=torch.tensor([1.0])), TypeError, "target 1: labels must be an integer Tensor"),
         (
@@ -374,13 +360,13 @@ def _bad(index: int, **changes: Any) -> list[dict[str, torch.Tensor]]:
 def test_bad_targets_raise_clear_errors(small_model: nn.Module, targets: Any, error: type, match: str) -> None:
     small_model.train()
     with pytest.raises(error, match=match):
-        small_model(_images(), targets)
+        small_model(two_images(), targets)
 
 
 def test_bad_images_and_eval_targets_raise_clear_errors(small_model: nn.Module) -> None:
     small_model.eval()
     with pytest.raises(ValueError, match="targets were given in eval mode"):
-        small_model(_images(), _targets())
+        small_model(two_images(), two_targets())
     with pytest.raises(ValueError, match="image 1"):
         small_model([torch.rand(3, 64, 64), torch.rand(64, 64)])
     with pytest.raises(TypeError, match="list"):
