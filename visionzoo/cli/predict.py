@@ -447,7 +447,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise
     model = model.to(device)
     preset = preset_of(chosen, model)
-    categories = list(chosen.entry.meta.get("categories") or []) if chosen.entry is not None else []
+    categories = chosen.category_names()
     pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), chosen.model)
     session = Session(args, model, device, categories, pictures, preset, chosen)
     total = len(paths)
