@@ -324,6 +324,21 @@ def _per_rank(value: int, world: World, device: torch.device) -> list[int]:
     return [int(v) for v in gathered.tolist()]
 
 
+def replica_digests(model: nn.Module, world: World) -> list[str]:
+    """Every rank's sha256 of its model's state_dict (names and bytes), in rank order."""
+    import hashlib
+
+    import torch.distributed as dist
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    gathered: list[Any] = [None] * world.world_size
+    dist.all_gather_object(gathered, digest.hexdigest())
+    return [str(value) for value in gathered]
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
@@ -432,6 +447,9 @@ def fit(task: Task, config: TrainConfig, world: World, device: torch.device) -> 
             "seconds": round(time.perf_counter() - began, 3),
             "world_size": world.world_size,
         }
+        if world.world_size > 1:  # DDP keeps the replicas equal; this records that it did
+            digests = replica_digests(_unwrap(model), world)
+            record.update(replicas_in_sync=len(set(digests)) == 1, replica_digests=digests)
         log.write(record)
         if show:
             print(f"epoch {epoch + 1}/{config.epochs}: loss {record['loss']:.4f} ({int(total_samples)} images)")
