@@ -202,7 +202,7 @@ def _read_both(path: Path) -> tuple[Any, torch.Tensor]:
             pil = im.convert("RGB")
         return pil, read_image(path, mode=ImageReadMode.RGB)
     except (OSError, ValueError, RuntimeError) as error:
-        raise CommandError(f"{path}: cannot read image: {one_line(error)}") from None
+        raise CommandError(f"{path}: cannot read image: {one_line(error)}", 1) from None
 
 
 def measure(
@@ -217,6 +217,8 @@ def measure(
     ``preset``, and the labels of the samples read."""
     import torch
 
+    from visionzoo.metrics.classification import topk_hits
+
     hits = {path: Counter() for path in ("PIL", "tensor")}
     scored: list[int] = []
     with progress(args, len(samples), "img") as bar:
@@ -230,11 +232,8 @@ def measure(
             labels = torch.tensor([label for _, label in read])
             for index, name in enumerate(("PIL", "tensor")):
                 batch = torch.stack([preset(pair[index]) for pair, _ in read]).to(device)
-                logits = model(batch).cpu()
-                top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-                correct = top == labels[:, None]
-                hits[name]["acc@1"] += int(correct[:, 0].sum())
-                hits[name]["acc@5"] += int(correct.any(dim=1).sum())
+                found = topk_hits(model(batch).cpu(), labels)
+                hits[name].update({f"acc@{k}": n for k, n in found.items()})
             scored += [label for _, label in read]
     total = max(len(scored), 1)
     return {name: {k: 100.0 * c[k] / total for k in ("acc@1", "acc@5")} for name, c in hits.items()}, scored
