@@ -99,16 +99,16 @@ class Skips:
         self.messages.append(message)
         print(f"visionzoo: skipped: {message}", file=sys.stderr)
 
-    def guard(self, path: Path | str, read: Callable[[], Any]) -> Any:
+    def guard(self, path: Path | str | None, read: Callable[[], Any]) -> Any:
         """``read()``, or None (the item recorded as skipped) when it raises a ``CommandError`` of status 1 (an
-        item that does not decode); other errors (status 2: a wrong layout) propagate and stop the run."""
+        item that does not decode), its message prefixed by ``path`` unless it names it already; other errors (status 2: a wrong layout) propagate and stop the run."""
         try:
             return read()
         except CommandError as error:
             if error.status != 1:
                 raise
             message = str(error)
-            self.add(message if str(path) in message else f"{path}: {message}")
+            self.add(message if path is None or str(path) in message else f"{path}: {message}")
             return None
 
 
