@@ -53,6 +53,7 @@ class TinyCoco:
     image_dir: Path
     annotation_file: Path
     data: dict[str, Any]
+    keypoint_file: Path  # the person-keypoints file of the same images: the person category and its annotations
     masks: dict[int, np.ndarray] = field(default_factory=dict)  # annotation id -> the exact mask its RLE encodes
 
 
@@ -115,7 +116,8 @@ def make_tiny_coco(root: Path) -> TinyCoco:
          "num_keypoints": 12},
         {"id": 2, "image_id": 1, "category_id": 2, "iscrowd": 0, **box(50, 30, 40, 30),
          "segmentation": compressed, "area": float(rle_mask.sum())},
-        {"id": 3, "image_id": 1, "category_id": 5, "iscrowd": 0, **box(20, 70, 0, 5), "segmentation": []},
+        {"id": 3, "image_id": 1, "category_id": 5, "iscrowd": 0, **box(20, 70, 0, 5),
+         "segmentation": [[20, 70, 20, 75, 20, 72]]},
         # image 2: a dog (polygon) whose box leaves the image, a crowd of people (uncompressed RLE)
         {"id": 4, "image_id": 2, "category_id": 5, "iscrowd": 0, **box(40, 10, 60, 30),
          "segmentation": polygon(40, 10, 40, 30)},
@@ -136,4 +138,7 @@ def make_tiny_coco(root: Path) -> TinyCoco:
             "categories": CATEGORIES}  # fmt: skip
     annotation_file = root / "annotations.json"
     annotation_file.write_text(json.dumps(data))
-    return TinyCoco(image_dir, annotation_file, data, masks={2: rle_mask, 5: crowd_mask})
+    people = dict(data, categories=CATEGORIES[:1], annotations=[a for a in annotations if a["category_id"] == 1])
+    keypoint_file = root / "person_keypoints.json"
+    keypoint_file.write_text(json.dumps(people))
+    return TinyCoco(image_dir, annotation_file, data, keypoint_file, masks={2: rle_mask, 5: crowd_mask})
