@@ -64,6 +64,9 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("detection")
+    g.add_argument("--annotations", metavar="FILE", help="the COCO annotation JSON of the images in --data")
+    g.add_argument("--results", metavar="FILE", help="also write the detections as a COCO results JSON")
     p.set_defaults(func=cmd_validate)
 
 
@@ -198,6 +201,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise CommandError("--batch-size and --limit must be at least 1")
     chosen = _choose(args)
     task = get_task(chosen.task)
+    if task.name == "detection":  # COCO data: box, mask and keypoint mAP (cli/_eval_detection.py)
+        from ._eval_detection import evaluate
+
+        keep_freed_memory()
+        return evaluate(args, chosen)
     if task.name not in SCORED_TASKS:
         raise CommandError(f"validate handles classification weights only, not {task.name} ({chosen.label})")
     device = device_of(args.device)
