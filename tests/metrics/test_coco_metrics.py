@@ -15,7 +15,7 @@ import torch
 
 from tests._coco import TinyCoco, make_tiny_coco
 from visionzoo.datasets import CocoDetection, load_coco_annotations
-from visionzoo.metrics import STAT_NAMES, CocoEvaluator, coco_evaluate, coco_results, write_coco_results
+from visionzoo.metrics.coco import STAT_NAMES, CocoEvaluator, coco_evaluate, coco_results, write_coco_results
 
 pytest.importorskip("pycocotools")
 from pycocotools import mask as mask_utils  # noqa: E402

@@ -151,7 +151,7 @@ def evaluate(args: argparse.Namespace, chosen: ChosenWeights) -> int:
         CommandError: a missing or malformed annotation file, a missing image, categories that do not match the
             weights', or no image that could be read.
     """
-    from visionzoo.metrics import coco_evaluate, coco_results, write_coco_results
+    from visionzoo.metrics.coco import coco_evaluate, coco_results, write_coco_results
 
     dataset = _dataset(args)  # layout errors come before any download
     # Published weights name their categories, so a file of other categories fails before any download.

@@ -1,10 +1,7 @@
-"""Evaluation metrics computed as the published figures were: COCO box, mask and keypoint mAP via pycocotools.
+"""Evaluation metrics, computed as the field computes them; one module per kind of task.
 
-pycocotools (``pip install visionzoo[coco]``) is imported on first use: importing this package does not.
+* :mod:`visionzoo.metrics.coco`: detection outputs as COCO results, and box, mask and keypoint mAP by pycocotools'
+  COCOeval (``coco_results``, ``write_coco_results``, ``coco_evaluate``, ``CocoEvaluator``).
+
+The submodules are imported on use (``from visionzoo.metrics.coco import coco_evaluate``).
 """
-
-from __future__ import annotations
-
-from .coco import IOU_TYPES, STAT_NAMES, CocoEvaluator, coco_evaluate, coco_results, write_coco_results
-
-__all__ = ["IOU_TYPES", "STAT_NAMES", "CocoEvaluator", "coco_evaluate", "coco_results", "write_coco_results"]
