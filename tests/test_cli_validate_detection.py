@@ -271,6 +271,10 @@ def test_a_corrupt_image_is_skipped_and_counted(
     report = json.loads(out)
     assert report["images"] == 3 and report["skipped"] == 1
     assert "b.jpg" in report["skipped_items"][0] and "visionzoo: skipped: " in err and "b.jpg" in err
+    for path in images.rglob("*.*"):
+        path.write_bytes(b"not an image")
+    status, _, err = run([*argv, "--quiet"], capsys)
+    assert status == 1 and "no image could be scored: 4 skipped (the first: " in err
 
 
 @pytest.mark.usefixtures("zoo")

@@ -11,7 +11,7 @@ import torch
 
 from tests._coco import COCO_LABEL, TinyCoco, make_tiny_coco
 from visionzoo.datasets import CocoDetection, collate
-from visionzoo.io import ImageReadMode, read_image
+from visionzoo.io import ImageDecodeError, ImageReadMode, read_image
 
 pytest.importorskip("pycocotools")
 
@@ -149,6 +149,8 @@ def test_missing_and_corrupt_images(tiny: TinyCoco, tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="c.png: skipped, the image does not decode"):
         item = dataset[2]
     assert item is None and dataset.skipped == [images / "sub" / "c.png"]
+    with pytest.raises(ImageDecodeError, match="c.png"):
+        dataset.load(2)
     with pytest.warns(UserWarning):
         images_out, targets = collate([dataset[i] for i in range(4)])
     assert [t["image_id"] for t in targets] == [1, 2, 4] and len(images_out) == 3

@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,14 +108,23 @@ def _model_categories(chosen: ChosenWeights, model: torch.nn.Module | None, data
 
 
 def _detect(
-    model: torch.nn.Module, preset: Any, dataset: CocoDetection, args: argparse.Namespace, device: torch.device
-) -> tuple[list[dict[str, torch.Tensor]], list[int], list[str], float]:
-    """The model's outputs (on the CPU) for every readable image, their image ids, the skipped images' messages,
-    and the seconds the scoring took."""
+    model: torch.nn.Module,
+    preset: Any,
+    dataset: CocoDetection,
+    mapping: dict[int, int],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> tuple[list[dict[str, Any]], list[int], list[str], float]:
+    """The model's detections on every readable image as COCO results (converted batch by batch: full-image mask
+    probabilities are too big to keep), the ids of the images scored, the skipped images' messages, and the
+    seconds the scoring took."""
     import torch
     from tqdm import tqdm
 
-    outputs: list[dict[str, torch.Tensor]] = []
+    from visionzoo.io import ImageDecodeError
+    from visionzoo.metrics.coco import coco_results
+
+    results: list[dict[str, Any]] = []
     image_ids: list[int] = []
     skipped: list[str] = []
     start = time.perf_counter()
@@ -127,21 +135,25 @@ def _detect(
         for first in range(0, len(dataset), args.batch_size):
             batch = []
             for index in range(first, min(first + args.batch_size, len(dataset))):
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    item = dataset[index]
-                if item is None:
-                    message = str(caught[0].message) if caught else f"{dataset.image_path(index)}: not readable"
-                    skipped.append(message)
-                    print(f"visionzoo: skipped: {message}", file=sys.stderr)
-                    continue
-                batch.append(item)
+                try:
+                    batch.append(dataset.load(index))
+                except ImageDecodeError as error:
+                    message = one_line(error)
+                    skipped.append(
+                        message
+                        if str(dataset.image_path(index)) in message
+                        else f"{dataset.image_path(index)}: {message}"
+                    )
+                    print(f"visionzoo: skipped: {skipped[-1]}", file=sys.stderr)
+                except ValueError as error:  # an image of another size than the file says
+                    raise CommandError(one_line(error)) from None
             if batch:
-                found = model([preset(image).to(device) for image, _ in batch])
-                outputs += [{k: v.cpu() for k, v in output.items()} for output in found]
-                image_ids += [target["image_id"] for _, target in batch]
+                ids = [target["image_id"] for _, target in batch]
+                outputs = model([preset(image).to(device) for image, _ in batch])
+                results += coco_results(outputs, ids, label_to_category_id=mapping)
+                image_ids += ids
             bar.update(min(args.batch_size, len(dataset) - first))
-    return outputs, image_ids, skipped, time.perf_counter() - start
+    return results, image_ids, skipped, time.perf_counter() - start
 
 
 def evaluate(args: argparse.Namespace, chosen: ChosenWeights) -> int:
@@ -151,7 +163,7 @@ def evaluate(args: argparse.Namespace, chosen: ChosenWeights) -> int:
         CommandError: a missing or malformed annotation file, a missing image, categories that do not match the
             weights', or no image that could be read.
     """
-    from visionzoo.metrics.coco import coco_evaluate, coco_results, write_coco_results
+    from visionzoo.metrics.coco import coco_evaluate, write_coco_results
 
     dataset = _dataset(args)  # layout errors come before any download
     # Published weights name their categories, so a file of other categories fails before any download.
@@ -165,10 +177,9 @@ def evaluate(args: argparse.Namespace, chosen: ChosenWeights) -> int:
     for note in notes:
         print(f"visionzoo: note: {note}", file=sys.stderr)
 
-    outputs, image_ids, skipped, seconds = _detect(model, preset, dataset, args, device)
+    results, image_ids, skipped, seconds = _detect(model, preset, dataset, mapping, args, device)
     if not image_ids:
         raise CommandError(f"no image could be scored: {len(skipped)} skipped (the first: {skipped[0]})", status=1)
-    results = coco_results(outputs, image_ids, label_to_category_id=mapping)
     if args.results:
         write_coco_results(results, args.results)
     stats = coco_evaluate(dataset, results, iou_types, image_ids=image_ids)

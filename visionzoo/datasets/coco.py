@@ -194,19 +194,30 @@ class CocoDetection(Dataset):
         return self.image_dir / self.coco.imgs[self.image_ids[index]]["file_name"]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]] | None:
-        from visionzoo.io import ImageDecodeError, ImageReadMode, read_image
+        """Item ``index``, or None (with a warning) when its image does not decode."""
+        from visionzoo.io import ImageDecodeError
+
+        try:
+            return self.load(index)
+        except ImageDecodeError as error:
+            warnings.warn(f"{self.image_path(index)}: skipped, the image does not decode ({error})", stacklevel=2)
+            self.skipped.append(self.image_path(index))
+            return None
+
+    def load(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Item ``index``, whatever its image.
+
+        Raises:
+            ImageDecodeError: the image does not decode (the message names its path).
+            ValueError: the image's size is not the one the annotation file gives.
+        """
+        from visionzoo.io import ImageReadMode, read_image
         from visionzoo.transforms.functional import convert_image_dtype
 
         image_id = self.image_ids[index]
         info = self.coco.imgs[image_id]
         path = self.image_path(index)
-        try:
-            image = read_image(path, mode=ImageReadMode.RGB)
-        except ImageDecodeError as error:
-            warnings.warn(f"{path}: skipped, the image does not decode ({error})", stacklevel=2)
-            self.skipped.append(path)
-            return None
-        image = convert_image_dtype(image, torch.uint8)  # 16-bit PNGs decode as uint16
+        image = convert_image_dtype(read_image(path, mode=ImageReadMode.RGB), torch.uint8)  # 16-bit PNGs: uint16
         height, width = image.shape[-2:]
         if (height, width) != (info["height"], info["width"]):
             raise ValueError(
