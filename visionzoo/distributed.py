@@ -1,10 +1,9 @@
-"""The torchrun world of this process: who it is, how to join the others, and its share of the work.
+"""The torchrun world of a process: who it is among its peers, and the process group that joins them.
 
-``torchrun`` (``python -m torch.distributed.run``) starts one process per worker and tells each, through
-environment variables, its ``RANK`` (0 ... ``WORLD_SIZE``-1 over all machines), its ``LOCAL_RANK`` (its index on
-its own machine, which picks its GPU) and where the rendezvous is (``MASTER_ADDR``/``MASTER_PORT``). A plain
-``python`` process has none of them and is a world of one. Training and ``visionzoo predict`` read the world here
-once, so a misconfigured launch fails with one message that says what is wrong, before any work starts.
+``torchrun --nproc-per-node N`` (also ``python -m torch.distributed.run``) starts N processes and tells each its
+place through environment variables: ``RANK`` and ``WORLD_SIZE`` (global), ``LOCAL_RANK`` (on its machine), and
+``MASTER_ADDR``/``MASTER_PORT`` (where they meet). A process started any other way is a world of one, and no
+process group is created for it. ``visionzoo predict`` and ``visionzoo train`` read their world here.
 """
 
 from __future__ import annotations
@@ -12,147 +11,170 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import timedelta
+from typing import TYPE_CHECKING, TypeVar
 
-import torch
-
-__all__ = ["World", "WorldError", "barrier", "init_process_group", "shard", "shutdown", "world_from_env"]
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
-_WORLD_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-_RENDEZVOUS_VARS = ("MASTER_ADDR", "MASTER_PORT")
+BACKENDS = ("gloo", "nccl")
 
 
-class WorldError(RuntimeError):
-    """The environment describes an impossible or incomplete torchrun world."""
+class WorldError(ValueError):
+    """The environment describes a world that cannot be joined (its message says what is wrong and how to fix it)."""
 
 
 @dataclass(frozen=True)
 class World:
-    """This process's place among the workers of one run.
+    """One process's place among ``world_size`` peers.
 
     Attributes:
-        rank: global index of this process, 0 ... ``world_size`` - 1.
-        world_size: number of processes over all machines.
-        local_rank: index of this process on its own machine (its CUDA device, when on CUDA).
-        backend: ``"gloo"`` (CPU) or ``"nccl"`` (CUDA); only used when ``world_size`` > 1.
+        rank: the process's global rank, ``0 <= rank < world_size``.
+        world_size: how many processes work together.
+        local_rank: its rank on its own machine (which GPU it uses).
+        backend: ``gloo`` (CPU) or ``nccl`` (CUDA) once chosen for a device, else None.
     """
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    backend: str = "gloo"
+    backend: str | None = None
 
     @property
     def is_main(self) -> bool:
-        """True on rank 0, the process that logs, writes checkpoints and merges results."""
+        """The process that merges, logs and checkpoints (rank 0)."""
         return self.rank == 0
 
     @property
     def distributed(self) -> bool:
-        """True when there is more than one process, so a process group is needed."""
+        """More than one process: a process group joins them."""
         return self.world_size > 1
 
-    def device(self, requested: str | torch.device = "cpu") -> torch.device:
-        """The device this rank works on: ``cuda`` becomes ``cuda:<local_rank>``; other devices stay as given."""
-        device = torch.device(requested)
-        if device.type == "cuda" and device.index is None:
-            return torch.device("cuda", self.local_rank)
-        return device
 
-
-def _int_var(env: Mapping[str, str], name: str) -> int:
+def _integer(env: Mapping[str, str], name: str) -> int:
     value = env[name]
     try:
         return int(value)
     except ValueError:
-        raise WorldError(f"{name}={value!r} is not an integer (set by torchrun; check the launch command)") from None
+        raise WorldError(f"{name}={value!r} is not an integer") from None
 
 
-def world_from_env(device: str | torch.device = "cpu", env: Mapping[str, str] | None = None) -> World:
-    """Read the world torchrun describes in ``env`` (default ``os.environ``) for work on ``device``.
-
-    Without torchrun's variables this is a world of one. The backend is ``nccl`` for CUDA devices and ``gloo``
-    otherwise.
+def world_from_env(env: Mapping[str, str] | None = None) -> World:
+    """The world torchrun describes in ``env`` (default: ``os.environ``); a world of one without ``WORLD_SIZE``.
 
     Raises:
-        WorldError: only some of RANK / WORLD_SIZE / LOCAL_RANK are set, they are not integers, the rank is out
-            of range, the rendezvous address is missing in a world of several, or a CUDA run has no GPU for its
-            local rank.
+        WorldError: ``WORLD_SIZE`` without ``RANK`` (or the reverse), values that are not integers or out of
+            range, or a world of several processes without ``MASTER_ADDR``/``MASTER_PORT``.
     """
     env = os.environ if env is None else env
-    present = [name for name in _WORLD_VARS if name in env]
-    device = torch.device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if not present:
-        return World(backend=backend)
-    missing = [name for name in _WORLD_VARS if name not in env]
-    if missing:
+    given = [name for name in ("RANK", "WORLD_SIZE") if name in env]
+    if not given:
+        return World()
+    if len(given) == 1:
+        missing = "RANK" if given[0] == "WORLD_SIZE" else "WORLD_SIZE"
         raise WorldError(
-            f"{', '.join(present)} set but {', '.join(missing)} missing: launch with torchrun "
-            "(python -m torch.distributed.run), which sets all of RANK, WORLD_SIZE and LOCAL_RANK, or unset them"
+            f"{given[0]} is set but {missing} is not; launch with torchrun (which sets both), or unset {given[0]}"
         )
-    rank, size, local = (_int_var(env, name) for name in _WORLD_VARS)
-    if size < 1 or not 0 <= rank < size or local < 0:
-        raise WorldError(f"impossible world: RANK={rank}, WORLD_SIZE={size}, LOCAL_RANK={local}")
-    world = World(rank=rank, world_size=size, local_rank=local, backend=backend)
-    if world.distributed:
-        unset = [name for name in _RENDEZVOUS_VARS if not env.get(name)]
-        if unset:
-            raise WorldError(f"WORLD_SIZE={size} but {', '.join(unset)} not set: torchrun sets them; so must you")
-    if device.type == "cuda":
-        available = torch.cuda.device_count()
-        if local >= available:
+    rank, world_size = _integer(env, "RANK"), _integer(env, "WORLD_SIZE")
+    if world_size < 1:
+        raise WorldError(f"WORLD_SIZE must be at least 1, got {world_size}")
+    if not 0 <= rank < world_size:
+        raise WorldError(f"RANK must be between 0 and WORLD_SIZE - 1 = {world_size - 1}, got {rank}")
+    local_rank = _integer(env, "LOCAL_RANK") if "LOCAL_RANK" in env else rank
+    if local_rank < 0:
+        raise WorldError(f"LOCAL_RANK must be at least 0, got {local_rank}")
+    if world_size > 1:
+        absent = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not env.get(name)]
+        if absent:
             raise WorldError(
-                f"LOCAL_RANK={local} needs GPU {local}, but this machine has {available} CUDA device(s): start at "
-                "most one process per GPU (--nproc-per-node), or run on CPU (gloo)"
+                f"WORLD_SIZE={world_size} but {' and '.join(absent)} not set; launch with torchrun, which sets them"
             )
-    return world
+    return World(rank, world_size, local_rank)
 
 
-def init_process_group(world: World, timeout_s: float = 1800.0) -> None:
-    """Join the other processes of ``world`` (nothing to do in a world of one).
+def device_for(world: World, device: torch.device) -> torch.device:
+    """The device this process uses when asked for ``device``: on CUDA with several processes, ``cuda:LOCAL_RANK``.
 
-    On CUDA this also makes ``cuda:<local_rank>`` the current device, so that NCCL uses one GPU per process.
+    Raises:
+        WorldError: an explicit CUDA index with several processes, or fewer GPUs than local ranks.
     """
-    if not world.distributed:
-        return
-    import datetime
+    import torch
 
+    if device.type != "cuda" or not world.distributed:
+        return device
+    if device.index is not None:
+        raise WorldError(f"--device {device}: under torchrun each process uses cuda:LOCAL_RANK; pass --device cuda")
+    if world.local_rank >= torch.cuda.device_count():
+        raise WorldError(
+            f"LOCAL_RANK={world.local_rank} but this machine has {torch.cuda.device_count()} CUDA devices; "
+            "start at most one process per GPU (--nproc-per-node)"
+        )
+    return torch.device("cuda", world.local_rank)
+
+
+def choose_backend(world: World, device: torch.device, backend: str | None = None) -> World:
+    """``world`` with its backend: ``backend`` if given, else nccl for CUDA and gloo otherwise.
+
+    Raises:
+        WorldError: an unknown backend, or nccl for a device that is not CUDA.
+    """
+    from dataclasses import replace
+
+    chosen = backend or ("nccl" if device.type == "cuda" else "gloo")
+    if chosen not in BACKENDS:
+        raise WorldError(f"unknown backend {chosen!r}; use {' or '.join(BACKENDS)}")
+    if chosen == "nccl" and device.type != "cuda":
+        raise WorldError(f"the nccl backend needs CUDA devices, not {device.type}; use gloo (or --device cuda)")
+    return replace(world, backend=chosen)
+
+
+def init(world: World, device: torch.device, timeout: timedelta = timedelta(hours=12)) -> None:
+    """Join the process group of ``world`` (nothing for a world of one). ``timeout`` bounds every collective,
+    a barrier included: it must cover the slowest process's share of the work."""
+    import torch
     import torch.distributed as dist
 
-    if dist.is_initialized():
+    if not world.distributed or dist.is_initialized():
         return
-    if world.backend == "nccl":
-        torch.cuda.set_device(world.local_rank)
-    dist.init_process_group(
-        backend=world.backend,
-        rank=world.rank,
-        world_size=world.world_size,
-        timeout=datetime.timedelta(seconds=timeout_s),
-    )
-
-
-def barrier() -> None:
-    """Wait until every process of the group gets here (a no-op without a process group)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    if world.backend is None:
+        raise WorldError("choose the backend first (choose_backend)")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(world.backend, rank=world.rank, world_size=world.world_size, timeout=timeout)
 
 
 def shutdown() -> None:
-    """Leave the process group, if this process joined one."""
+    """Leave the process group, if one was joined."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
-def shard(items: Sequence[T], world: World) -> list[T]:
-    """This rank's share of ``items``: every ``world_size``-th item from position ``rank``.
+def barrier() -> None:
+    """Wait until every process of the group reaches this point (nothing without a group)."""
+    import torch.distributed as dist
 
-    The shares of all ranks together hold each item exactly once, and differ in length by at most one.
-    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def shard(items: Sequence[T], world: World) -> list[T]:
+    """This process's share of ``items``: every ``world_size``-th item from its rank on. Every process computes
+    the same split from the same sequence, and the shares are disjoint and cover it."""
     return list(items[world.rank :: world.world_size])
+
+
+def sum_over_ranks(values: Sequence[int], device: torch.device) -> list[int]:
+    """Element-wise sums of ``values`` over every process (``values`` itself without a group). Every process must
+    call it: it returns once all have, so it also serves as a barrier."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    total = torch.tensor(list(values), dtype=torch.int64, device=device)
+    dist.all_reduce(total)
+    return [int(v) for v in total.tolist()]

@@ -85,7 +85,7 @@ def _per_process_batch(args: argparse.Namespace, world_size: int) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from visionzoo.distributed import WorldError, init_process_group, shutdown, world_from_env
+    from visionzoo.distributed import WorldError, choose_backend, device_for, init, shutdown, world_from_env
     from visionzoo.train.engine import TrainConfig, fit
 
     info = model_info(args.model)
@@ -94,12 +94,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(f"{info.name} is a {info.task} model, not a {task_name} one (--task)")
     if task_name not in TRAINABLE:
         raise CommandError(f"train handles {', '.join(TRAINABLE)} models; {info.name} is a {task_name} model")
-    device = device_of(args.device)
     try:
-        world = world_from_env(device)
+        world = world_from_env()
+        device = device_for(world, device_of(args.device))
+        world = choose_backend(world, device)
     except WorldError as error:
         raise CommandError(f"misconfigured torchrun world: {error}") from None
-    device = world.device(device)
     batch_size = _per_process_batch(args, world.world_size)
     chosen = choose_weights(info.name, args.weights, default=None)
     chosen.check_trained_for()
@@ -135,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise CommandError(str(error)) from None
-    init_process_group(world)
+    init(world, device)
     try:
         task = _make_task(args, info.name, chosen.weights, batch_size)
         fit(task, config, world, device)
