@@ -11,10 +11,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import CommandError, choose_weights, device_of, model_info
+from ._common import ChosenWeights, CommandError, choose_weights, device_of, model_info
 
 # The tasks `visionzoo train` fine-tunes.
-TRAINABLE = ("classification",)
+TRAINABLE = ("classification", "detection")
 
 
 def register(sub: Any) -> None:
@@ -30,8 +30,15 @@ def register(sub: Any) -> None:
         "command trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA); rank 0 logs and writes.",
     )
     p.add_argument("--model", required=True, help="model name (visionzoo list)")
-    p.add_argument("--data", required=True, type=Path, help="training images: DIR/<class name>/<image>")
-    p.add_argument("--val", type=Path, help="validation images, laid out like --data (top-1/top-5 are reported)")
+    p.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="training images: DIR/<class name>/<image> (classification), or the image directory of --annotations",
+    )
+    p.add_argument(
+        "--val", type=Path, help="validation images, laid out like --data (top-1/top-5, or COCO box mAP, reported)"
+    )
     p.add_argument("--task", help="the model's task (default: the one it is registered for)")
     p.add_argument(
         "--weights",
@@ -63,6 +70,23 @@ def register(sub: Any) -> None:
     p.add_argument("--crop-size", type=int, default=224, help="training crop and validation center crop")
     p.add_argument("--resize-size", type=int, help="validation shorter side before cropping (default crop / 0.875)")
     p.add_argument("--dropout", type=float, help="the model's dropout probability, for builders that take one")
+    detection = p.add_argument_group("detection")
+    detection.add_argument("--annotations", type=Path, help="the COCO-format annotation JSON of --data")
+    detection.add_argument("--val-annotations", type=Path, help="the COCO-format annotation JSON of --val")
+    detection.add_argument(
+        "--label-space",
+        choices=("contiguous", "coco"),
+        default="contiguous",
+        help="contiguous: the file's categories become labels 1..N (a new head for them); coco: the 91 COCO "
+        "labels the published weights score (default contiguous)",
+    )
+    detection.add_argument("--min-size", type=int, help="the model's input resize: shorter side (R-CNN, FCOS, ...)")
+    detection.add_argument("--max-size", type=int, help="the model's input resize: longest side at most")
+    detection.add_argument(
+        "--weights-backbone",
+        help="without --weights: the backbone's weights entry (default: the builder's ImageNet entry; none: random)",
+    )
+    detection.add_argument("--trainable-backbone-layers", type=int, help="backbone stages to train (the rest frozen)")
     p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (CUDA only)")
     p.add_argument("--sync-bn", action="store_true", help="synchronise batch norm statistics across processes")
@@ -137,22 +161,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
     init(world, device)
     try:
-        task = _make_task(args, info.name, chosen.weights, batch_size)
+        task = _make_task(args, chosen, batch_size)
         fit(task, config, world, device)
     finally:
         shutdown()
     return 0
 
 
-def _make_task(args: argparse.Namespace, model: str, weights: Any, batch_size: int) -> Any:
+def _make_task(args: argparse.Namespace, chosen: ChosenWeights, batch_size: int) -> Any:
+    if chosen.task == "detection":
+        return _detection_task(args, chosen, batch_size)
     from visionzoo.train.classification import ClassificationTask
 
     crop = args.crop_size
     if crop < 1:
         raise CommandError(f"--crop-size must be positive, got {crop}")
     return ClassificationTask(
-        model=model,
-        weights=weights,
+        model=chosen.model,
+        weights=chosen.weights,
         train_dir=args.data,
         val_dir=args.val,
         crop_size=crop,
@@ -160,5 +186,32 @@ def _make_task(args: argparse.Namespace, model: str, weights: Any, batch_size: i
         batch_size=batch_size,
         workers=args.workers,
         label_smoothing=args.label_smoothing,
-        builder_kwargs={"dropout": args.dropout} if args.dropout is not None else {},
+        builder_kwargs={**chosen.config, **({"dropout": args.dropout} if args.dropout is not None else {})},
+    )
+
+
+def _detection_task(args: argparse.Namespace, chosen: ChosenWeights, batch_size: int) -> Any:
+    from visionzoo.train.detection import DetectionTask
+
+    if args.annotations is None:
+        raise CommandError("detection training needs --annotations FILE.json (COCO format) for the --data images")
+    if args.val is not None and args.val_annotations is None:
+        raise CommandError("--val with a detection model needs --val-annotations FILE.json")
+    kwargs: dict[str, Any] = dict(chosen.config)
+    for name in ("min_size", "max_size", "trainable_backbone_layers"):
+        if getattr(args, name) is not None:
+            kwargs[name] = getattr(args, name)
+    if args.weights_backbone is not None:
+        kwargs["weights_backbone"] = None if args.weights_backbone.lower() == "none" else args.weights_backbone
+    return DetectionTask(
+        model=chosen.model,
+        weights=chosen.weights,
+        image_dir=args.data,
+        annotations=args.annotations,
+        val_dir=args.val,
+        val_annotations=args.val_annotations,
+        batch_size=batch_size,
+        workers=args.workers,
+        label_space=args.label_space,
+        builder_kwargs=kwargs,
     )

@@ -23,6 +23,7 @@ from visionzoo.distributed import World, shard
 from visionzoo.transforms import ImageClassification
 from visionzoo.transforms import functional as F
 
+from .data import Unreadable, sample_generator, split_readable, training_sampler
 from .engine import Batch
 
 # ImageNet statistics: every published classification entry normalises with them.
@@ -71,20 +72,6 @@ class RandomResizedCropFlip:
         return F.normalize(F.convert_image_dtype(image, torch.float32), mean=MEAN, std=STD)
 
 
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A generator seed for one image in one epoch: distinct for every (seed, epoch, index) in practice."""
-    mixed = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB) % (1 << 64)
-    return mixed ^ (mixed >> 31)
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A sample whose file could not be decoded: left out of its batch and counted."""
-
-    path: str
-    reason: str
-
-
 class _Samples(torch.utils.data.Dataset):
     """A dataset's images through a transform, with per-image random draws fixed by (seed, epoch, index)."""
 
@@ -103,14 +90,12 @@ class _Samples(torch.utils.data.Dataset):
         except (ImageDecodeError, OSError) as error:
             return Unreadable(self.folder.samples[index][0], str(error))
         if self.random_draws:
-            generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, index))
-            return self.transform(image, generator), label
+            return self.transform(image, sample_generator(self.seed, self.epoch, index)), label
         return self.transform(image), label
 
 
 def _collate(samples: list[Any]) -> tuple[torch.Tensor | None, torch.Tensor, list[str]]:
-    readable = [s for s in samples if not isinstance(s, Unreadable)]
-    skipped = [s.path for s in samples if isinstance(s, Unreadable)]
+    readable, skipped = split_readable(samples)
     if not readable:
         return None, torch.zeros(0, dtype=torch.int64), skipped
     images = torch.stack([image for image, _ in readable])
@@ -165,11 +150,7 @@ class ClassificationTask:
 
     def train_loader(self, world: World, seed: int) -> torch.utils.data.DataLoader:
         self._samples = _Samples(self.train_set, RandomResizedCropFlip(self.crop_size), seed, random_draws=True)
-        # One sampler whatever the world: the same shuffled order, cut into per-rank shares (a world of one
-        # takes it all), so the global batches do not depend on how many processes share them.
-        self._sampler = torch.utils.data.DistributedSampler(
-            self._samples, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=seed
-        )
+        self._sampler = training_sampler(self._samples, world, seed)
         return self._loader(self._samples, self._sampler)
 
     def _loader(self, samples: torch.utils.data.Dataset, sampler: Any) -> torch.utils.data.DataLoader:

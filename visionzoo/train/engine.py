@@ -461,7 +461,8 @@ def fit(task: Task, config: TrainConfig, world: World, device: torch.device) -> 
                 log.write({"kind": "eval", "epoch": epoch + 1, "step": step, **results})
                 if show:
                     print(
-                        f"epoch {epoch + 1}/{config.epochs}: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items())
+                        f"epoch {epoch + 1}/{config.epochs}: "
+                        + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items())
                     )
 
         if world.is_main:
