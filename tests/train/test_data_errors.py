@@ -12,7 +12,7 @@ import torch
 from tests.train._data import make_folders
 from visionzoo.cli import main
 from visionzoo.datasets import ImageFolder
-from visionzoo.train.engine import save_atomically
+from visionzoo.train.checkpoint import save_atomically
 
 TINY = ["--model", "squeezenet1_1", "--dropout", "0", "--crop-size", "32", "--workers", "0", "-q", "--epochs", "1"]
 
