@@ -111,3 +111,13 @@ def test_failed_save_keeps_the_good_checkpoint(tmp_path: Path, monkeypatch: pyte
         save_atomically({"epoch": 2}, path)
     assert torch.load(path, weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pth"]
+
+
+def test_sync_bn_on_cpu_is_refused_before_any_work(tmp_path: Path) -> None:
+    from visionzoo.distributed import World
+    from visionzoo.train.engine import TrainConfig, fit
+
+    config = TrainConfig(model="resnet18", output_dir=tmp_path / "out", sync_bn=True)
+    with pytest.raises(ValueError, match="--sync-bn needs CUDA"):
+        fit(None, config, World(rank=0, world_size=2, backend="gloo"), torch.device("cpu"))  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()

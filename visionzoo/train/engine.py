@@ -250,13 +250,17 @@ def _per_rank(value: int, world: World, device: torch.device) -> list[int]:
 
 
 def replica_digests(model: nn.Module, world: World) -> list[str]:
-    """Every rank's sha256 of its model's state_dict (names and bytes), in rank order."""
+    """Every rank's sha256 of its model's parameters (names and bytes), in rank order.
+
+    Buffers are left out: batch-norm running statistics follow each rank's own batches between the
+    broadcasts DDP makes from rank 0 at every forward, so they differ legitimately after the last step.
+    """
     import hashlib
 
     import torch.distributed as dist
 
     digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
+    for name, tensor in model.named_parameters():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     gathered: list[Any] = [None] * world.world_size
@@ -276,6 +280,11 @@ def fit(task: Task, config: TrainConfig, world: World, device: torch.device) -> 
         FileNotFoundError: ``--resume PATH`` names no file.
     """
     cuda = device.type == "cuda"
+    if config.sync_bn and world.world_size > 1 and not cuda:
+        raise ValueError(
+            "--sync-bn needs CUDA devices (SyncBatchNorm runs on GPUs only); on the CPU leave it out, and each "
+            "process normalises with its own batch's statistics"
+        )
     if not cuda and (config.amp or config.channels_last):
         flags = " and ".join(f for f, on in (("--amp", config.amp), ("--channels-last", config.channels_last)) if on)
         _note(f"{flags} apply on CUDA only; training on {device.type} in float32, channels first", world)
