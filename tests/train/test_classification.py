@@ -113,3 +113,16 @@ def test_a_checkpoint_of_another_model_is_refused(
     assert main(["predict", "--model", "resnet34", "--weights", str(straight / "model.pth"), image]) == 2
     assert "holds weights of resnet18, not of resnet34" in capsys.readouterr().err
     assert not (tmp_path / "checkpoint.pth").exists()
+
+
+def test_a_finished_run_is_neither_overwritten_nor_retrained(
+    straight: Path, data: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    train, val = data
+    before = {name: (straight / name).read_bytes() for name in ("checkpoint.pth", "model.pth", "metrics.jsonl")}
+    args = ["train", *COMMON, *EPOCHS, "--data", str(train), "--output-dir", str(straight)]
+    assert main(args) == 2  # a new run into a directory holding a checkpoint
+    assert "already holds a training checkpoint" in capsys.readouterr().err
+    assert main([*args, "--resume", "auto"]) == 0
+    assert "already finished 3 of 3 epochs" in capsys.readouterr().err
+    assert before == {name: (straight / name).read_bytes() for name in before}

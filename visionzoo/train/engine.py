@@ -296,6 +296,11 @@ def fit(task: Task, config: TrainConfig, world: World, device: torch.device) -> 
     random.seed(config.seed)
     meta = task.meta()
     resume_from = find_resume(config)
+    if config.resume is None and (config.output_dir / CHECKPOINT).exists():
+        raise ValueError(
+            f"{config.output_dir} already holds a training checkpoint: continue it with --resume auto, or choose "
+            "another --output-dir (nothing there is overwritten)"
+        )
     state = read_checkpoint(resume_from, config, meta) if resume_from is not None else None
 
     model = task.build_model()
@@ -332,6 +337,7 @@ def fit(task: Task, config: TrainConfig, world: World, device: torch.device) -> 
         _note(f"no checkpoint in {config.output_dir} to resume; starting afresh", world)
     if start_epoch >= config.epochs:
         _note(f"{resume_from} already finished {start_epoch} of {config.epochs} epochs; nothing to train", world)
+        return {}
 
     if world.world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
