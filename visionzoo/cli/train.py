@@ -22,8 +22,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="fine-tune a model on your images",
-        description="Fine-tune a model on an image folder (one sub-folder per class; --val for a validation split "
-        "laid out the same way). Writes OUTDIR/checkpoint.pth after every epoch (atomically; --resume auto "
+        description="Fine-tune a classifier on an image folder (one sub-folder per class; --val for a validation "
+        "split laid out the same way), or a detector on a COCO-format --annotations file of the --data images "
+        "(--val and --val-annotations for COCO box mAP). Writes OUTDIR/checkpoint.pth after every epoch (atomically; --resume auto "
         "continues from it exactly), OUTDIR/metrics.jsonl (one JSON object per epoch and evaluation), and at "
         "the end OUTDIR/model.pth, which `--weights OUTDIR/model.pth` loads in predict and validate, with the "
         "class names. Launched with torchrun (python -m torch.distributed.run --nproc-per-node N ...) the same "
