@@ -303,6 +303,17 @@ def test_errors_name_the_problem(tiny: TinyCoco, tmp_path: Path, capsys: pytest.
     assert status == 2 and "is a file" in err
 
 
+def test_without_pycocotools_says_how_to_install(
+    tiny: TinyCoco, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    for name in ("pycocotools", "pycocotools.coco", "pycocotools.cocoeval", "pycocotools.mask"):
+        monkeypatch.setitem(sys.modules, name, None)  # what `import pycocotools` meets when it is not installed
+    status, _, err = _validate("FasterRCNN_ResNet50_FPN_Weights.COCO_V1", tiny, capsys)
+    assert status == 1 and "pip install visionzoo[coco]" in err and "Downloading" not in err
+
+
 @pytest.mark.usefixtures("zoo")
 def test_a_boxes_only_file_scores_boxes_of_a_mask_model(
     tiny: TinyCoco, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._common import ChosenWeights, CommandError, device_of, number, one_line
-from ._evaluate import Scores, Skips, Timer, build, progress, published_of, report
+from ._evaluate import Scores, Skips, Timer, build, check_data_dir, progress, published_of, report
 
 if TYPE_CHECKING:
     import torch
@@ -39,8 +39,7 @@ def _dataset(args: argparse.Namespace) -> CocoDetection:
     if not args.annotations:
         raise CommandError("detection weights are validated on COCO-format data: give --annotations FILE (the JSON)")
     root = Path(args.data)
-    if root.is_file():
-        raise CommandError(f"--data {root} is a file; it must be the directory of the images --annotations lists")
+    check_data_dir(root, "of the images --annotations lists")
     try:
         # labels here are the file's own (contiguous): the detections are mapped to its ids by name instead
         return CocoDetection(root, args.annotations, limit=args.limit, label_space="contiguous")
