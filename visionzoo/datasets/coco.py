@@ -13,7 +13,7 @@ model built with ``num_classes=N + 1`` wants. Either way ``dataset.categories`` 
 
 Images that do not decode are skipped: the item is ``None`` (with a warning naming the file; the path is added
 to ``dataset.skipped`` in the process that read it) and :func:`collate` leaves it out of the batch, so a loader
-yields fewer images than it asked for by exactly the number skipped.
+yields fewer images than it asked for by exactly the number skipped. ``dataset.load(index)`` raises instead.
 """
 
 from __future__ import annotations
