@@ -137,5 +137,11 @@ def test_validate_segmentation_layout_errors(tinyseg: None, tmp_path: Path, caps
     cases.append((status, err, "b.png: the target holds class 40, but there are 21 classes (0..20; 255 marks"))
     status, _, err = run(["validate", "tinyseg", "--data", str(root / "JPEGImages")], capsys)
     cases.append((status, err, f"{root / 'JPEGImages' / 'JPEGImages'}: no such directory ({root / 'JPEGImages'} must"))
+    nowhere = tmp_path / "plain"
+    write_voc(nowhere, ["a"], listed=[])
+    (nowhere / "ImageSets" / "Segmentation" / "val.txt").unlink()
+    (nowhere / "ImageSets" / "Segmentation").rmdir()
+    status, _, err = run(["validate", "tinyseg", "--data", str(nowhere), "--split", "val"], capsys)
+    cases.append((status, err, f"{nowhere / 'ImageSets' / 'Segmentation'}: no such directory (--split val names"))
     for status, err, fragment in cases:
         assert status == 2 and fragment in err and err.count("\n") == 1, (fragment, err)
