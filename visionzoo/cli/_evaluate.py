@@ -66,13 +66,6 @@ def check_data_dir(root: Path, layout: str) -> None:
         raise CommandError(f"{root}: no such directory")
 
 
-def check_limit(items: list[Any], args: argparse.Namespace, what: str, root: Path) -> list[Any]:
-    """The first ``--limit`` items; a CommandError naming ``root`` when there are none."""
-    if not items:
-        raise CommandError(f"{root}: no {what} found")
-    return items[: args.limit]
-
-
 def build(chosen: ChosenWeights, args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, Any]:
     """The model on ``device`` in eval mode, and its preset."""
     model = chosen.build(progress=not args.quiet).to(device)
