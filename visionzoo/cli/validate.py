@@ -70,7 +70,8 @@ def register(sub: Any) -> None:
     )
     g = p.add_argument_group("segmentation")
     g.add_argument(
-        "--split", default="val", help="the ImageSets/Segmentation/SPLIT.txt list to use when present (default val)"
+        "--split",
+        help="use the names in ImageSets/Segmentation/SPLIT.txt (default: val.txt when present, else every mask)",
     )
     g = p.add_argument_group("video")
     g.add_argument(
