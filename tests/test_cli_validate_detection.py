@@ -177,7 +177,7 @@ def test_box_map_matches_cocoeval_and_the_models_own_detections(
     tiny: TinyCoco, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     results = tmp_path / "out" / "results.json"
-    extra = ("--json", "--results", str(results), "--batch-size", "1")  # one image per forward: no padding
+    extra = ("--json", "--results", str(results))  # detection's default: one image per forward, no padding
     status, out, err = _validate("Tinyfaster_Weights.COCO_V1", tiny, capsys, *extra)
     assert status == 0, err
     report = json.loads(out)

@@ -8,7 +8,7 @@ keypoint mAP for models with a keypoint head (when the file has segmentations / 
 order) are evaluated, and only they count.
 
 A batch of images is padded to a common size before the backbone, which moves the detections slightly; the
-reference evaluates one image per forward, so ``--batch-size 1`` reproduces its figures most closely.
+reference evaluates one image per forward, and so does ``validate`` unless ``--batch-size`` says otherwise.
 """
 
 from __future__ import annotations
