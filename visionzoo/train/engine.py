@@ -308,7 +308,11 @@ def fit(task: Task, config: TrainConfig, world: World, device: torch.device) -> 
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     ema = ExponentialMovingAverage(model, config.ema_decay, config.ema_steps) if config.ema_decay else None
-    loader = task.train_loader(world, config.seed)
+    # The sampler's order and the augmentation's draws follow (seed, epoch): a resumed run keeps the seed it began with.
+    seed = config.seed if state is None else int(state.get("seed", config.seed))
+    if seed != config.seed:
+        _note(f"--seed {config.seed} ignored: {resume_from} continues the run seeded {seed}", world)
+    loader = task.train_loader(world, seed)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise ValueError("the training set gives no batch on this rank (fewer images than ranks?)")
@@ -415,6 +419,7 @@ def fit(task: Task, config: TrainConfig, world: World, device: torch.device) -> 
                 "epoch": epoch + 1,
                 "step": step,
                 "rng": random_states(),
+                "seed": seed,
                 "meta": meta,
                 "config": config.recorded(),
             }
