@@ -75,11 +75,13 @@ def test_corrupt_image_is_skipped_and_counted(tmp_path: Path, capsys: pytest.Cap
     root = make_folders(tmp_path / "data", per_class=2)
     (root / "green" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     out = tmp_path / "out"
-    assert main(["train", *TINY, "--batch-size", "4", "--data", str(root), "--output-dir", str(out)]) == 0
+    flags = ["--amp", "--channels-last"]  # accepted on the CPU, with a note
+    assert main(["train", *TINY, *flags, "--batch-size", "4", "--data", str(root), "--output-dir", str(out)]) == 0
     (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert record["skipped"] == 1 and record["samples"] == 6
     err = capsys.readouterr().err
     assert "skipped unreadable image" in err and "broken.png" in err
+    assert "--amp and --channels-last apply on CUDA only; training on cpu in float32" in err
 
 
 def test_misconfigured_world(

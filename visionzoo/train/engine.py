@@ -289,8 +289,6 @@ def fit(task: Task, config: TrainConfig, world: World, device: torch.device) -> 
         flags = " and ".join(f for f, on in (("--amp", config.amp), ("--channels-last", config.channels_last)) if on)
         _note(f"{flags} apply on CUDA only; training on {device.type} in float32, channels first", world)
     amp, channels_last = config.amp and cuda, config.channels_last and cuda
-    if world.is_main:
-        config.output_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     random.seed(config.seed)
@@ -343,6 +341,8 @@ def fit(task: Task, config: TrainConfig, world: World, device: torch.device) -> 
         _note(f"{resume_from} already finished {start_epoch} of {config.epochs} epochs; nothing to train", world)
         return {}
 
+    if world.is_main:  # only now: a run that cannot start leaves no directory behind
+        config.output_dir.mkdir(parents=True, exist_ok=True)
     if world.world_size > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     log = MetricsLog(config.output_dir / METRICS, world.is_main)
