@@ -8,7 +8,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +182,7 @@ class ChosenWeights:
     weights: WeightsEnum | Path | None
     entry: WeightsEnum | None
     config: dict[str, Any]
+    _saved_meta: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     @property
     def local(self) -> bool:
@@ -198,7 +199,7 @@ class ChosenWeights:
         and class names there); empty for published entries and for bare state_dicts."""
         if not self.local:
             return {}
-        if not hasattr(self, "_saved_meta"):
+        if self._saved_meta is None:
             from visionzoo import hub
 
             try:
