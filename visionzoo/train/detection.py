@@ -161,33 +161,29 @@ class DetectionTask:
         """COCO box AP, AP50, ... (percent) over the validation images, all ranks' detections together."""
         if self.val_set is None:
             return {}
-        from visionzoo.metrics.coco import coco_evaluate, coco_results
+        from visionzoo.metrics.coco import CocoEvaluator
 
-        from .engine import progress_bar
+        from .engine import progress_bar, reduce_sum
 
         samples = _DetectionSamples(self.val_set, 0, flip=False)
         mine = torch.utils.data.Subset(samples, shard(range(len(samples)), world))
         batches = self._loader(mine, None)
         was_training = model.training
         model.eval()
-        results: list[dict[str, Any]] = []
-        image_ids: list[int] = []
+        evaluator = CocoEvaluator(self.val_set, ("bbox",))
         skipped = 0
         for images, targets, unreadable in progress_bar(batches, len(batches), "evaluating", not quiet):
             skipped += len(unreadable)
-            if not images:
-                continue
-            outputs = model([image.to(device) for image in images])
-            ids = [int(t["image_id"]) for t in targets]
-            results += coco_results(outputs, ids, label_to_category_id=self.val_set.label_to_category_id)
-            image_ids += ids
+            if images:
+                evaluator.update(model([image.to(device) for image in images]), targets)
         model.train(was_training)
-        results, image_ids, skipped = _gather(results, image_ids, skipped, world)
-        if not image_ids:
-            return {"val_images": 0, "val_skipped": skipped}
-        stats = coco_evaluate(self.val_set.coco, results, ("bbox",), image_ids=image_ids)["bbox"]
+        evaluator.synchronize()
+        (skipped,) = reduce_sum([skipped], world, device)
+        if not evaluator.image_ids:
+            return {"val_images": 0, "val_skipped": int(skipped)}
+        stats = evaluator.evaluate()["bbox"]
         scores = {f"box_{name}": value for name, value in stats.items() if value is not None}
-        return {**scores, "val_images": len(image_ids), "val_skipped": skipped}
+        return {**scores, "val_images": len(evaluator.image_ids), "val_skipped": int(skipped)}
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -197,20 +193,3 @@ class DetectionTask:
             "num_classes": len(self.classes),
             "label_space": self.label_space,
         }
-
-
-def _gather(
-    results: list[dict[str, Any]], image_ids: list[int], skipped: int, world: World
-) -> tuple[list[dict[str, Any]], list[int], int]:
-    """Every rank's detections, image ids and skip count, joined (the inputs themselves in a world of one)."""
-    if world.world_size == 1:
-        return results, image_ids, skipped
-    import torch.distributed as dist
-
-    gathered: list[Any] = [None] * world.world_size
-    dist.all_gather_object(gathered, (results, image_ids, skipped))
-    return (
-        [r for part in gathered for r in part[0]],
-        [i for part in gathered for i in part[1]],
-        sum(part[2] for part in gathered),
-    )
