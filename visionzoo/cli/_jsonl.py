@@ -173,6 +173,45 @@ class ResultsFile:
         return count
 
 
+def world_of(args: argparse.Namespace, predictor: Predictor, task: str, shared: list[str]) -> World:
+    """The torchrun world this process belongs to, and a refusal of what several processes cannot do (tasks other
+    than the ``shared`` ones, no ``--out FILE.jsonl``, ``--json``)."""
+    from visionzoo.distributed import WorldError, world_from_env
+
+    try:
+        world = world_from_env()
+    except WorldError as error:
+        raise CommandError(str(error)) from None
+    if not world.distributed:
+        return world
+    where = f"WORLD_SIZE={world.world_size}"
+    if not predictor.writes_results:
+        raise CommandError(
+            f"{where}: predict shares out the inputs of {', '.join(shared)} models, not of {task} models"
+        )
+    if not args.out:
+        raise CommandError(
+            f"{where}: the processes write their results to --out FILE.jsonl (each its own part, merged by rank 0); "
+            "add --out"
+        )
+    if Path(args.out).suffix.lower() != ".jsonl":
+        raise CommandError(f"{where}: --out {args.out}: the processes write JSON lines; name a .jsonl file")
+    if args.json:
+        raise CommandError(f"{where}: --json would print one document per process; read --out {args.out} instead")
+    return world
+
+
+def place(world: World, device: torch.device, backend: str | None) -> tuple[World, torch.device]:
+    """This process's device (``cuda:LOCAL_RANK`` under torchrun) and the world with its backend chosen."""
+    from visionzoo.distributed import WorldError, choose_backend, device_for
+
+    try:
+        device = device_for(world, device)
+        return choose_backend(world, device, backend), device
+    except WorldError as error:
+        raise CommandError(str(error)) from None
+
+
 def predict_to_jsonl(
     args: argparse.Namespace,
     predictor: Predictor,
