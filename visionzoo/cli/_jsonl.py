@@ -258,19 +258,25 @@ def predict_to_jsonl(
         finally:
             results_file.close()
         counts = [len(mine), predicted, len(failures)]
+        unit = predictor.unit or predictor.inputs
+        if world.distributed and (failures or not args.quiet):
+            rank = f"rank {world.rank} of {world.world_size}: "
+            print(f"visionzoo: {rank}{_summary(counts, unit, args.out)}", file=sys.stderr)
         totals = distributed.sum_over_ranks(counts, device)  # returns once every process has closed its part
-        held = results_file.merge(paths) if world.is_main else None
+        if world.is_main:
+            held = results_file.merge(paths)
+            if totals[2] or not args.quiet:
+                everyone = "in all: " if world.distributed else ""
+                summary = _summary(totals, unit, args.out)
+                print(f"visionzoo: {everyone}{summary}; {args.out} holds {held}", file=sys.stderr)
+        # The others wait for the merge, and everything is printed before it: torchrun stops every process as soon
+        # as one exits with a failure.
+        sys.stdout.flush()
+        distributed.barrier()
     finally:
         distributed.shutdown()
     if args.json:
         print(json.dumps(kept, indent=2))
-    unit = predictor.unit or predictor.inputs
-    if world.distributed and (failures or not args.quiet):
-        rank = f"rank {world.rank} of {world.world_size}: "
-        print(f"visionzoo: {rank}{_summary(counts, unit, args.out)}", file=sys.stderr)
-    if held is not None and (totals[2] or not args.quiet):
-        everyone = "in all: " if world.distributed else ""
-        print(f"visionzoo: {everyone}{_summary(totals, unit, args.out)}; {args.out} holds {held}", file=sys.stderr)
     return 1 if totals[2] else 0
 
 
