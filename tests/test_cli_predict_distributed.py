@@ -16,10 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from tests._cli_zoo import TinyZoo, run, write_images
-from visionzoo.distributed import World, WorldError, choose_backend, device_for, shard, world_from_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTINEL = 0.4242  # a probability no prediction gives: marks results that must be kept, not predicted again
@@ -200,23 +198,3 @@ def test_a_misconfigured_world_is_one_clear_error(
     assert (status, out) == (2, "") and err.startswith("visionzoo: error: ") and err.count("\n") == 1, err
     assert message in err
     assert sorted(p.name for p in in_tmp.iterdir()) == ["imgs"]  # refused before any work
-
-
-def test_world_shares_and_devices() -> None:
-    worlds = [World(rank, 3, rank) for rank in range(3)]
-    shares = [shard(list(range(10)), world) for world in worlds]
-    assert shares == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]  # disjoint, covering, the same on every process
-    assert world_from_env({}) == World() and not World().distributed and worlds[0].is_main
-    env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "h", "MASTER_PORT": "1"}
-    assert world_from_env(env) == World(1, 2, 0)
-    with pytest.raises(WorldError, match="LOCAL_RANK must be at least 0"):
-        world_from_env({**env, "LOCAL_RANK": "-1"})
-    cpu = torch.device("cpu")
-    assert device_for(worlds[1], cpu) == cpu and choose_backend(worlds[1], cpu).backend == "gloo"
-    with pytest.raises(WorldError, match="each process uses cuda:LOCAL_RANK; pass --device cuda"):
-        device_for(worlds[1], torch.device("cuda", 1))
-    if torch.cuda.device_count() < 3:
-        with pytest.raises(WorldError, match="start at most one process per GPU"):
-            device_for(worlds[2], torch.device("cuda"))
-    with pytest.raises(WorldError, match="unknown backend 'mpi'"):
-        choose_backend(worlds[0], cpu, "mpi")
