@@ -12,7 +12,9 @@ newline is what a killed process left half-written: it is ignored, and its input
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
+import io
 import json
 import os
 import re
@@ -244,8 +246,15 @@ def predict_to_jsonl(
         predicted += len(found)
         if args.json:
             kept.extend(found)
-        else:
+        elif not world.distributed:
             predictor.show(found)
+        else:  # one write per result: the processes share stdout, and a small write to a pipe is not split
+            for result in found:
+                text = io.StringIO()
+                with contextlib.redirect_stdout(text):
+                    predictor.show([result])
+                sys.stdout.write(text.getvalue())
+                sys.stdout.flush()
 
     distributed.init(world, device)
     try:
