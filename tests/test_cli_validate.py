@@ -185,6 +185,10 @@ def test_validate_layout_hints(zoo: TinyZoo, tmp_path: Path, capsys: pytest.Capt
     write_images(tmp_path / "flat", 2)
     status, _, err = run(["validate", "tinynet", "--data", str(tmp_path / "flat")], capsys)
     assert status == 2 and "holds images directly; for the ImageNet validation layout give their labels" in err
+    devkit = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
+    devkit.write_text("490\n361\n")
+    status, _, err = run(["validate", "tinynet", "--data", str(tmp_path / "flat"), "--labels", str(devkit)], capsys)
+    assert status == 2 and "holds 1-based ILSVRC2012 ids, which are not category indices: map them" in err
     missing = tmp_path / "missing.txt"
     status, _, err = run(["validate", "tinynet", "--data", str(tmp_path / "flat"), "--labels", str(missing)], capsys)
     assert status == 2 and err == f"visionzoo: error: --labels {missing}: no such file\n"

@@ -139,7 +139,8 @@ def zoo(checkpoints: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatc
         enum = WeightsEnum(f"{kind.title()}_Weights", {"COCO_V1": entry, "DEFAULT": entry})  # type: ignore[arg-type]
 
         def builder(*, weights: Any = None, progress: bool = True, _kind: str = kind, **kwargs: Any) -> FasterRCNN:
-            return build_model(lambda num_classes: _make(_kind, num_classes), weights, progress, **kwargs)
+            classes = len(_COCO_PERSON_CATEGORIES if _kind == "tinykeypoint" else _COCO_CATEGORIES)
+            return build_model(lambda num_classes=classes: _make(_kind, num_classes), weights, progress, **kwargs)
 
         builder.__name__ = builder.__qualname__ = kind
         builder.__doc__ = f"A tiny {kind} for the validate tests."
@@ -176,7 +177,7 @@ def test_box_map_matches_cocoeval_and_the_models_own_detections(
     tiny: TinyCoco, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     results = tmp_path / "out" / "results.json"
-    extra = ("--json", "--results", str(results), "--batch-size", "1")  # one image per forward: no padding
+    extra = ("--json", "--results", str(results))  # detection's default: one image per forward, no padding
     status, out, err = _validate("Tinyfaster_Weights.COCO_V1", tiny, capsys, *extra)
     assert status == 0, err
     report = json.loads(out)
@@ -220,7 +221,8 @@ def test_mask_model_reports_box_and_mask_map(
     box, mask = _direct(tiny.annotation_file, results, "bbox"), _direct(tiny.annotation_file, results, "segm")
     assert lines[3].split() == ["box", "mAP", f"{box[0]:.3f}", "37.900"]
     assert lines[4].split() == ["mask", "mAP", f"{mask[0]:.3f}", "34.600"]
-    assert lines[5].startswith("  bbox: AP ") and lines[6].startswith("  segm: AP ")
+    assert lines[5].startswith("4 images in ") and lines[5].endswith("; 0 unreadable, skipped")
+    assert lines[6].startswith("  bbox: AP ") and lines[7].startswith("  segm: AP ")
     assert "4 images in " in out and "0 unreadable, skipped" in out and f"results: {results}" in out
     assert all("segmentation" in r for r in json.loads(results.read_text()))
 
@@ -274,7 +276,7 @@ def test_a_corrupt_image_is_skipped_and_counted(
     for path in images.rglob("*.*"):
         path.write_bytes(b"not an image")
     status, _, err = run([*argv, "--quiet"], capsys)
-    assert status == 1 and "no image could be scored: 4 skipped (the first: " in err
+    assert status == 1 and "no images could be scored: 4 skipped (the first: " in err
 
 
 @pytest.mark.usefixtures("zoo")
@@ -301,6 +303,17 @@ def test_errors_name_the_problem(tiny: TinyCoco, tmp_path: Path, capsys: pytest.
     assert status == 2 and "is a file" in err
 
 
+def test_without_pycocotools_says_how_to_install(
+    tiny: TinyCoco, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    for name in ("pycocotools", "pycocotools.coco", "pycocotools.cocoeval", "pycocotools.mask"):
+        monkeypatch.setitem(sys.modules, name, None)  # what `import pycocotools` meets when it is not installed
+    status, _, err = _validate("FasterRCNN_ResNet50_FPN_Weights.COCO_V1", tiny, capsys)
+    assert status == 1 and "pip install visionzoo[coco]" in err and "Downloading" not in err
+
+
 @pytest.mark.usefixtures("zoo")
 def test_a_boxes_only_file_scores_boxes_of_a_mask_model(
     tiny: TinyCoco, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -312,3 +325,34 @@ def test_a_boxes_only_file_scores_boxes_of_a_mask_model(
     status, out, err = run([*argv, "--quiet"], capsys)
     assert status == 0, err
     assert set(json.loads(out)["measured"]) == {"box_map"} and "no segm annotations: segm mAP not measured" in err
+
+
+@pytest.mark.usefixtures("zoo")
+def test_a_checkpoint_fine_tuned_on_the_files_categories(
+    tiny: TinyCoco, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A head of background + the file's 3 categories: its labels are the file's categories in id order."""
+    torch.manual_seed(1)
+    state = _make("tinyfaster", 4).state_dict()
+    state["roi_heads.box_predictor.cls_score.bias"][:] = torch.tensor([0.0, 4.0, 4.0, 0.0])  # person, car
+    for key in [k for k in state if ".bbox_pred." in k]:
+        state[key].zero_()
+    checkpoint = tmp_path / "finetuned.pth"
+    torch.save(state, checkpoint)
+    results = tmp_path / "results.json"
+    argv = ["validate", str(checkpoint), "--model", "tinyfaster", "--data", str(tiny.image_dir)]
+    argv += ["--annotations", str(tiny.annotation_file), "--results", str(results), "--json", "--quiet"]
+    status, out, err = run([*argv, "--num-classes", "4"], capsys)
+    assert status == 0, err
+    report = json.loads(out)
+    assert report["meta"] == {} and report["weights"] == str(checkpoint)
+    assert {r["category_id"] for r in json.loads(results.read_text())} == {1, 2}  # the file's person and car
+    assert report["measured"]["box_map"] == pytest.approx(_direct(tiny.annotation_file, results, "bbox")[0])
+
+    state["roi_heads.box_predictor.cls_score.weight"] = torch.zeros(6, 32)
+    state["roi_heads.box_predictor.cls_score.bias"] = torch.zeros(6)
+    state["roi_heads.box_predictor.bbox_pred.weight"] = torch.zeros(24, 32)
+    state["roi_heads.box_predictor.bbox_pred.bias"] = torch.zeros(24)
+    torch.save(state, checkpoint)
+    status, _, err = run([*argv, "--num-classes", "6"], capsys)
+    assert status == 2 and "head scores 6 classes" in err and "the background plus the 3 categories" in err

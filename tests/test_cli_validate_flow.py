@@ -149,6 +149,12 @@ def test_validate_flow_on_kitti(tinyflow: None, tmp_path: Path, capsys: pytest.C
     assert report["measured"] == pytest.approx(expected_metrics(cases[:2]), rel=1e-5)
     assert 0 < report["measured"]["fl_all"] < 100
 
+    write_kitti_flow(
+        torch.zeros(2, 19, 30), root / "training" / "flow_occ" / "000000_10.png", torch.zeros(19, 30).bool()
+    )
+    status, out, err = run([*argv[:-3], "--limit", "1", "--json", "--quiet"], capsys)  # no valid pixel: no figure
+    assert status == 0 and json.loads(out)["measured"] == dict.fromkeys(report["measured"])
+
     (root / "training" / "image_2" / "000002_11.png").unlink()
     status, out, err = run(["validate", "tinyflow", "--data", str(root)], capsys)
     assert (status, out) == (2, "")

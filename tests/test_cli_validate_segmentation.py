@@ -137,5 +137,72 @@ def test_validate_segmentation_layout_errors(tinyseg: None, tmp_path: Path, caps
     cases.append((status, err, "b.png: the target holds class 40, but there are 21 classes (0..20; 255 marks"))
     status, _, err = run(["validate", "tinyseg", "--data", str(root / "JPEGImages")], capsys)
     cases.append((status, err, f"{root / 'JPEGImages' / 'JPEGImages'}: no such directory ({root / 'JPEGImages'} must"))
+    nowhere = tmp_path / "plain"
+    write_voc(nowhere, ["a"], listed=[])
+    (nowhere / "ImageSets" / "Segmentation" / "val.txt").unlink()
+    (nowhere / "ImageSets" / "Segmentation").rmdir()
+    status, _, err = run(["validate", "tinyseg", "--data", str(nowhere), "--split", "val"], capsys)
+    cases.append((status, err, f"{nowhere / 'ImageSets' / 'Segmentation'}: no such directory (--split val names"))
     for status, err, fragment in cases:
         assert status == 2 and fragment in err and err.count("\n") == 1, (fragment, err)
+
+
+class PixelSegmenter(nn.Module):
+    """Scores each pixel's classes from its own (normalised) colour: a fixed random 1x1 convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 21, 1)
+        generator = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(21, 3, 1, 1, generator=generator))
+            self.conv.bias.copy_(torch.randn(21, generator=generator) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.conv(x)}
+
+
+def test_validate_segmentation_follows_the_reference_protocol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reference's evaluation with weights: the image through the weights' preset (the reference's own here), the
+    mask resized to its size with the reference's nearest-neighbour resize; predictions depend on every pixel's
+    colour, so the preset's resizing and normalisation must match for the figures to agree."""
+    from tests.reference import functional as ref_F
+    from tests.reference import transforms as ref_T
+
+    install(
+        monkeypatch,
+        tmp_path / "weights",
+        name="pixelseg",
+        task="segmentation",
+        make=PixelSegmenter,
+        transforms=partial(SemanticSegmentation, resize_size=28),  # 30x20 pictures become 42x28: a downscale
+        meta={"categories": _VOC_CATEGORIES, "_metrics": {"COCO-val2017-VOC-labels": PUBLISHED}},
+    )
+    root = tmp_path / "VOC2012"
+    names = ["a", "b", "c"]
+    write_voc(root, names, listed=names)
+    model = PixelSegmenter().eval()
+    reference_preset = ref_T._presets.SemanticSegmentation(resize_size=28)
+    counts = np.zeros((21, 21), dtype=np.int64)
+    for name in names:
+        with Image.open(root / "JPEGImages" / f"{name}.jpg") as im:
+            image = reference_preset(im.convert("RGB"))
+        with Image.open(root / "SegmentationClass" / f"{name}.png") as mask:
+            size = list(image.shape[-2:])
+            target = np.asarray(ref_F.resize(mask, size, interpolation=ref_F.InterpolationMode.NEAREST)).astype(int)
+        with torch.no_grad():
+            predicted = model(image[None])["out"].argmax(dim=1)[0].numpy()
+        keep = target != 255
+        np.add.at(counts, (target[keep], predicted[keep]), 1)
+    tp = np.diag(counts)
+    union = counts.sum(0) + counts.sum(1) - tp
+    expected = {
+        "miou": float(np.mean(100 * tp[union > 0] / union[union > 0])),
+        "pixel_acc": float(100 * tp.sum() / counts.sum()),
+    }
+    status, out, err = run(["validate", "pixelseg", "--data", str(root), "--json", "--quiet"], capsys)
+    assert status == 0, err
+    assert json.loads(out)["measured"] == pytest.approx(expected)
+    assert len(set(np.flatnonzero(counts.sum(0)))) > 3  # the model predicts several classes

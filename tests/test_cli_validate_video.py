@@ -157,3 +157,24 @@ def test_clip_sampling_rules() -> None:
     assert resampled_indices(10, 12, 5) == [math.floor(i * 2.4) for i in range(4)] == [0, 2, 4, 7]
     assert resampled_indices(3, 10, None) == [0, 1, 2]
     assert clip_starts(7, 3) == [0, 3, 6] and clip_starts(5, 4) == [0, 1, 2, 4] and clip_starts(0, 5) == []
+
+
+@pytest.mark.parametrize(
+    "frames, fps, rate, clip_len, clips",
+    [(300, 30, 15, 16, 5), (250, 25, 15, 16, 5), (100, 29.97, 7.5, 16, 5), (80, 30, 15, 32, 12), (20, 10, None, 4, 3)],
+)
+def test_clip_sampling_matches_the_reference(
+    frames: int, fps: float, rate: float | None, clip_len: int, clips: int
+) -> None:
+    """The frames of each evaluated clip, as the reference's VideoClips and UniformClipSampler pick them."""
+    from tests.reference import video_clip_sampling
+    from visionzoo.cli._eval_video import clip_starts, resampled_indices
+
+    VideoClips, UniformClipSampler = video_clip_sampling()
+    windows, _ = VideoClips.compute_clips_for_video(torch.arange(frames), clip_len, 1, fps, rate)
+    holder = VideoClips.__new__(VideoClips)  # the sampler reads only the clips of each video
+    holder.clips = [windows]
+    expected = [windows[i].tolist() for i in UniformClipSampler(holder, clips)]
+    indices = resampled_indices(frames, fps, rate)
+    ours = [indices[start : start + clip_len] for start in clip_starts(len(indices) - clip_len + 1, clips)]
+    assert ours == expected

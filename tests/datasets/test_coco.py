@@ -171,3 +171,16 @@ def test_missing_pycocotools_says_how_to_install(tiny: TinyCoco, monkeypatch: py
         monkeypatch.setitem(sys.modules, name, None)  # what `import pycocotools` meets when it is not installed
     with pytest.raises(ImportError, match=r"pip install visionzoo\[coco\]"):
         CocoDetection(tiny.image_dir, tiny.annotation_file)
+
+
+def test_transforms_get_image_and_target(tiny: TinyCoco) -> None:
+    def flip(image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
+        width = image.shape[-1]
+        boxes = target["boxes"].clone()
+        boxes[:, [0, 2]] = width - target["boxes"][:, [2, 0]]
+        return image.flip(-1), {**target, "boxes": boxes, "masks": target["masks"].flip(-1)}
+
+    plain = CocoDetection(tiny.image_dir, tiny.annotation_file)[0]
+    image, target = CocoDetection(tiny.image_dir, tiny.annotation_file, transforms=flip)[0]
+    assert torch.equal(image, plain[0].flip(-1)) and torch.equal(target["masks"], plain[1]["masks"].flip(-1))
+    assert target["boxes"][0].tolist() == [56.0, 8.0, 86.0, 58.0]

@@ -15,7 +15,14 @@ import torch
 
 from tests._coco import TinyCoco, make_tiny_coco
 from visionzoo.datasets import CocoDetection, load_coco_annotations
-from visionzoo.metrics.coco import STAT_NAMES, CocoEvaluator, coco_evaluate, coco_results, write_coco_results
+from visionzoo.metrics.coco import (
+    STAT_NAMES,
+    CocoEvaluator,
+    coco_evaluate,
+    coco_results,
+    merge_results,
+    write_coco_results,
+)
 
 pytest.importorskip("pycocotools")
 from pycocotools import mask as mask_utils  # noqa: E402
@@ -192,3 +199,44 @@ def test_errors(dataset: CocoDetection, outputs: list[dict[str, torch.Tensor]], 
         coco_evaluate(dataset, bad)
     with pytest.raises(TypeError, match="coco_gt must be"):
         coco_evaluate(42, [])
+
+
+def test_merge_results_counts_each_image_once() -> None:
+    first = ([{"image_id": 1, "score": 0.9}, {"image_id": 3, "score": 0.8}], [1, 3])
+    second = ([{"image_id": 2, "score": 0.7}, {"image_id": 1, "score": 0.1}], [2, 1])  # image 1 repeated
+    results, image_ids = merge_results([first, second])
+    assert image_ids == [1, 2, 3]
+    assert results == [{"image_id": 1, "score": 0.9}, {"image_id": 3, "score": 0.8}, {"image_id": 2, "score": 0.7}]
+
+
+def _synchronize_worker(rank: int, rendezvous: str, image_dir: str, annotation_file: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=2)
+    try:
+        dataset = CocoDetection(image_dir, annotation_file)
+        evaluator = CocoEvaluator(dataset)
+        outputs = _predictions(dataset)
+        # rank 0 scores images 1, 2, 3; rank 1 scores 4 and, as DistributedSampler's padding does, 1 again
+        indices = [0, 1, 2] if rank == 0 else [3, 0]
+        for i in indices:
+            repeated = rank == 1 and i == 0  # its detections differ, so counting them would change the figures
+            output = {**outputs[i], "scores": outputs[i]["scores"] / 2} if repeated else outputs[i]
+            evaluator.update([output], [dataset[i][1]])
+        evaluator.synchronize()
+        torch.save({"stats": evaluator.evaluate(), "ids": evaluator.image_ids}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_synchronize_gathers_every_process(tiny: TinyCoco, dataset: CocoDetection, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "stats")
+    args = (f"file://{tmp_path / 'rendezvous'}", str(tiny.image_dir), str(tiny.annotation_file), out)
+    mp.spawn(_synchronize_worker, args=args, nprocs=2)
+    single = CocoEvaluator(dataset)
+    single.update(_predictions(dataset), [dataset[i][1] for i in range(4)])
+    for rank in (0, 1):
+        gathered = torch.load(f"{out}.{rank}")
+        assert gathered["ids"] == [1, 2, 3, 4] and gathered["stats"] == single.evaluate()

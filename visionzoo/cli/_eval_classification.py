@@ -110,6 +110,11 @@ def read_labels(path: Path, categories: list[str]) -> tuple[list[int] | None, di
     Raises:
         CommandError: the file is missing or unreadable, mixes the forms, or holds a label that is no category.
     """
+    if "validation_ground_truth" in path.name:
+        raise CommandError(
+            f"--labels {path}: the ImageNet devkit's ground truth holds 1-based ILSVRC2012 ids, which are not category "
+            "indices: map them to WordNet ids with the devkit's meta.mat and give NAME WNID lines instead"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

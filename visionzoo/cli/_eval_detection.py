@@ -8,19 +8,18 @@ keypoint mAP for models with a keypoint head (when the file has segmentations / 
 order) are evaluated, and only they count.
 
 A batch of images is padded to a common size before the backbone, which moves the detections slightly; the
-reference evaluates one image per forward, so ``--batch-size 1`` reproduces its figures most closely.
+reference evaluates one image per forward, and so does ``validate`` unless ``--batch-size`` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import ChosenWeights, CommandError, device_of, number, one_line, preset_of, table
+from ._common import ChosenWeights, CommandError, device_of, number, one_line
+from ._evaluate import Scores, Skips, Timer, build, check_data_dir, progress, published_of, report
 
 if TYPE_CHECKING:
     import torch
@@ -40,8 +39,7 @@ def _dataset(args: argparse.Namespace) -> CocoDetection:
     if not args.annotations:
         raise CommandError("detection weights are validated on COCO-format data: give --annotations FILE (the JSON)")
     root = Path(args.data)
-    if root.is_file():
-        raise CommandError(f"--data {root} is a file; it must be the directory of the images --annotations lists")
+    check_data_dir(root, "of the images --annotations lists")
     try:
         # labels here are the file's own (contiguous): the detections are mapped to its ids by name instead
         return CocoDetection(root, args.annotations, limit=args.limit, label_space="contiguous")
@@ -114,46 +112,34 @@ def _detect(
     mapping: dict[int, int],
     args: argparse.Namespace,
     device: torch.device,
-) -> tuple[list[dict[str, Any]], list[int], list[str], float]:
+    skips: Skips,
+) -> tuple[list[dict[str, Any]], list[int]]:
     """The model's detections on every readable image as COCO results (converted batch by batch: full-image mask
-    probabilities are too big to keep), the ids of the images scored, the skipped images' messages, and the
-    seconds the scoring took."""
-    import torch
-    from tqdm import tqdm
-
+    probabilities are too big to keep), and the ids of the images scored."""
     from visionzoo.io import ImageDecodeError
     from visionzoo.metrics.coco import coco_results
 
+    def read(index: int) -> Any:
+        try:
+            return dataset.load(index)
+        except ImageDecodeError as error:
+            raise CommandError(one_line(error), status=1) from None  # skipped and counted
+        except ValueError as error:  # an image of another size than the file says: a wrong dataset
+            raise CommandError(one_line(error)) from None
+
     results: list[dict[str, Any]] = []
     image_ids: list[int] = []
-    skipped: list[str] = []
-    start = time.perf_counter()
-    with (
-        torch.inference_mode(),
-        tqdm(total=len(dataset), unit="img", file=sys.stderr, disable=args.quiet or None) as bar,
-    ):
+    with progress(args, len(dataset), "img") as bar:
         for first in range(0, len(dataset), args.batch_size):
-            batch = []
-            for index in range(first, min(first + args.batch_size, len(dataset))):
-                try:
-                    batch.append(dataset.load(index))
-                except ImageDecodeError as error:
-                    message = one_line(error)
-                    skipped.append(
-                        message
-                        if str(dataset.image_path(index)) in message
-                        else f"{dataset.image_path(index)}: {message}"
-                    )
-                    print(f"visionzoo: skipped: {skipped[-1]}", file=sys.stderr)
-                except ValueError as error:  # an image of another size than the file says
-                    raise CommandError(one_line(error)) from None
+            indices = range(first, min(first + args.batch_size, len(dataset)))
+            batch = [item for i in indices if (item := skips.guard(dataset.image_path(i), lambda i=i: read(i)))]
             if batch:
                 ids = [target["image_id"] for _, target in batch]
                 outputs = model([preset(image).to(device) for image, _ in batch])
                 results += coco_results(outputs, ids, label_to_category_id=mapping)
                 image_ids += ids
-            bar.update(min(args.batch_size, len(dataset) - first))
-    return results, image_ids, skipped, time.perf_counter() - start
+            bar.update(len(indices))
+    return results, image_ids
 
 
 def evaluate(args: argparse.Namespace, chosen: ChosenWeights) -> int:
@@ -169,52 +155,42 @@ def evaluate(args: argparse.Namespace, chosen: ChosenWeights) -> int:
     # Published weights name their categories, so a file of other categories fails before any download.
     mapping = None if chosen.local else label_to_category_id(_model_categories(chosen, None, dataset), dataset)
     device = device_of(args.device)
-    model = chosen.build(progress=not args.quiet).to(device)
-    preset = preset_of(chosen, model)
+    model, preset = build(chosen, args, device)
     if mapping is None:  # a checkpoint: its head decides
         mapping = label_to_category_id(_model_categories(chosen, model, dataset), dataset)
     iou_types, notes = _iou_types(model, dataset)
     for note in notes:
         print(f"visionzoo: note: {note}", file=sys.stderr)
 
-    results, image_ids, skipped, seconds = _detect(model, preset, dataset, mapping, args, device)
-    if not image_ids:
-        raise CommandError(f"no image could be scored: {len(skipped)} skipped (the first: {skipped[0]})", status=1)
+    skips = Skips()
+    with Timer() as timer:
+        results, image_ids = _detect(model, preset, dataset, mapping, args, device, skips)
+    stats = {}
+    if image_ids:  # else report says that nothing could be scored
+        if args.results:
+            write_coco_results(results, args.results)
+        stats = coco_evaluate(dataset, results, iou_types, image_ids=image_ids)
+    extra: dict[str, Any] = {"annotations": str(dataset.annotation_file), "detections": len(results), "coco": stats}
     if args.results:
-        write_coco_results(results, args.results)
-    stats = coco_evaluate(dataset, results, iou_types, image_ids=image_ids)
-    measured = {PUBLISHED_KEYS[iou_type]: stats[iou_type]["AP"] for iou_type in iou_types}
-    published = {} if chosen.local else dict(chosen.entry.meta.get("_metrics", {}).get(PUBLISHED_DATASET, {}))
-    rate = len(image_ids) / seconds if seconds > 0 else float("inf")
-    if args.json:
-        document = {
-            "weights": chosen.label,
-            "task": chosen.task,
-            "annotations": str(dataset.annotation_file),
-            "images": len(image_ids),
-            "skipped": len(skipped),
-            "skipped_items": skipped,
-            "images_per_s": round(rate, 3),
-            "detections": len(results),
-            "measured": measured,
-            "coco": stats,
-            "meta": published,
-            **({"results": str(args.results)} if args.results else {}),
-        }
-        print(json.dumps(document, indent=2))
-        return 0
-    from ._catalog import metric_heading
-
-    print(
-        f"{chosen.label} on {args.data} ({dataset.annotation_file.name}): {len(image_ids)} images, {len(results)} detections"
+        extra["results"] = str(args.results)
+    status = report(
+        args,
+        chosen,
+        Scores(
+            heading=f"{chosen.label} on {args.data} ({dataset.annotation_file.name}): {len(image_ids)} images, "
+            f"{len(results)} detections",
+            measured={"measured": {PUBLISHED_KEYS[t]: stats[t]["AP"] for t in stats}},
+            published=published_of(chosen, PUBLISHED_DATASET),
+            items=len(image_ids),
+            unit="images",
+            seconds=timer.seconds,
+            skipped=skips.messages,
+            extra=extra,
+        ),
     )
-    rows = [["metric", "measured", "meta"]]
-    rows += [[metric_heading(key), number(value), number(published.get(key))] for key, value in measured.items()]
-    print(table(rows, "lrr"))
-    for iou_type in iou_types:
-        figures = ", ".join(f"{name} {number(value, '.1f')}" for name, value in stats[iou_type].items())
-        print(f"  {iou_type}: {figures}")
-    print(f"{len(image_ids)} images in {seconds:.1f} s ({rate:.2f} images/s); {len(skipped)} unreadable, skipped")
-    if args.results:
-        print(f"results: {args.results}")
-    return 0
+    if not args.json:  # every COCOeval figure, and where the results went
+        for iou_type, figures in stats.items():
+            print(f"  {iou_type}: " + ", ".join(f"{name} {number(value, '.1f')}" for name, value in figures.items()))
+        if args.results:
+            print(f"results: {args.results}")
+    return status

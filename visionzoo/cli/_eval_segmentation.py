@@ -2,8 +2,8 @@
 
 ``--data DIR`` holds ``JPEGImages/NAME.jpg`` and ``SegmentationClass/NAME.png``, the masks as class-index PNGs
 (palette PNGs as VOC ships them: the palette index is the class, whatever its colour; or 8-bit grayscale), 255
-marking pixels left out. ``ImageSets/Segmentation/SPLIT.txt`` (``--split``, default ``val``), when present, lists
-the names to use; without it every mask is used.
+marking pixels left out. ``ImageSets/Segmentation/SPLIT.txt`` (``--split``; by default ``val``) lists the names to
+use; without that folder (and without ``--split``) every mask is used.
 
 The protocol is the reference's for the COCO-with-VOC-labels weights: the image goes through the weights' preset
 (its shorter side resized to 520), the mask is resized to the same size with nearest neighbours, and the argmax of
@@ -28,8 +28,9 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _INDEX_MODES = ("P", "L", "I")
 
 
-def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
-    """``(image, mask)`` paths of a VOC-layout directory, in the split file's order (else sorted by name).
+def find_pairs(root: Path, split: str | None) -> list[tuple[Path, Path]]:
+    """``(image, mask)`` paths of a VOC-layout directory, in the split file's order (else sorted by name);
+    ``split`` None: ``val`` when its list exists, else every mask.
 
     Raises:
         CommandError: a folder or the split file is missing, or a listed name has no image or no mask (named).
@@ -40,14 +41,17 @@ def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
         if not folder.is_dir():
             raise CommandError(f"{folder}: no such directory ({root} must have {_LAYOUT})")
     lists = root / "ImageSets" / "Segmentation"
-    split_file = lists / f"{split}.txt"
+    split_file = lists / f"{split or 'val'}.txt"
+    if split is not None and not lists.is_dir():
+        raise CommandError(f"{lists}: no such directory (--split {split} names a list in it)")
     if split_file.is_file():
         names = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
         if not names:
             raise CommandError(f"{split_file}: no image names in it")
     elif lists.is_dir():
         present = ", ".join(sorted(p.stem for p in lists.glob("*.txt"))) or "none"
-        raise CommandError(f"{split_file}: no such file (--split {split}; the lists there: {present})")
+        given = f"--split {split}" if split is not None else "the default list; choose one with --split"
+        raise CommandError(f"{split_file}: no such file ({given}; the lists there: {present})")
     else:
         names = sorted(p.stem for p in masks.glob("*.png"))
         if not names:

@@ -34,25 +34,28 @@ DEFAULT_CLIPS_PER_VIDEO = 5
 
 
 def resampled_indices(frames: int, native_fps: float | None, target_fps: float | None) -> list[int]:
-    """The indices of a video's ``frames`` that make it ``target_fps`` frames per second (as the reference's
-    clip sampler resamples: a whole-number ratio keeps every n-th frame, another ratio takes
-    ``floor(i * native / target)`` for ``floor(frames * target / native)`` frames)."""
+    """The indices of a video's ``frames`` that make it ``target_fps`` frames per second, as the reference's clip
+    sampler resamples: a whole-number ratio keeps every n-th frame, another ratio takes ``floor(i * native /
+    target)`` (in float32, as it computes them) for ``floor(frames * target / native)`` frames."""
+    import torch
+
     if target_fps is None or not native_fps:
         return list(range(frames))
     step = native_fps / target_fps
     if step.is_integer():
         return list(range(0, frames, int(step)))
-    return [math.floor(i * step) for i in range(math.floor(frames * target_fps / native_fps))]
+    count = math.floor(frames * target_fps / native_fps)
+    return (torch.arange(count, dtype=torch.float32) * step).floor().to(torch.int64).tolist()
 
 
 def clip_starts(candidates: int, clips: int) -> list[int]:
-    """``clips`` starts uniformly spaced over ``candidates`` (``floor(linspace(0, candidates - 1, clips))``),
-    none for a video with no candidate."""
+    """``clips`` starts uniformly spaced over ``candidates``: ``floor(linspace(0, candidates - 1, clips))`` (in
+    float32, as the reference's sampler); none for a video with no candidate."""
+    import torch
+
     if candidates <= 0:
         return []
-    if clips == 1:
-        return [0]
-    return [math.floor(i * (candidates - 1) / (clips - 1)) for i in range(clips)]
+    return torch.linspace(0, candidates - 1, steps=clips).floor().to(torch.int64).tolist()
 
 
 def find_videos(root: Path, categories: list[str]) -> list[tuple[Path, int]]:

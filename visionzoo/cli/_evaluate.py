@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -63,13 +64,6 @@ def check_data_dir(root: Path, layout: str) -> None:
         raise CommandError(f"--data {root} is a file; it must be a directory ({layout})")
     if not root.is_dir():
         raise CommandError(f"{root}: no such directory")
-
-
-def check_limit(items: list[Any], args: argparse.Namespace, what: str, root: Path) -> list[Any]:
-    """The first ``--limit`` items; a CommandError naming ``root`` when there are none."""
-    if not items:
-        raise CommandError(f"{root}: no {what} found")
-    return items[: args.limit]
 
 
 def build(chosen: ChosenWeights, args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, Any]:
@@ -165,7 +159,7 @@ def report(args: argparse.Namespace, chosen: ChosenWeights, scores: Scores) -> i
             "measured": scores.measured if len(columns) > 1 else scores.measured[columns[0]],
             "meta": scores.published,
         }
-        print(json.dumps(document, indent=2))
+        print(json.dumps(_json_safe(document), indent=2))
         return 0
     from ._catalog import metric_heading
 
@@ -186,3 +180,14 @@ def report(args: argparse.Namespace, chosen: ChosenWeights, scores: Scores) -> i
         f"{len(scores.skipped)} unreadable, skipped"
     )
     return 0
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinite floats (no figure: e.g. no valid pixel) as None, which JSON can hold."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value

@@ -25,6 +25,10 @@ from typing import Any
 from ._common import ChosenWeights, CommandError, choose_weights, device_of, looks_like_path, model_info
 
 # task -> the module (in visionzoo.cli) whose ``evaluate(args, chosen)`` scores its weights.
+# Images (video: clips) per forward. Detection scores one image at a time, as the reference does: a batch is padded
+# to its largest image, which moves the detections slightly.
+DEFAULT_BATCH_SIZE = 32
+DETECTION_BATCH_SIZE = 1
 EVALUATORS: dict[str, str] = {
     "classification": "_eval_classification",
     "quantization": "_eval_classification",
@@ -56,7 +60,12 @@ def register(sub: Any) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="the dataset's directory (layouts above)")
     p.add_argument("--model", help="the model a checkpoint path is for")
     p.add_argument("--num-classes", type=int, help="outputs of a checkpoint's head (default: read from it)")
-    p.add_argument("--batch-size", type=int, default=32, help="images (video: clips) per forward (default 32)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        help="images (video: clips) per forward (default 32; detection 1, as the reference evaluates: a batch is "
+        "padded to a common size, which moves detections slightly)",
+    )
     p.add_argument("--limit", type=int, help="use at most this many items (the first in sorted order)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -70,7 +79,8 @@ def register(sub: Any) -> None:
     )
     g = p.add_argument_group("segmentation")
     g.add_argument(
-        "--split", default="val", help="the ImageSets/Segmentation/SPLIT.txt list to use when present (default val)"
+        "--split",
+        help="use the names in ImageSets/Segmentation/SPLIT.txt (default: val.txt when present, else every mask)",
     )
     g = p.add_argument_group("video")
     g.add_argument(
@@ -138,7 +148,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from visionzoo.allocator import keep_freed_memory
     from visionzoo.models._api import get_task
 
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+    if (args.batch_size is not None and args.batch_size < 1) or (args.limit is not None and args.limit < 1):
         raise CommandError("--batch-size and --limit must be at least 1")
     for flag in ("clips_per_video", "clip_len", "num_flow_updates"):
         value = getattr(args, flag)
@@ -148,6 +158,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise CommandError("--frame-rate must be positive")
     chosen = _choose(args)
     task = get_task(chosen.task)
+    if args.batch_size is None:
+        args.batch_size = DETECTION_BATCH_SIZE if task.name == "detection" else DEFAULT_BATCH_SIZE
     evaluate = evaluator_for(task.name)
     device = device_of(args.device)
     if task.cpu_only and device.type != "cpu":

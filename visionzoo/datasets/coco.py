@@ -13,7 +13,7 @@ model built with ``num_classes=N + 1`` wants. Either way ``dataset.categories`` 
 
 Images that do not decode are skipped: the item is ``None`` (with a warning naming the file; the path is added
 to ``dataset.skipped`` in the process that read it) and :func:`collate` leaves it out of the batch, so a loader
-yields fewer images than it asked for by exactly the number skipped.
+yields fewer images than it asked for by exactly the number skipped. ``dataset.load(index)`` raises instead.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -134,6 +135,8 @@ class CocoDetection(Dataset):
         limit: keep only the first ``limit`` images (in image id order).
         label_space: ``"coco"`` or ``"contiguous"`` (see the module docstring).
         include_crowd: keep crowd annotations (``iscrowd`` 1), as evaluation does; training usually drops them.
+        transforms: applied to each ``(image, target)`` pair, returning the pair (e.g. a random horizontal flip
+            for training, which must move the boxes, masks and keypoints with the image).
 
     A target holds ``boxes`` float32 ``(K, 4)`` (xyxy pixels, clipped to the image; boxes with no area are
     dropped with their annotation), ``labels`` int64 ``(K,)``, ``image_id`` (int), ``iscrowd`` int64, ``area``
@@ -154,6 +157,7 @@ class CocoDetection(Dataset):
         limit: int | None = None,
         label_space: LabelSpace = "coco",
         include_crowd: bool = True,
+        transforms: Callable[[torch.Tensor, dict[str, Any]], tuple[torch.Tensor, dict[str, Any]]] | None = None,
     ) -> None:
         if label_space not in LABEL_SPACES:
             raise ValueError(f"label_space must be one of {', '.join(LABEL_SPACES)}, not {label_space!r}")
@@ -165,6 +169,7 @@ class CocoDetection(Dataset):
         self.annotation_file = Path(annotation_file)
         self.coco = load_coco_annotations(self.annotation_file)
         self.include_crowd = include_crowd
+        self.transforms = transforms
         self.categories, self.category_id_to_label = _label_mapping(self.coco, label_space, self.annotation_file)
         self.label_to_category_id = {label: cid for cid, label in self.category_id_to_label.items()}
         self.image_ids: list[int] = sorted(self.coco.imgs)[:limit]
@@ -224,7 +229,8 @@ class CocoDetection(Dataset):
                 f"{path} is {width}x{height}, but {self.annotation_file} gives image {image_id} as "
                 f"{info['width']}x{info['height']}"
             )
-        return image, self._target(image_id, height, width)
+        target = self._target(image_id, height, width)
+        return (image, target) if self.transforms is None else self.transforms(image, target)
 
     def _target(self, image_id: int, height: int, width: int) -> dict[str, Any]:
         anns = [a for a in self.coco.imgToAnns.get(image_id, []) if self.include_crowd or not a.get("iscrowd", 0)]

@@ -79,12 +79,12 @@ def coco_results(
             raise ValueError(f"the boxes for image {image_id} have shape {tuple(boxes.shape)}, expected (N, 4)")
         n = len(boxes)
         masks = output.get("masks")
-        if masks is not None:
-            masks = masks.detach().cpu()
-            masks = (masks[:, 0] if masks.ndim == 4 else masks) > mask_threshold
+        if masks is not None:  # thresholded where they are: a quarter of the bytes to move than probabilities
+            masks = ((masks[:, 0] if masks.ndim == 4 else masks) > mask_threshold).cpu()
         keypoints = output.get("keypoints")
         keypoints = None if keypoints is None else keypoints.detach().float().cpu().flatten(1)
-        for name, value in (("labels", output["labels"]), ("scores", output["scores"]), ("masks", masks)):
+        sized = (("labels", output["labels"]), ("scores", output["scores"]), ("masks", masks), ("keypoints", keypoints))
+        for name, value in sized:
             if value is not None and len(value) != n:
                 raise ValueError(f"image {image_id}: {len(value)} {name} for {n} boxes")
         xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
@@ -212,6 +212,17 @@ def coco_evaluate(
     return stats
 
 
+def merge_results(parts: Sequence[tuple[list[dict[str, Any]], list[int]]]) -> tuple[list[dict[str, Any]], list[int]]:
+    """One ``(results, image_ids)`` from several (one per process), each image's results taken from the first part
+    that scored it."""
+    owner: dict[int, int] = {}
+    for index, (_, image_ids) in enumerate(parts):
+        for image_id in image_ids:
+            owner.setdefault(image_id, index)
+    results = [r for index, (part, _) in enumerate(parts) for r in part if owner[r["image_id"]] == index]
+    return results, sorted(owner)
+
+
 class CocoEvaluator:
     """Collects a model's outputs batch by batch and evaluates them at the end (training's periodic evaluation,
     ``visionzoo validate``).
@@ -237,8 +248,20 @@ class CocoEvaluator:
         self.results += coco_results(outputs, ids, label_to_category_id=self.dataset.label_to_category_id)
         self.image_ids += ids
 
+    def synchronize(self) -> None:
+        """Gathers every process's results into each one, when a ``torch.distributed`` process group runs (else
+        nothing). An image that several processes scored (``DistributedSampler`` repeats images to even out the
+        shards) counts once, with the detections of the lowest rank that scored it."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        parts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, (self.results, self.image_ids))
+        self.results, self.image_ids = merge_results(parts)
+
     def evaluate(self) -> dict[str, dict[str, float | None]]:
-        """The statistics over every image added so far."""
+        """The statistics over every image added so far (in a distributed run: call :meth:`synchronize` first)."""
         if not self.image_ids:
             raise ValueError("no image was evaluated")
         return coco_evaluate(self.dataset.coco, self.results, self.iou_types, image_ids=self.image_ids)
