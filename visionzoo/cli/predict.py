@@ -493,7 +493,7 @@ def _start(args: argparse.Namespace, chosen: ChosenWeights, device: torch.device
         raise
     model = model.to(device)
     preset = preset_of(chosen, model)
-    categories = list(chosen.entry.meta.get("categories") or []) if chosen.entry is not None else []
+    categories = chosen.category_names()
     pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), chosen.model)
     return Session(args, model, device, categories, pictures, preset, chosen)
 
