@@ -506,7 +506,11 @@ def get_model_builder(name: str) -> Callable[..., torch.nn.Module]:
 
 
 def get_model(name: str, **config: Any) -> torch.nn.Module:
-    """Build the model called ``name``; ``config`` goes to its builder (e.g. ``weights="DEFAULT"``)."""
+    """Build the model called ``name``; ``config`` goes to its builder (e.g. ``weights="DEFAULT"``).
+
+    Classification models also take ``features_only=True`` and ``out_indices`` (see :func:`register_model`): a
+    module returning the selected stages' (N, C, H, W) maps, described by its ``feature_info``.
+    """
     return get_model_builder(name)(**config)
 
 
