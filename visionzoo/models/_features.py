@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.fx
 from torch import nn
+
+from ._utils import check_image_batch
 
 __all__ = [
     "FeatureMaps",
@@ -107,12 +110,15 @@ class FeatureRecipe:
     """What a family needs, besides the stage names of its ``feature_info``, to run its stages on their own.
 
     Attributes:
-        check: validates an input batch (default: ``check_image_batch`` with the model's class name).
+        min_size: the smallest (height, width) the network takes; every input is checked as the classification
+            model checks it (``check_image_batch``: a float batch of 3-channel images, finite values).
+        check: a further check of an input batch (ViT's fixed image size).
         prepare: glue before top-level children (see :class:`FeatureTap`).
         readout: turns a stage output into an (N, C, H, W) map (Swin: channels last; ViT: tokens).
         skip: top-level children that are side branches (Inception v3's auxiliary classifier).
     """
 
+    min_size: tuple[int, int] = (1, 1)
     check: Callable[[torch.Tensor], None] | None = None
     prepare: Mapping[str, Prepare] = field(default_factory=dict)
     readout: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -147,16 +153,14 @@ class FeatureMaps(FeatureTap):
         self.feature_info = [{"index": i, **stages[i]} for i in indices]
         if getattr(model, "input_size", None) is not None:
             self.input_size = tuple(model.input_size)  # built for one input size (ViT, MaxViT)
+        self._min_size = recipe.min_size
         self._check = recipe.check
         self._label = label
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
-        if self._check is not None:
+        check_image_batch(x, self._label, min_size=self._min_size)
+        if self._check is not None and not isinstance(x, torch.fx.Proxy):
             self._check(x)
-        else:
-            from ._utils import check_image_batch
-
-            check_image_batch(x, self._label)
         outputs = super().forward(x)
         return [outputs[str(k)] for k in range(len(self.feature_info))]
 

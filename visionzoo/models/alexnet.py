@@ -8,7 +8,6 @@ checkpoint follows this variant, not the 2012 paper's two-GPU layout.
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +70,7 @@ class AlexNet(nn.Module):
         return sequential_stages(self, "features")
 
     def _feature_recipe(self) -> FeatureRecipe:
-        return FeatureRecipe(check=partial(check_image_batch, model=type(self).__name__, min_size=_MIN_SIZE))
+        return FeatureRecipe(min_size=_MIN_SIZE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__, min_size=_MIN_SIZE)

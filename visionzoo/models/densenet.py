@@ -194,8 +194,7 @@ class DenseNet(nn.Module):
         return sequential_stages(self, "features")
 
     def _feature_recipe(self) -> FeatureRecipe:
-        size = (self._min_size, self._min_size)
-        return FeatureRecipe(check=partial(check_image_batch, model=type(self).__name__, min_size=size))
+        return FeatureRecipe(min_size=(self._min_size, self._min_size))
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_batch(x, type(self).__name__, min_size=(self._min_size, self._min_size))

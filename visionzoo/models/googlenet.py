@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -254,9 +253,7 @@ class GoogLeNet(nn.Module):
 
     def _feature_recipe(self) -> FeatureRecipe:
         prepare = {"conv1": _unit_range_step} if self.transform_input else {}
-        return FeatureRecipe(
-            check=partial(check_image_batch, model=type(self).__name__, min_size=(15, 15)), prepare=prepare
-        )
+        return FeatureRecipe(min_size=(15, 15), prepare=prepare)
 
     def forward(self, x: Tensor) -> GoogLeNetOutputs | Tensor:
         check_image_batch(x, type(self).__name__, min_size=(15, 15))

@@ -9,7 +9,6 @@ Module names (``Conv2d_1a_3x3``, ``Mixed_5b``, ``AuxLogits``) follow the TensorF
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -305,8 +304,7 @@ class Inception3(nn.Module):
 
     def _feature_recipe(self) -> FeatureRecipe:
         prepare = {"Conv2d_1a_3x3": _unit_range_step} if self.transform_input else {}
-        check = partial(check_image_batch, model=type(self).__name__, min_size=(75, 75))
-        return FeatureRecipe(check=check, prepare=prepare, skip=("AuxLogits",))
+        return FeatureRecipe(min_size=(75, 75), prepare=prepare, skip=("AuxLogits",))
 
     def forward(self, x: Tensor) -> InceptionOutputs | Tensor:
         self._check_input(x)

@@ -487,7 +487,6 @@ def _check_stage_sizes(size: tuple[int, int], num_stages: int, partition_size: i
 
 
 def _check_input(x: torch.Tensor, partition_size: int, stages: int) -> None:
-    check_image_batch(x, "MaxVit")
     _check_stage_sizes((x.shape[-2], x.shape[-1]), stages, partition_size)
 
 

@@ -9,7 +9,6 @@ average pooling is the head. Version 1.1, from the authors' repository, uses a 3
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +118,7 @@ class SqueezeNet(nn.Module):
         return sequential_stages(self, "features")
 
     def _feature_recipe(self) -> FeatureRecipe:
-        return FeatureRecipe(check=partial(check_image_batch, model=type(self).__name__, min_size=self._min_size))
+        return FeatureRecipe(min_size=self._min_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__, min_size=self._min_size)

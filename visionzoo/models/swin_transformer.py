@@ -170,8 +170,7 @@ class SwinTransformer(nn.Module):
                     nn.init.zeros_(module.bias)
 
     def _feature_recipe(self) -> FeatureRecipe:
-        check = partial(check_image_batch, model=type(self).__name__, min_size=self._patch_size)
-        return FeatureRecipe(check=check, readout=_channels_first)  # the stages run channels last
+        return FeatureRecipe(min_size=self._patch_size, readout=_channels_first)  # the stages run channels last
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The normalised last-stage map, (N, C, H/32, W/32) for the default patch size."""

@@ -113,7 +113,7 @@ class VGG(nn.Module):
         return sequential_stages(self, "features")
 
     def _feature_recipe(self) -> FeatureRecipe:
-        return FeatureRecipe(check=partial(check_image_batch, model=type(self).__name__, min_size=_MIN_SIZE))
+        return FeatureRecipe(min_size=_MIN_SIZE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__, min_size=_MIN_SIZE)

@@ -342,7 +342,9 @@ class VisionTransformer(nn.Module):
         ]
 
     def _feature_recipe(self) -> FeatureRecipe:
-        check = partial(_check_input, model=type(self).__name__, image_size=self.image_size, patch_size=self.patch_size)
+        check = partial(
+            _check_image_size, model=type(self).__name__, image_size=self.image_size, patch_size=self.patch_size
+        )
         return FeatureRecipe(check=check, prepare={"encoder": _encoder_input}, readout=_patch_tokens_as_map)
 
     def embed_patches(self, x: torch.Tensor) -> torch.Tensor:
@@ -369,11 +371,6 @@ def _check_image_size(x: torch.Tensor, model: str, image_size: int, patch_size: 
         f"the images (the weights' transforms() do), or build the model with another image_size (a multiple of "
         f"{patch_size}) and adapt a checkpoint with resize_position_embeddings()"
     )
-
-
-def _check_input(x: torch.Tensor, model: str, image_size: int, patch_size: int) -> None:
-    check_image_batch(x, model)
-    _check_image_size(x, model, image_size, patch_size)
 
 
 def _encoder_input(features: nn.Module, patches: torch.Tensor) -> torch.Tensor:
