@@ -72,8 +72,8 @@ class _DenseLayer(nn.Module):
     def forward(self, features: list[Tensor] | Tensor) -> Tensor:
         """New ``growth_rate`` channels computed from the block input and every earlier layer's output."""
         features = [features] if isinstance(features, Tensor) else features
-        needs_grad = torch.is_grad_enabled() and any(f.requires_grad for f in features)
-        if self.memory_efficient and needs_grad:
+        # memory_efficient is tested first: a traced model (torch.fx) cannot branch on requires_grad.
+        if self.memory_efficient and torch.is_grad_enabled() and any(f.requires_grad for f in features):
             # The concatenation grows quadratically with depth; recompute it in backward instead of keeping it.
             bottleneck = torch.utils.checkpoint.checkpoint(self._bottleneck, *features, use_reentrant=False)
         else:

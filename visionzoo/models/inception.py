@@ -105,11 +105,10 @@ class InceptionC(nn.Module):
         self.branch_pool = conv_block(in_channels, 192, kernel_size=1)
 
     def _forward(self, x: Tensor) -> list[Tensor]:
-        double = self.branch7x7dbl_3(self.branch7x7dbl_2(self.branch7x7dbl_1(x)))
         return [
             self.branch1x1(x),
             self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
-            self.branch7x7dbl_5(self.branch7x7dbl_4(double)),
+            self.branch7x7dbl_5(self.branch7x7dbl_4(self.branch7x7dbl_3(self.branch7x7dbl_2(self.branch7x7dbl_1(x))))),
             self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)),
         ]
 
@@ -131,10 +130,9 @@ class InceptionD(nn.Module):
         self.branch7x7x3_4 = conv_block(192, 192, kernel_size=3, stride=2)
 
     def _forward(self, x: Tensor) -> list[Tensor]:
-        seven = self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x)))
         return [
             self.branch3x3_2(self.branch3x3_1(x)),
-            self.branch7x7x3_4(seven),
+            self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x)))),
             F.max_pool2d(x, kernel_size=3, stride=2),
         ]
 
@@ -160,14 +158,13 @@ class InceptionE(nn.Module):
         self.branch_pool = conv_block(in_channels, 192, kernel_size=1)
 
     def _forward(self, x: Tensor) -> list[Tensor]:
+        # Branch by branch, in the order of the reference (torch.fx node names follow execution order).
+        one = self.branch1x1(x)
         single = self.branch3x3_1(x)
+        single = torch.cat([self.branch3x3_2a(single), self.branch3x3_2b(single)], 1)
         double = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        return [
-            self.branch1x1(x),
-            torch.cat([self.branch3x3_2a(single), self.branch3x3_2b(single)], 1),
-            torch.cat([self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double)], 1),
-            self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)),
-        ]
+        double = torch.cat([self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double)], 1)
+        return [one, single, double, self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))]
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat(self._forward(x), 1)

@@ -88,10 +88,9 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out += shortcut  # in place: one block-sized allocation less per call
+        out += x if self.downsample is None else self.downsample(x)  # in place: one block-sized allocation less
         return self.relu(out)
 
 
@@ -126,11 +125,10 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        out += shortcut  # in place: one block-sized allocation less per call
+        out += x if self.downsample is None else self.downsample(x)  # in place: one block-sized allocation less
         return self.relu(out)
 
 

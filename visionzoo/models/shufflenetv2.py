@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..ops.misc import Conv2dNormActivation
 from ._api import WeightsEnum, register_model
 from ._features import sequential_stages
 from ._utils import build_model, check_image_batch, conv_bn_layers, set_or_check
@@ -38,9 +37,12 @@ __all__ = [
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Reorder the channels of ``x`` (N, C, H, W) from ``groups`` blocks of ``C / groups`` to interleaved.
 
-    Only shape operations, so it runs on any device (``meta`` included) and traces symbolically.
+    Only shape operations, so it runs on any device (``meta`` included); written with the reference's operations
+    so that ``torch.fx`` node names (``stage2.0.view``, ``stage2.0.transpose``, ...) are the same.
     """
-    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+    batch, channels, height, width = x.size()
+    x = x.view(batch, groups, channels // groups, height, width)
+    return x.transpose(1, 2).contiguous().view(batch, -1, height, width)
 
 
 class InvertedResidual(nn.Module):
@@ -127,10 +129,12 @@ class ShuffleNetV2(nn.Module):
             rest = (inverted_residual(oup, oup, 1) for _ in range(repeats - 1))
             return nn.Sequential(inverted_residual(inp, oup, 2), *rest)
 
-        self.conv1 = Conv2dNormActivation(3, widths[0], 3, stride=2)
+        # Plain Sequentials, not Conv2dNormActivation: torch.fx feature extraction keeps that layer as one node,
+        # and the reference's stem and last convolution expose conv, BN and ReLU as three.
+        self.conv1 = nn.Sequential(*conv_bn_layers(3, widths[0], 3, stride=2))
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.stage2, self.stage3, self.stage4 = stage(0), stage(1), stage(2)
-        self.conv5 = Conv2dNormActivation(widths[3], last, 1)
+        self.conv5 = nn.Sequential(*conv_bn_layers(widths[3], last, 1))
         self.fc = nn.Linear(last, num_classes)
 
     @property
