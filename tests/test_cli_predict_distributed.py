@@ -167,6 +167,14 @@ def test_a_results_file_that_is_not_ours_is_refused(in_tmp: Path, images: list[s
     assert (status, out) == (2, "") and "r.jsonl:2: not a result of `visionzoo predict`" in err
 
 
+def test_results_of_other_weights_are_not_resumed(in_tmp: Path, images: list[str], capsys) -> None:
+    status, _, _ = run(["predict", "imgs/img1.png", *ARGS, "--out", "r.jsonl", "--quiet"], capsys)
+    assert status == 0 and lines_of(in_tmp / "r.jsonl")[0]["weights"] == "TinyNet_Weights.V1"
+    other = [a if a != "V1" else "V2" for a in ARGS]
+    status, out, err = run(["predict", "imgs/img1.png", *other, "--out", "r.jsonl"], capsys)
+    assert (status, out) == (2, "") and "holds results of TinyNet_Weights.V1 (for imgs/img1.png)" in err
+
+
 @pytest.mark.parametrize(
     ("env", "argv", "message"),
     [

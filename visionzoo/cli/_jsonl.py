@@ -6,7 +6,9 @@ When every process has finished, rank 0 merges the parts into ``OUT``: the lines
 new ones in the order of the inputs (so a run over several processes writes what one process would), and removes
 the parts. A run first collects the inputs already answered, in ``OUT`` or in any part (of any world size: a
 killed run's parts stay until a run completes), and predicts only the others. A part's last line without its
-newline is what a killed process left half-written: it is ignored, and its input predicted again.
+newline is what a killed process left half-written: it is ignored, and its input predicted again. Each line
+records the weights that made it (``"weights"``): a run with other weights refuses to resume someone else's
+results rather than mix them.
 """
 
 from __future__ import annotations
@@ -88,10 +90,19 @@ class ResultsFile:
         key: the field that names a result's input (``image``, ``video``).
         rank, world_size: this process's place in the run.
         fresh: forget earlier results (``OUT`` and every part) instead of resuming.
+        weights: the weights of this run, recorded on every line (None: not recorded, not checked).
     """
 
-    def __init__(self, out: str | Path, key: str, rank: int = 0, world_size: int = 1, fresh: bool = False) -> None:
-        self.out, self.key, self.fresh = Path(out), key, fresh
+    def __init__(
+        self,
+        out: str | Path,
+        key: str,
+        rank: int = 0,
+        world_size: int = 1,
+        fresh: bool = False,
+        weights: str | None = None,
+    ) -> None:
+        self.out, self.key, self.fresh, self.weights = Path(out), key, fresh, weights
         self.part = part_name(self.out, rank, world_size)
         self.world_size = world_size
         self._file: IO[str] | None = None
@@ -106,7 +117,14 @@ class ResultsFile:
             return set()
         found: set[str] = set()
         for path in [self.out, *part_files(self.out)]:
-            found.update(name for name, _ in read_lines(path, self.key))
+            for name, line in read_lines(path, self.key):
+                found.add(name)
+                made_by = json.loads(line).get("weights") if self.weights is not None else None
+                if made_by is not None and made_by != self.weights:
+                    raise CommandError(
+                        f"{path}: holds results of {made_by} (for {name}), but this run uses {self.weights}; "
+                        "give another --out, or --fresh to replace them"
+                    )
         return found
 
     def open(self) -> None:
@@ -131,7 +149,8 @@ class ResultsFile:
     def write(self, results: Iterable[dict[str, Any]]) -> None:
         """Append ``results`` (one JSON line each) and flush them to the operating system."""
         assert self._file is not None, "open() first"
-        self._file.writelines(json.dumps(result) + "\n" for result in results)
+        stamp = {} if self.weights is None else {"weights": self.weights}
+        self._file.writelines(json.dumps({**result, **stamp}) + "\n" for result in results)
         self._file.flush()
 
     def close(self) -> None:
@@ -222,17 +241,19 @@ def predict_to_jsonl(
     device: torch.device,
     start: Callable[[], Session],
     run: Callable[[Session, list[str]], tuple[Results, list[str], int]],
+    weights: str | None = None,
 ) -> int:
     """``predict --out FILE.jsonl`` in one process of ``world``: predict this process's share of ``paths`` that
     has no result yet (``start`` builds the session, only when there is work), writing and printing each batch's
-    results as they come; then, once every process is done, rank 0 merges the parts into ``--out``.
+    results as they come; then, once every process is done, rank 0 merges the parts into ``--out``. ``weights``
+    names the weights in use: recorded on every line, and a file of another's results is refused.
 
     Returns:
         The exit status: 1 when any input failed in any process.
     """
     from visionzoo import distributed
 
-    results_file = ResultsFile(args.out, predictor.key, world.rank, world.world_size, fresh=args.fresh)
+    results_file = ResultsFile(args.out, predictor.key, world.rank, world.world_size, fresh=args.fresh, weights=weights)
     mine = distributed.shard(paths, world)
     answered = results_file.answered()
     todo = [path for path in mine if path not in answered]

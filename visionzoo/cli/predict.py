@@ -539,7 +539,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     world, device = place(world, device, args.dist_backend)
     if args.out and not predictor.draws and Path(args.out).suffix.lower() == ".jsonl":
         start = partial(_start, args, chosen, device)
-        return predict_to_jsonl(args, predictor, paths, world, device, start, lambda s, todo: _run(s, predictor, todo))
+        return predict_to_jsonl(
+            args, predictor, paths, world, device, start, lambda s, todo: _run(s, predictor, todo), chosen.label
+        )
     session = _start(args, chosen, device)
     results, failures, total = _run(session, predictor, paths)
     if args.out and not predictor.draws:
