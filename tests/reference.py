@@ -10,6 +10,7 @@ import importlib
 import torchvision  # noqa: F401  (oracle only; the visionzoo package never imports it)
 import torchvision.io as io  # noqa: F401
 import torchvision.models as models  # noqa: F401
+import torchvision.models.feature_extraction as feature_extraction  # noqa: F401
 import torchvision.ops as ops  # noqa: F401
 import torchvision.transforms as transforms  # noqa: F401
 import torchvision.transforms.functional as functional  # noqa: F401

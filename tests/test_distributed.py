@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from visionzoo.distributed import World, WorldError, choose_backend, device_for, shard, world_from_env
+from visionzoo.distributed import World, WorldError, choose_backend, device_for, shard, sum_over_ranks, world_from_env
 
 _TWO = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
 
@@ -54,3 +54,14 @@ def test_shards_cover_every_item_once(size: int) -> None:
     shares = [shard(items, World(rank=r, world_size=size)) for r in range(size)]
     assert sorted(x for share in shares for x in share) == items
     assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_device_backend_and_sums_are_checked() -> None:
+    two = world_from_env(env=_TWO)
+    with pytest.raises(WorldError, match="each process uses cuda:LOCAL_RANK; pass --device cuda"):
+        device_for(two, torch.device("cuda", 1))
+    with pytest.raises(WorldError, match="unknown backend 'mpi'"):
+        choose_backend(two, torch.device("cpu"), "mpi")
+    with pytest.raises(WorldError, match="LOCAL_RANK must be at least 0"):
+        world_from_env(env={**_TWO, "LOCAL_RANK": "-1"})
+    assert sum_over_ranks([3, 1], torch.device("cpu")) == [3, 1]  # no process group: the values themselves

@@ -6,13 +6,17 @@ When every process has finished, rank 0 merges the parts into ``OUT``: the lines
 new ones in the order of the inputs (so a run over several processes writes what one process would), and removes
 the parts. A run first collects the inputs already answered, in ``OUT`` or in any part (of any world size: a
 killed run's parts stay until a run completes), and predicts only the others. A part's last line without its
-newline is what a killed process left half-written: it is ignored, and its input predicted again.
+newline is what a killed process left half-written: it is ignored, and its input predicted again. Each line
+records the weights that made it (``"weights"``): a run with other weights refuses to resume someone else's
+results rather than mix them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
+import io
 import json
 import os
 import re
@@ -86,10 +90,19 @@ class ResultsFile:
         key: the field that names a result's input (``image``, ``video``).
         rank, world_size: this process's place in the run.
         fresh: forget earlier results (``OUT`` and every part) instead of resuming.
+        weights: the weights of this run, recorded on every line (None: not recorded, not checked).
     """
 
-    def __init__(self, out: str | Path, key: str, rank: int = 0, world_size: int = 1, fresh: bool = False) -> None:
-        self.out, self.key, self.fresh = Path(out), key, fresh
+    def __init__(
+        self,
+        out: str | Path,
+        key: str,
+        rank: int = 0,
+        world_size: int = 1,
+        fresh: bool = False,
+        weights: str | None = None,
+    ) -> None:
+        self.out, self.key, self.fresh, self.weights = Path(out), key, fresh, weights
         self.part = part_name(self.out, rank, world_size)
         self.world_size = world_size
         self._file: IO[str] | None = None
@@ -104,7 +117,14 @@ class ResultsFile:
             return set()
         found: set[str] = set()
         for path in [self.out, *part_files(self.out)]:
-            found.update(name for name, _ in read_lines(path, self.key))
+            for name, line in read_lines(path, self.key):
+                found.add(name)
+                made_by = json.loads(line).get("weights") if self.weights is not None else None
+                if made_by is not None and made_by != self.weights:
+                    raise CommandError(
+                        f"{path}: holds results of {made_by} (for {name}), but this run uses {self.weights}; "
+                        "give another --out, or --fresh to replace them"
+                    )
         return found
 
     def open(self) -> None:
@@ -129,7 +149,8 @@ class ResultsFile:
     def write(self, results: Iterable[dict[str, Any]]) -> None:
         """Append ``results`` (one JSON line each) and flush them to the operating system."""
         assert self._file is not None, "open() first"
-        self._file.writelines(json.dumps(result) + "\n" for result in results)
+        stamp = {} if self.weights is None else {"weights": self.weights}
+        self._file.writelines(json.dumps({**result, **stamp}) + "\n" for result in results)
         self._file.flush()
 
     def close(self) -> None:
@@ -173,6 +194,45 @@ class ResultsFile:
         return count
 
 
+def world_of(args: argparse.Namespace, predictor: Predictor, task: str, shared: list[str]) -> World:
+    """The torchrun world this process belongs to, and a refusal of what several processes cannot do (tasks other
+    than the ``shared`` ones, no ``--out FILE.jsonl``, ``--json``)."""
+    from visionzoo.distributed import WorldError, world_from_env
+
+    try:
+        world = world_from_env()
+    except WorldError as error:
+        raise CommandError(str(error)) from None
+    if not world.distributed:
+        return world
+    where = f"WORLD_SIZE={world.world_size}"
+    if not predictor.writes_results:
+        raise CommandError(
+            f"{where}: predict shares out the inputs of {', '.join(shared)} models, not of {task} models"
+        )
+    if not args.out:
+        raise CommandError(
+            f"{where}: the processes write their results to --out FILE.jsonl (each its own part, merged by rank 0); "
+            "add --out"
+        )
+    if Path(args.out).suffix.lower() != ".jsonl":
+        raise CommandError(f"{where}: --out {args.out}: the processes write JSON lines; name a .jsonl file")
+    if args.json:
+        raise CommandError(f"{where}: --json would print one document per process; read --out {args.out} instead")
+    return world
+
+
+def place(world: World, device: torch.device, backend: str | None) -> tuple[World, torch.device]:
+    """This process's device (``cuda:LOCAL_RANK`` under torchrun) and the world with its backend chosen."""
+    from visionzoo.distributed import WorldError, choose_backend, device_for
+
+    try:
+        device = device_for(world, device)
+        return choose_backend(world, device, backend), device
+    except WorldError as error:
+        raise CommandError(str(error)) from None
+
+
 def predict_to_jsonl(
     args: argparse.Namespace,
     predictor: Predictor,
@@ -181,17 +241,19 @@ def predict_to_jsonl(
     device: torch.device,
     start: Callable[[], Session],
     run: Callable[[Session, list[str]], tuple[Results, list[str], int]],
+    weights: str | None = None,
 ) -> int:
     """``predict --out FILE.jsonl`` in one process of ``world``: predict this process's share of ``paths`` that
     has no result yet (``start`` builds the session, only when there is work), writing and printing each batch's
-    results as they come; then, once every process is done, rank 0 merges the parts into ``--out``.
+    results as they come; then, once every process is done, rank 0 merges the parts into ``--out``. ``weights``
+    names the weights in use: recorded on every line, and a file of another's results is refused.
 
     Returns:
         The exit status: 1 when any input failed in any process.
     """
     from visionzoo import distributed
 
-    results_file = ResultsFile(args.out, predictor.key, world.rank, world.world_size, fresh=args.fresh)
+    results_file = ResultsFile(args.out, predictor.key, world.rank, world.world_size, fresh=args.fresh, weights=weights)
     mine = distributed.shard(paths, world)
     answered = results_file.answered()
     todo = [path for path in mine if path not in answered]
@@ -205,8 +267,15 @@ def predict_to_jsonl(
         predicted += len(found)
         if args.json:
             kept.extend(found)
-        else:
+        elif not world.distributed:
             predictor.show(found)
+        else:  # one write per result: the processes share stdout, and a small write to a pipe is not split
+            for result in found:
+                text = io.StringIO()
+                with contextlib.redirect_stdout(text):
+                    predictor.show([result])
+                sys.stdout.write(text.getvalue())
+                sys.stdout.flush()
 
     distributed.init(world, device)
     try:
@@ -219,19 +288,25 @@ def predict_to_jsonl(
         finally:
             results_file.close()
         counts = [len(mine), predicted, len(failures)]
+        unit = predictor.unit or predictor.inputs
+        if world.distributed and (failures or not args.quiet):
+            rank = f"rank {world.rank} of {world.world_size}: "
+            print(f"visionzoo: {rank}{_summary(counts, unit, args.out)}", file=sys.stderr)
         totals = distributed.sum_over_ranks(counts, device)  # returns once every process has closed its part
-        held = results_file.merge(paths) if world.is_main else None
+        if world.is_main:
+            held = results_file.merge(paths)
+            if totals[2] or not args.quiet:
+                everyone = "in all: " if world.distributed else ""
+                summary = _summary(totals, unit, args.out)
+                print(f"visionzoo: {everyone}{summary}; {args.out} holds {held}", file=sys.stderr)
+        # The others wait for the merge, and everything is printed before it: torchrun stops every process as soon
+        # as one exits with a failure.
+        sys.stdout.flush()
+        distributed.barrier()
     finally:
         distributed.shutdown()
     if args.json:
         print(json.dumps(kept, indent=2))
-    unit = predictor.unit or predictor.inputs
-    if world.distributed and (failures or not args.quiet):
-        rank = f"rank {world.rank} of {world.world_size}: "
-        print(f"visionzoo: {rank}{_summary(counts, unit, args.out)}", file=sys.stderr)
-    if held is not None and (totals[2] or not args.quiet):
-        everyone = "in all: " if world.distributed else ""
-        print(f"visionzoo: {everyone}{_summary(totals, unit, args.out)}; {args.out} holds {held}", file=sys.stderr)
     return 1 if totals[2] else 0
 
 

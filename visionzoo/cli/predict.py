@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from visionzoo.distributed import BACKENDS, World
+from visionzoo.distributed import BACKENDS
 
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
 from ._detection import DEFAULT_THRESHOLD, detect, show_detection
@@ -202,6 +202,11 @@ class Predictor:
     def draws(self) -> bool:
         """The task writes a picture per image into ``--out DIR`` instead of results into ``--out FILE``."""
         return self.rows is None
+
+    @property
+    def writes_results(self) -> bool:
+        """The task can write its results to ``--out FILE.jsonl``, one line per input (and so run under torchrun)."""
+        return not self.draws and self.check_inputs is None
 
 
 def read_rgb(path: str) -> torch.Tensor:
@@ -472,43 +477,6 @@ def read_list(path: str) -> list[str]:
     return paths
 
 
-def _world_of(args: argparse.Namespace, predictor: Predictor, task: str) -> World:
-    """The torchrun world this process belongs to, and a refusal of what several processes cannot do."""
-    from visionzoo.distributed import WorldError, world_from_env
-
-    try:
-        world = world_from_env()
-    except WorldError as error:
-        raise CommandError(str(error)) from None
-    if not world.distributed:
-        return world
-    where = f"WORLD_SIZE={world.world_size}"
-    if predictor.draws or predictor.check_inputs is not None:
-        shared = ", ".join(n for n, p in PREDICTORS.items() if not p.draws and p.check_inputs is None)
-        raise CommandError(f"{where}: predict shares out the inputs of {shared} models, not of {task} models")
-    if not args.out:
-        raise CommandError(
-            f"{where}: the processes write their results to --out FILE.jsonl (each its own part, merged by rank 0); "
-            "add --out"
-        )
-    if Path(args.out).suffix.lower() != ".jsonl":
-        raise CommandError(f"{where}: --out {args.out}: the processes write JSON lines; name a .jsonl file")
-    if args.json:
-        raise CommandError(f"{where}: --json would print one document per process; read --out {args.out} instead")
-    return world
-
-
-def _place(world: World, device: torch.device, backend: str | None) -> tuple[World, torch.device]:
-    """This process's device (``cuda:LOCAL_RANK`` under torchrun) and the world with its backend chosen."""
-    from visionzoo.distributed import WorldError, choose_backend, device_for
-
-    try:
-        device = device_for(world, device)
-        return choose_backend(world, device, backend), device
-    except WorldError as error:
-        raise CommandError(str(error)) from None
-
-
 def _start(args: argparse.Namespace, chosen: ChosenWeights, device: torch.device) -> Session:
     """Build the model on ``device`` (its card on stderr when the weights cannot be had) and the run's session."""
     from visionzoo.allocator import keep_freed_memory
@@ -544,7 +512,7 @@ def _run(session: Session, predictor: Predictor, paths: list[str]) -> tuple[Resu
 def cmd_predict(args: argparse.Namespace) -> int:
     from visionzoo.models._api import get_task, list_tasks
 
-    from ._jsonl import predict_to_jsonl
+    from ._jsonl import place, predict_to_jsonl, world_of
 
     info = model_info(args.model)  # unknown names fail here, with suggestions
     task = get_task(info.task)
@@ -554,7 +522,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise CommandError(
             f"predict does not handle {task.name} models yet ({info.name}); it handles {available} models"
         )
-    world = _world_of(args, predictor, task.name)
+    world = world_of(args, predictor, task.name, [n for n, p in PREDICTORS.items() if p.writes_results])
     chosen = choose_weights(info.name, args.weights, args.num_classes)
     _check_arguments(args, predictor, task.name)
     if not args.inputs and not args.list:
@@ -568,10 +536,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise CommandError(
             f"{chosen.model} is a {task.name} model, which runs on the CPU only (not --device {args.device})"
         )
-    world, device = _place(world, device, args.dist_backend)
+    world, device = place(world, device, args.dist_backend)
     if args.out and not predictor.draws and Path(args.out).suffix.lower() == ".jsonl":
         start = partial(_start, args, chosen, device)
-        return predict_to_jsonl(args, predictor, paths, world, device, start, lambda s, todo: _run(s, predictor, todo))
+        return predict_to_jsonl(
+            args, predictor, paths, world, device, start, lambda s, todo: _run(s, predictor, todo), chosen.label
+        )
     session = _start(args, chosen, device)
     results, failures, total = _run(session, predictor, paths)
     if args.out and not predictor.draws:
