@@ -81,7 +81,7 @@ def test_saved_model_loads_in_get_model_and_predict(
 ) -> None:
     saved = torch.load(straight / "model.pth", weights_only=True)
     assert saved["meta"]["categories"] == sorted(COLOURS) and saved["meta"]["model"] == "resnet18"
-    model = get_model("resnet18", weights=str(straight / "model.pth"), num_classes=3)
+    model = get_model("resnet18", weights=str(straight / "model.pth"))  # num_classes from the saved meta
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved["model"].values()))
     image = data[1] / "red" / "0.png"
     capsys.readouterr()

@@ -11,6 +11,7 @@ import torch
 
 from tests.train._data import make_coco
 from visionzoo.cli import main
+from visionzoo.models import get_model
 
 pytest.importorskip("pycocotools")
 
@@ -34,6 +35,8 @@ def test_detector_loss_falls_and_box_map_is_reported(tmp_path: Path, capsys: pyt
 
     saved = torch.load(out / "model.pth", weights_only=True)
     assert saved["meta"]["categories"] == ["__background__", "square", "bar"] and saved["meta"]["task"] == "detection"
+    model = get_model(MODEL, weights=str(out / "model.pth"))  # three classes, as the saved meta says
+    assert all(torch.equal(a, saved["model"][k]) for k, a in model.state_dict().items())
     capsys.readouterr()
     picture = str(val_images / "1.png")
     command = ["predict", "--model", MODEL, "--weights", str(out / "model.pth"), "--threshold", "0", picture]

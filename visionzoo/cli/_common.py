@@ -200,14 +200,9 @@ class ChosenWeights:
         if not self.local:
             return {}
         if self._saved_meta is None:
-            from visionzoo import hub
+            from visionzoo.models._utils import checkpoint_meta
 
-            try:
-                loaded = hub.load_checkpoint(self.weights)  # type: ignore[arg-type]
-            except Exception:  # unreadable: build() reports it with the loading pipeline's message
-                loaded = {}
-            meta = loaded.get("meta") if isinstance(loaded, dict) else None
-            self._saved_meta = dict(meta) if isinstance(meta, dict) else {}
+            self._saved_meta = checkpoint_meta(self.weights)  # type: ignore[arg-type]
         return self._saved_meta
 
     def check_trained_for(self) -> None:
@@ -247,11 +242,7 @@ class ChosenWeights:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                config = dict(self.config)
-                saved_classes = self.saved_meta().get("num_classes")
-                if isinstance(saved_classes, int):  # a trained checkpoint says its class count: no guessing
-                    config.setdefault("num_classes", saved_classes)
-                model = get_model(self.model, weights=self.weights, progress=progress, **config)
+                model = get_model(self.model, weights=self.weights, progress=progress, **self.config)
         except hub.WeightsUnavailableError as error:
             raise unavailable(error, None if self.local else self.entry) from None
         except CheckpointMismatchError as error:
