@@ -9,8 +9,6 @@ ranks see exactly the crops an uninterrupted single-process run sees.
 from __future__ import annotations
 
 import math
-import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from visionzoo.distributed import World, shard
 from visionzoo.transforms import ImageClassification
 from visionzoo.transforms import functional as F
 
-from .data import Unreadable, sample_generator, split_readable, training_sampler
+from .data import TrainingData, Unreadable, sample_generator, split_readable
 from .engine import Batch
 
 # ImageNet statistics: every published classification entry normalises with them.
@@ -103,7 +101,7 @@ def _collate(samples: list[Any]) -> tuple[torch.Tensor | None, torch.Tensor, lis
 
 
 @dataclass
-class ClassificationTask:
+class ClassificationTask(TrainingData):
     """Fine-tune ``model`` on ``train_dir`` (class folders), evaluating top-1/top-5 on ``val_dir`` if given.
 
     Args:
@@ -126,43 +124,19 @@ class ClassificationTask:
     label_smoothing: float = 0.0
     builder_kwargs: dict[str, Any] = field(default_factory=dict)
     name: str = "classification"
+    collate = staticmethod(_collate)
 
     def __post_init__(self) -> None:
         self.train_set = ImageFolder(self.train_dir)
         self.val_set = ImageFolder(self.val_dir, classes=self.train_set.classes) if self.val_dir else None
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.label_smoothing)
-        self._samples: _Samples | None = None
-        self._sampler: torch.utils.data.DistributedSampler | None = None
 
     @property
     def classes(self) -> list[str]:
         return self.train_set.classes
 
-    def build_model(self) -> nn.Module:
-        from visionzoo.models import get_model
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            model = get_model(self.model, weights=self.weights, num_classes=len(self.classes), **self.builder_kwargs)
-        for warning in caught:  # e.g. "a fresh head for N classes": one line, as the CLI prints notes
-            print(f"visionzoo train: note: {warning.message}", file=sys.stderr)
-        return model
-
-    def train_loader(self, world: World, seed: int) -> torch.utils.data.DataLoader:
-        self._samples = _Samples(self.train_set, RandomResizedCropFlip(self.crop_size), seed, random_draws=True)
-        self._sampler = training_sampler(self._samples, world, seed)
-        return self._loader(self._samples, self._sampler)
-
-    def _loader(self, samples: torch.utils.data.Dataset, sampler: Any) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
-            samples, batch_size=self.batch_size, sampler=sampler, num_workers=self.workers, collate_fn=_collate
-        )
-
-    def set_epoch(self, epoch: int) -> None:
-        if self._samples is None or self._sampler is None:
-            raise RuntimeError("set_epoch before train_loader")
-        self._samples.epoch = epoch
-        self._sampler.set_epoch(epoch)
+    def training_samples(self, seed: int) -> torch.utils.data.Dataset:
+        return _Samples(self.train_set, RandomResizedCropFlip(self.crop_size), seed, random_draws=True)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> Batch:
         images, labels, skipped = batch
@@ -185,7 +159,7 @@ class ClassificationTask:
         model.eval()
         top1 = top5 = loss = count = skipped = 0.0
         k = min(5, len(self.classes))
-        batches = self._loader(mine, None)
+        batches = self.loader(mine, None)
         for images, labels, unreadable in progress_bar(batches, len(batches), "evaluating", not quiet):
             skipped += len(unreadable)
             if images is None:

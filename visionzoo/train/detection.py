@@ -12,8 +12,6 @@ builds the model with ``num_classes=N + 1`` (from published weights, only the cl
 
 from __future__ import annotations
 
-import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from torch import nn
 from visionzoo.distributed import World, shard
 from visionzoo.transforms import functional as F
 
-from .data import Unreadable, sample_generator, split_readable, training_sampler
+from .data import TrainingData, Unreadable, sample_generator, split_readable
 from .engine import Batch
 
 
@@ -75,7 +73,7 @@ def _model_target(target: dict[str, Any], device: torch.device) -> dict[str, Any
 
 
 @dataclass
-class DetectionTask:
+class DetectionTask(TrainingData):
     """Fine-tune detection ``model`` on ``image_dir`` + ``annotations``; COCO mAP on ``val_dir`` +
     ``val_annotations`` when given.
 
@@ -97,6 +95,7 @@ class DetectionTask:
     label_space: str = "contiguous"
     builder_kwargs: dict[str, Any] = field(default_factory=dict)
     name: str = "detection"
+    collate = staticmethod(_collate)
 
     def __post_init__(self) -> None:
         from visionzoo.datasets import CocoDetection
@@ -115,39 +114,14 @@ class DetectionTask:
                 f"{self.val_annotations} has other categories than {self.annotations}: "
                 f"{self.val_set.categories} vs {self.train_set.categories}"
             )
-        self._samples: _DetectionSamples | None = None
-        self._sampler: Any = None
 
     @property
     def classes(self) -> list[str]:
         """The label names, index 0 the background."""
         return list(self.train_set.categories)
 
-    def build_model(self) -> nn.Module:
-        from visionzoo.models import get_model
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            model = get_model(self.model, weights=self.weights, num_classes=len(self.classes), **self.builder_kwargs)
-        for warning in caught:
-            print(f"visionzoo train: note: {warning.message}", file=sys.stderr)
-        return model
-
-    def train_loader(self, world: World, seed: int) -> torch.utils.data.DataLoader:
-        self._samples = _DetectionSamples(self.train_set, seed, flip=True)
-        self._sampler = training_sampler(self._samples, world, seed)
-        return self._loader(self._samples, self._sampler)
-
-    def _loader(self, samples: torch.utils.data.Dataset, sampler: Any) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(
-            samples, batch_size=self.batch_size, sampler=sampler, num_workers=self.workers, collate_fn=_collate
-        )
-
-    def set_epoch(self, epoch: int) -> None:
-        if self._samples is None or self._sampler is None:
-            raise RuntimeError("set_epoch before train_loader")
-        self._samples.epoch = epoch
-        self._sampler.set_epoch(epoch)
+    def training_samples(self, seed: int) -> torch.utils.data.Dataset:
+        return _DetectionSamples(self.train_set, seed, flip=True)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> Batch:
         images, targets, skipped = batch
@@ -167,7 +141,7 @@ class DetectionTask:
 
         samples = _DetectionSamples(self.val_set, 0, flip=False)
         mine = torch.utils.data.Subset(samples, shard(range(len(samples)), world))
-        batches = self._loader(mine, None)
+        batches = self.loader(mine, None)
         was_training = model.training
         model.eval()
         evaluator = CocoEvaluator(self.val_set, ("bbox",))
