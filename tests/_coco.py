@@ -8,6 +8,8 @@ in the 91-entry COCO list they are person 1, car 3 and dog 18.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,3 +144,22 @@ def make_tiny_coco(root: Path) -> TinyCoco:
     keypoint_file = root / "person_keypoints.json"
     keypoint_file.write_text(json.dumps(people))
     return TinyCoco(image_dir, annotation_file, data, keypoint_file, masks={2: rle_mask, 5: crowd_mask})
+
+
+def cocoeval_stats(
+    gt_file: Path, results: list[dict[str, Any]], iou_type: str, image_ids: list[int] | None = None
+) -> list:
+    """COCOeval's 12 (keypoints: 10) stats for ``results`` against ``gt_file``, run as pycocotools' own example runs
+    it: the independent figures the tests compare visionzoo's with."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_file))
+        evaluation = COCOeval(gt, gt.loadRes(results), iou_type)
+        if image_ids is not None:
+            evaluation.params.imgIds = image_ids
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return list(evaluation.stats)

@@ -8,7 +8,6 @@ pycocotools' COCOeval run here on the results file it wrote, and the results aga
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 from tests._cli_zoo import run
-from tests._coco import TinyCoco, make_tiny_coco
+from tests._coco import TinyCoco, cocoeval_stats, make_tiny_coco
 from visionzoo.models import _api
 from visionzoo.models._api import WeightsEnum, register_model
 from visionzoo.models._meta import _COCO_CATEGORIES, _COCO_PERSON_CATEGORIES, _COCO_PERSON_KEYPOINT_NAMES
@@ -34,8 +33,6 @@ from visionzoo.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredicto
 from visionzoo.ops.poolers import MultiScaleRoIAlign
 
 pytest.importorskip("pycocotools")
-from pycocotools.coco import COCO  # noqa: E402
-from pycocotools.cocoeval import COCOeval  # noqa: E402
 
 CHANNELS = 16
 PUBLISHED = {
@@ -150,21 +147,14 @@ def zoo(checkpoints: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatc
 
 
 def _direct(annotation_file: Path, results_file: Path, iou_type: str, image_ids: list[int] | None = None) -> list:
-    """COCOeval's stats for the results file, as pycocotools' own example runs it (a ``segm`` or ``keypoints``
-    result without its box, or loadRes would take the box's area for the mask's)."""
+    """COCOeval's stats for the results file, in percent (a ``segm`` or ``keypoints`` result without its box, or
+    loadRes would take the box's area for the mask's)."""
     results = json.loads(results_file.read_text())
     if iou_type != "bbox":
         field = "segmentation" if iou_type == "segm" else "keypoints"
         results = [{k: r[k] for k in ("image_id", "category_id", "score", field)} for r in results]
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(annotation_file))
-        evaluation = COCOeval(gt, gt.loadRes(results), iou_type)
-        if image_ids is not None:
-            evaluation.params.imgIds = image_ids
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return [100 * v if v >= 0 else None for v in evaluation.stats]
+    stats = cocoeval_stats(annotation_file, results, iou_type, image_ids)
+    return [100 * v if v >= 0 else None for v in stats]
 
 
 def _validate(entry: str, tiny: TinyCoco, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:

@@ -3,17 +3,14 @@ predictions, built independently of visionzoo.metrics."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from tests._coco import TinyCoco, make_tiny_coco
+from tests._coco import TinyCoco, cocoeval_stats, make_tiny_coco
 from visionzoo.datasets import CocoDetection, load_coco_annotations
 from visionzoo.metrics.coco import (
     STAT_NAMES,
@@ -26,7 +23,6 @@ from visionzoo.metrics.coco import (
 
 pytest.importorskip("pycocotools")
 from pycocotools import mask as mask_utils  # noqa: E402
-from pycocotools.cocoeval import COCOeval  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -63,21 +59,6 @@ def _predictions(dataset: CocoDetection, seed: int = 0) -> list[dict[str, torch.
         points[..., 2] = 1
         outputs.append({"boxes": boxes, "labels": labels, "scores": scores, "masks": masks, "keypoints": points})
     return outputs
-
-
-def _direct(gt_file: Path, results: list[dict[str, Any]], iou_type: str, image_ids: list[int] | None = None) -> list:
-    """COCOeval's stats, run as its own documentation shows."""
-    from pycocotools.coco import COCO
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_file))
-        evaluation = COCOeval(gt, gt.loadRes(results), iou_type)
-        if image_ids is not None:
-            evaluation.params.imgIds = image_ids
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return list(evaluation.stats)
 
 
 def _expected(stats: list[float], iou_type: str) -> dict[str, float | None]:
@@ -133,7 +114,7 @@ def test_evaluate_matches_cocoeval(
 ) -> None:
     ours = coco_results(outputs, dataset.image_ids, label_to_category_id=dataset.label_to_category_id)
     stats = coco_evaluate(dataset, ours, (iou_type,))
-    direct = _direct(tiny.annotation_file, _independent_results(dataset, outputs, iou_type), iou_type)
+    direct = cocoeval_stats(tiny.annotation_file, _independent_results(dataset, outputs, iou_type), iou_type)
     assert stats == {iou_type: _expected(direct, iou_type)}
     assert 0 < stats[iou_type]["AP"] < 100 and stats[iou_type]["APl"] is None  # no large object in tiny images
 
@@ -143,7 +124,7 @@ def test_keypoints_match_cocoeval(tiny: TinyCoco, outputs: list[dict[str, torch.
     person_outputs = [{k: v[o["labels"] == 1] for k, v in o.items()} for o in outputs]
     ours = coco_results(person_outputs, people.image_ids, label_to_category_id=people.label_to_category_id)
     stats = coco_evaluate(tiny.keypoint_file, ours, ("keypoints",))
-    direct = _direct(tiny.keypoint_file, _independent_results(people, person_outputs, "keypoints"), "keypoints")
+    direct = cocoeval_stats(tiny.keypoint_file, _independent_results(people, person_outputs, "keypoints"), "keypoints")
     assert stats == {"keypoints": _expected(direct, "keypoints")}
     assert len(stats["keypoints"]) == 10 and stats["keypoints"]["AP"] > 0
     # a file that also lists categories without keypoints: only those with keypoints are scored
@@ -158,7 +139,7 @@ def test_results_file_subset_and_all_types(
     subset = [r for r in ours if r["image_id"] in (1, 3)]
     stats = coco_evaluate(tiny.annotation_file, path, ("bbox", "segm"), image_ids=[1, 3])
     assert stats["bbox"] == coco_evaluate(load_coco_annotations(tiny.annotation_file), subset, image_ids=[1, 3])["bbox"]
-    direct = _direct(tiny.annotation_file, _independent_results(dataset, outputs, "bbox"), "bbox", [1, 3])
+    direct = cocoeval_stats(tiny.annotation_file, _independent_results(dataset, outputs, "bbox"), "bbox", [1, 3])
     assert stats["bbox"] == _expected(direct, "bbox")
 
 
