@@ -28,3 +28,11 @@ def flow_file_readers() -> object:
     """The reference's private readers of flow files (``_read_flo``, ``_read_16bits_png_with_flow_and_valid_mask``),
     imported on first use: its datasets package is slow to import."""
     return importlib.import_module("torchvision.datasets._optical_flow")
+
+
+def video_clip_sampling() -> tuple[type, type]:
+    """The reference's clip index computation and its evaluation sampler: ``(VideoClips, UniformClipSampler)``,
+    imported on first use (its datasets package is slow to import)."""
+    video_utils = importlib.import_module("torchvision.datasets.video_utils")
+    samplers = importlib.import_module("torchvision.datasets.samplers")
+    return video_utils.VideoClips, samplers.UniformClipSampler

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, register_model
+from ._features import FeatureRecipe, sequential_stages
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
 
@@ -62,6 +63,14 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(4096, num_classes),
         )
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The last layer of ``features`` at each stride (4, 8, 16, 32): the maps ``features_only=True`` returns."""
+        return sequential_stages(self, "features")
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        return FeatureRecipe(min_size=_MIN_SIZE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__, min_size=_MIN_SIZE)

@@ -19,6 +19,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from ._api import WeightsEnum, register_model
+from ._features import FeatureRecipe, sequential_stages
 from ._utils import build_model, check_image_batch, set_or_check
 from ._weights import imagenet_entry
 
@@ -99,6 +100,7 @@ class _DenseBlock(nn.ModuleDict):
         for index in range(num_layers):
             layer = _DenseLayer(in_channels + index * growth_rate, growth_rate, bn_size, drop_rate, memory_efficient)
             self.add_module(f"denselayer{index + 1}", layer)
+        self.out_channels = in_channels + num_layers * growth_rate
 
     def forward(self, x: Tensor) -> Tensor:
         features = [x]
@@ -184,6 +186,15 @@ class DenseNet(nn.Module):
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The stem's activation (stride 2), the dense blocks (4, 8, 16) and the final norm (32, before the
+        classifier's ReLU): the maps ``features_only=True`` returns."""
+        return sequential_stages(self, "features")
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        return FeatureRecipe(min_size=(self._min_size, self._min_size))
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_batch(x, type(self).__name__, min_size=(self._min_size, self._min_size))

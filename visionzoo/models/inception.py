@@ -17,9 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._api import WeightsEnum, register_model
+from ._features import FeatureRecipe
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
-from .googlenet import BasicConv2d, _apply_pretrained_rules, _imagenet_to_unit_range, _unpack_blocks
+from .googlenet import BasicConv2d, _apply_pretrained_rules, _imagenet_to_unit_range, _unit_range_step, _unpack_blocks
 
 __all__ = ["Inception3", "InceptionOutputs", "Inception_V3_Weights", "inception_v3"]
 
@@ -185,6 +186,16 @@ class InceptionAux(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
 
 
+# The last layer at each stride, with its output channels: the stages of features_only=True.
+_STAGES = [
+    ("Conv2d_2b_3x3", 64, 2),
+    ("Conv2d_4a_3x3", 192, 4),
+    ("Mixed_5d", 288, 8),
+    ("Mixed_6e", 768, 16),
+    ("Mixed_7c", 2048, 32),
+]
+
+
 class Inception3(nn.Module):
     """Inception v3: a convolutional stem, 3 + 1 + 4 + 1 + 2 Inception blocks, average pooling and a linear head.
 
@@ -281,6 +292,16 @@ class Inception3(nn.Module):
                 f"{type(self).__name__} needs images of at least 299x299 pixels in training mode with "
                 f"aux_logits=True, got {height}x{width} (eval mode and aux_logits=False accept 75x75)"
             )
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The last layer at each stride: ``Conv2d_2b_3x3``, ``Conv2d_4a_3x3``, ``Mixed_5d``, ``Mixed_6e`` and
+        ``Mixed_7c`` (strides 2 to 32), the maps ``features_only=True`` returns."""
+        return [{"name": n, "channels": c, "stride": s} for n, c, s in _STAGES]
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        prepare = {"Conv2d_1a_3x3": _unit_range_step} if self.transform_input else {}
+        return FeatureRecipe(min_size=(75, 75), prepare=prepare, skip=("AuxLogits",))
 
     def forward(self, x: Tensor) -> InceptionOutputs | Tensor:
         self._check_input(x)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, caller_stacklevel, register_model
+from ._features import sequential_stages
 from ._utils import (
     build_model,
     check_image_batch,
@@ -141,6 +142,11 @@ class MNASNet(nn.Module):
         init_conv_net(
             self, linear=lambda linear: nn.init.kaiming_uniform_(linear.weight, mode="fan_out", nonlinearity="sigmoid")
         )
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The last layer of ``layers`` at each stride (2 to 32): the maps ``features_only=True`` returns."""
+        return sequential_stages(self, "layers")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__)

@@ -144,7 +144,8 @@ class ResNet(nn.Module):
         replace_stride_with_dilation: for stages 2-4, dilate instead of striding (dense prediction).
         norm_layer: normalisation layer constructor (default ``nn.BatchNorm2d``).
 
-    ``feature_info`` lists each stage's name, output channels and stride, for feature extraction.
+    ``feature_info`` lists the stem's and each stage's name, output channels and stride, for feature extraction
+    (``features_only=True``).
     """
 
     def __init__(
@@ -184,7 +185,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
         stride = 4
-        self.feature_info = []
+        self.feature_info = [{"name": "relu", "channels": self.conv1.out_channels, "stride": 2}]  # the stem
         for index, dilated in enumerate([False, *dilate]):
             stride *= 1 if (index == 0 or dilated) else 2
             channels = 64 * 2**index * block.expansion

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, register_model
+from ._features import sequential_stages
 from ._utils import build_model, check_image_batch, conv_bn_layers, set_or_check
 from ._weights import imagenet_entry
 
@@ -67,6 +68,7 @@ class InvertedResidual(nn.Module):
                 f"({2 * branch_channels})"
             )
         self.stride = stride
+        self.out_channels = 2 * branch_channels
         if stride > 1:
             self.branch1 = nn.Sequential(
                 *conv_bn_layers(inp, inp, 3, stride, groups=inp, relu=False),
@@ -134,6 +136,12 @@ class ShuffleNetV2(nn.Module):
         self.stage2, self.stage3, self.stage4 = stage(0), stage(1), stage(2)
         self.conv5 = nn.Sequential(*conv_bn_layers(widths[3], last, 1))
         self.fc = nn.Linear(last, num_classes)
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """``conv1`` (stride 2), ``maxpool`` (4), ``stage2``, ``stage3`` (8, 16) and ``conv5`` (32): the maps
+        ``features_only=True`` returns."""
+        return sequential_stages(self, exclude=("fc",))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__)
