@@ -39,9 +39,10 @@ _TRAILING_INDEX = re.compile(r"(.+)_[0-9]+$")
 def _default_leaf_modules() -> list[type[nn.Module]]:
     # The shared layers (Conv2dNormActivation, SqueezeExcitation, StochasticDepth, Permute, MLP, the feature
     # pyramid, RoI pooling) stay single nodes, as the reference keeps its own ops package's layers.
-    # Layers that optimize_for_inference swapped in count as the torch.nn layers they replaced.
+    # Layers that optimize_for_inference swapped in count as the torch.nn layers they replaced, and subclasses of
+    # nn.MultiheadAttention (ViT's fused self-attention) keep its call, so they stay one node as it does.
     shared = [obj for obj in vars(ops).values() if isinstance(obj, type) and issubclass(obj, nn.Module)]
-    return [*shared, *DROP_IN_LAYERS]
+    return [*shared, *DROP_IN_LAYERS, nn.MultiheadAttention]
 
 
 def _tracer_options(tracer_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
