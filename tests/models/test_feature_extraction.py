@@ -72,6 +72,9 @@ CASES: dict[str, tuple[tuple[Callable[[], nn.Module], Callable[[], nn.Module]], 
     "efficientnet_v2_s": (_builders("efficientnet_v2_s"), 64, "features.2.1"),
     "regnet_y_400mf": (_builders("regnet_y_400mf"), 64, "trunk_output.block2"),
     "convnext_tiny": (_builders("convnext_tiny"), 64, "features.3"),
+    "vit": (_classes("vision_transformer.VisionTransformer", **_TINY_VIT), 32, "encoder.layers.encoder_layer_1"),
+    "swin_t": (_builders("swin_t"), 64, "features.3"),
+    "swin_v2_t": (_builders("swin_v2_t"), 64, "features.5.1"),
 }
 BACKBONES = {
     "resnet_fpn_backbone": (_fpn_backbone(), 64, "body.layer3"),
@@ -118,6 +121,33 @@ def test_features_match_reference(case: tuple[str, nn.Module, nn.Module, int, st
         expected, actual = expected_extractor(x), extractor(x)
     assert list(actual) == list(expected)
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_maxvit_module_outputs_match_reference() -> None:
+    """MaxViT's partition attention differs inside from the reference's (ours runs at any input size that the
+    partitions divide, the reference's only at the size it was built for), so node names differ there; every
+    module's output is the same node by its path."""
+    small = {"stem_channels": 16, "partition_size": 4, "block_channels": [16, 32], "block_layers": [1, 2]}
+    small |= {"head_dim": 8, "num_classes": 5, "stochastic_depth_prob": 0.2}
+    ref, ours = pair(*_classes("maxvit.MaxVit", input_size=(32, 32), **small), check_init=False)
+    picked = {
+        "stem": "stem",
+        "blocks.0.layers.0.layers.MBconv": "mbconv",
+        "blocks.1.layers.0.layers.window_attention.attn_layer": "attention",
+        "blocks.1.layers.0": "block",
+        "blocks.1": "stage",
+        "classifier": "logits",
+    }
+    expected_extractor = _quietly(from_reference.create_feature_extractor, ref, picked)
+    extractor = _quietly(create_feature_extractor, ours, picked)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        expected, actual = expected_extractor(x), extractor(x)
+    assert list(actual) == list(expected)
+    for name, value in expected.items():
+        # Deep inside an untrained MaxViT activations reach ~10: float32 rounding is relative to that.
+        scale = max(1.0, value.abs().max().item())
+        torch.testing.assert_close(actual[name], value, atol=1e-4 * scale, rtol=1e-4, msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +226,30 @@ def test_bad_return_nodes(resnet18: nn.Module) -> None:
     with pytest.raises(ValueError, match="return_nodes is empty"):
         create_feature_extractor(resnet18, [])
     assert not resnet18.training
+
+
+class _ScaledSoftmax(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.conv(x)
+        logits.mul_(3.0).add_(1.0)  # results unused: only the change to ``logits`` matters
+        return logits.softmax(dim=1)
+
+
+def test_in_place_ops_that_later_nodes_read_are_kept() -> None:
+    model = _ScaledSoftmax().eval()
+    x = torch.randn(2, 3, 4, 4)
+    extractor = create_feature_extractor(model, ["softmax"])
+    assert [node.target for node in extractor.graph.nodes if node.op == "call_method"] == ["mul_", "add_", "softmax"]
+    with torch.inference_mode():
+        torch.testing.assert_close(extractor(x)["softmax"], model(x))
+        # Nothing needs the in-place ops after the convolution when it is the only output.
+        conv_only = create_feature_extractor(model, ["conv"])
+        torch.testing.assert_close(conv_only(x)["conv"], model.conv(x))
+    assert not any(node.op == "call_method" for node in conv_only.graph.nodes)
 
 
 class _DataDependent(nn.Module):

@@ -217,7 +217,9 @@ def test_transformer_with_onednn_linears_matches_eager(compile: bool) -> None:
     with torch.no_grad():
         expected = model(x)
     optimised = optimize_for_inference(model, x, compile=compile, onednn_linear=True)
-    assert optimised.onednn_linear_layers == 2 * 3 + 1  # per block: two MLP layers and out_proj; the head
+    # Per block the two MLP layers, and the head; nn.MultiheadAttention's out_proj is another class, whose
+    # weight the attention reads itself, so it stays.
+    assert optimised.onednn_linear_layers == 2 * 2 + 1
     assert not optimised.channels_last  # a single patch-embedding convolution
     torch.testing.assert_close(optimised(x), expected, atol=ATOL, rtol=0)
 

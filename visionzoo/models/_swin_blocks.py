@@ -118,25 +118,36 @@ def _log_spaced_offsets(window: tuple[int, int]) -> Tensor:
     return torch.sign(offsets) * torch.log2(offsets.abs() + 1.0) / 3.0
 
 
-def _window_attention(
+def _get_relative_position_bias(table: Tensor, index: Tensor, window: Sequence[int]) -> Tensor:
+    """Gather a (offsets, heads) table into the (heads, tokens, tokens) additive bias of every token pair."""
+    tokens = window[0] * window[1]
+    return table[index].view(tokens, tokens, -1).permute(2, 0, 1)
+
+
+def shifted_window_attention(
     x: Tensor,
     qkv_weight: Tensor,
-    qkv_bias: Tensor | None,
     proj_weight: Tensor,
-    proj_bias: Tensor | None,
     position_bias: Tensor,
-    window: tuple[int, int],
-    shift: tuple[int, int],
+    window: Sequence[int],
     num_heads: int,
-    logit_scale: Tensor | None,
-    attention_dropout: float,
-    dropout: float,
-    training: bool,
+    shift: Sequence[int],
+    attention_dropout: float = 0.0,
+    dropout: float = 0.0,
+    qkv_bias: Tensor | None = None,
+    proj_bias: Tensor | None = None,
+    logit_scale: Tensor | None = None,
+    training: bool = True,
 ) -> Tensor:
     """Multi-head self-attention inside (shifted) windows of a (B, H, W, C) map; see :class:`ShiftedWindowAttention`.
 
-    ``position_bias`` is (heads, tokens, tokens); ``logit_scale`` (heads, 1, 1) selects cosine attention (V2).
+    ``position_bias`` is (heads, tokens, tokens); ``logit_scale`` (heads, 1, 1) selects cosine attention (V2),
+    which has no key bias: the middle third of ``qkv_bias`` is left out.
     """
+    window, shift = (window[0], window[1]), (shift[0], shift[1])
+    if logit_scale is not None and qkv_bias is not None:
+        q_bias, k_bias, v_bias = qkv_bias.chunk(3)
+        qkv_bias = torch.cat((q_bias, torch.zeros_like(k_bias), v_bias))
     batch, height, width, channels = x.shape
     # Pad bottom and right to whole windows; the padded (zero) tokens take part in attention like any other.
     x = F.pad(x, (0, 0, 0, -width % window[1], 0, -height % window[0]))
@@ -177,7 +188,7 @@ def _window_attention(
     return out[:, :height, :width].contiguous()
 
 
-def _merge_patches(x: Tensor) -> Tensor:
+def _patch_merging_pad(x: Tensor) -> Tensor:
     """(..., H, W, C) -> (..., ceil(H/2), ceil(W/2), 4C): each 2x2 neighbourhood (zero-padded at odd sizes)
     concatenated as top-left, bottom-left, top-right, bottom-right, the order the checkpoints were trained with."""
     height, width = x.shape[-3], x.shape[-2]
@@ -186,9 +197,11 @@ def _merge_patches(x: Tensor) -> Tensor:
     return x.transpose(-4, -2).transpose(-4, -3).flatten(-3)  # (..., H/2, W/2, dx, dy, C) -> 4C
 
 
-# Shapes decide the padding and whether to shift, which symbolic tracing cannot see: record one call each.
-torch.fx.wrap("_window_attention")
-torch.fx.wrap("_merge_patches")
+# Shapes decide the padding and whether to shift, which symbolic tracing cannot see: record one call each. The
+# names are the reference's, so that torch.fx feature extraction names these nodes as it does.
+torch.fx.wrap("_get_relative_position_bias")
+torch.fx.wrap("shifted_window_attention")
+torch.fx.wrap("_patch_merging_pad")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,7 +228,7 @@ class PatchMerging(nn.Module):
         return 4 * dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.reduction(self.norm(_merge_patches(x)))
+        return self.reduction(self.norm(_patch_merging_pad(x)))
 
 
 class PatchMergingV2(PatchMerging):
@@ -226,7 +239,7 @@ class PatchMergingV2(PatchMerging):
         return 2 * dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.norm(self.reduction(_merge_patches(x)))
+        return self.norm(self.reduction(_patch_merging_pad(x)))
 
 
 class ShiftedWindowAttention(nn.Module):
@@ -278,37 +291,32 @@ class ShiftedWindowAttention(nn.Module):
         table = torch.empty((2 * window[0] - 1) * (2 * window[1] - 1), self.num_heads)
         self.relative_position_bias_table = nn.Parameter(nn.init.trunc_normal_(table, std=0.02))
 
-    def _bias_from_table(self, table: Tensor) -> Tensor:
-        """Gather a (offsets, heads) table into the (heads, tokens, tokens) bias of every token pair."""
-        tokens = self.window_size[0] * self.window_size[1]
-        return table[self.relative_position_index].view(tokens, tokens, -1).permute(2, 0, 1)
-
     def relative_position_bias(self) -> Tensor:
         """The additive attention bias, (heads, tokens, tokens)."""
-        return self._bias_from_table(self.relative_position_bias_table)
-
-    def _qkv_bias(self) -> Tensor | None:
-        return self.qkv.bias
+        return _get_relative_position_bias(
+            self.relative_position_bias_table, self.relative_position_index, self.window_size
+        )
 
     def _logit_scale(self) -> Tensor | None:
         return None
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
-        return _window_attention(
+        position_bias = self.relative_position_bias()
+        return shifted_window_attention(
             x,
             self.qkv.weight,
-            self._qkv_bias(),
             self.proj.weight,
-            self.proj.bias,
-            self.relative_position_bias(),
-            tuple(self.window_size),
-            tuple(self.shift_size),
+            position_bias,
+            self.window_size,
             self.num_heads,
-            self._logit_scale(),
-            self.attention_dropout,
-            self.dropout,
-            self.training,
+            self.shift_size,
+            attention_dropout=self.attention_dropout,
+            dropout=self.dropout,
+            qkv_bias=self.qkv.bias,
+            proj_bias=self.proj.bias,
+            logit_scale=self._logit_scale(),
+            training=self.training,
         )
 
 
@@ -353,14 +361,7 @@ class ShiftedWindowAttentionV2(ShiftedWindowAttention):
 
     def relative_position_bias(self) -> Tensor:
         table = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads)
-        return 16 * torch.sigmoid(self._bias_from_table(table))
-
-    def _qkv_bias(self) -> Tensor | None:
-        bias = self.qkv.bias
-        if bias is None:
-            return None
-        q_bias, k_bias, v_bias = bias.chunk(3)
-        return torch.cat((q_bias, torch.zeros_like(k_bias), v_bias))
+        return 16 * torch.sigmoid(_get_relative_position_bias(table, self.relative_position_index, self.window_size))
 
     def _logit_scale(self) -> Tensor | None:
         return self.logit_scale

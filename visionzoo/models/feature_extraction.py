@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import operator
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -38,9 +39,10 @@ _TRAILING_INDEX = re.compile(r"(.+)_[0-9]+$")
 def _default_leaf_modules() -> list[type[nn.Module]]:
     # The shared layers (Conv2dNormActivation, SqueezeExcitation, StochasticDepth, Permute, MLP, the feature
     # pyramid, RoI pooling) stay single nodes, as the reference keeps its own ops package's layers.
-    # Layers that optimize_for_inference swapped in count as the torch.nn layers they replaced.
+    # Layers that optimize_for_inference swapped in count as the torch.nn layers they replaced, and subclasses of
+    # nn.MultiheadAttention (ViT's fused self-attention) keep its call, so they stay one node as it does.
     shared = [obj for obj in vars(ops).values() if isinstance(obj, type) and issubclass(obj, nn.Module)]
-    return [*shared, *DROP_IN_LAYERS]
+    return [*shared, *DROP_IN_LAYERS, nn.MultiheadAttention]
 
 
 def _tracer_options(tracer_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -190,6 +192,53 @@ def _selects(query: str, name: str) -> bool:
     return name == query or name.startswith(query + ".")
 
 
+_INPLACE_OPERATORS = {
+    operator.iadd, operator.isub, operator.imul, operator.imatmul, operator.itruediv, operator.ifloordiv,
+    operator.imod, operator.ipow, operator.iand, operator.ior, operator.ixor, operator.ilshift, operator.irshift,
+}  # fmt: skip
+
+
+def _mutates_first_argument(node: fx.Node) -> bool:
+    """Whether the node changes its first argument in place (``x.mul_(s)``, ``x += y``, ``F.relu(x, inplace=True)``)."""
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.startswith("_")
+    if node.op == "call_function":
+        name = getattr(node.target, "__name__", "")
+        in_place_name = name.endswith("_") and not name.startswith("_")
+        return node.target in _INPLACE_OPERATORS or in_place_name or node.kwargs.get("inplace") is True
+    return False
+
+
+def _mutated_tensor(node: fx.Node) -> fx.Node:
+    """The node whose tensor ``node`` is: itself, or for an in-place op, the tensor it changed (transitively)."""
+    while _mutates_first_argument(node) and node.args and isinstance(node.args[0], fx.Node):
+        node = node.args[0]
+    return node
+
+
+def _remove_dead_nodes(graph: fx.Graph) -> None:
+    """Remove the nodes the outputs do not need.
+
+    ``Graph.eliminate_dead_code`` also drops an in-place op whose result is unused, such as
+    ``logits.mul_(scale)`` before ``logits.softmax()``: the softmax would then read unscaled logits. Here such
+    an op stays when a later needed node reads the tensor it changes. (Reading it only as a requested output
+    does not count, so a node returned before a later in-place op keeps its value, as in the reference.)
+    """
+    needed: set[fx.Node] = set()
+    read_later: set[fx.Node] = set()  # tensors that needed nodes after the current one read
+    for node in reversed(graph.nodes):
+        keep = node.op in ("placeholder", "output") or node.is_impure() or any(user in needed for user in node.users)
+        if not keep and _mutates_first_argument(node):
+            keep = _mutated_tensor(node) in read_later
+        if keep:
+            needed.add(node)
+            if node.op != "output":
+                read_later.update(_mutated_tensor(arg) for arg in node.all_input_nodes)
+    for node in reversed(graph.nodes):
+        if node not in needed:
+            graph.erase_node(node)
+
+
 def _graph_returning(tracer: _NodeNamingTracer, wanted: dict[str, str], mode: str) -> fx.Graph:
     """The traced graph rewritten to return ``{output name: node}`` for ``wanted`` (``{query: output name}``)."""
     graph = tracer.graph
@@ -213,9 +262,9 @@ def _graph_returning(tracer: _NodeNamingTracer, wanted: dict[str, str], mode: st
     for node in [node for node in graph.nodes if node.op == "output"]:
         graph.erase_node(node)
     graph.output(outputs)
-    # Dead-code elimination asks the module that owns the graph which calls are pure: give the graph one.
+    # Node.is_impure asks the module that owns the graph about the modules it calls: give the graph one.
     fx.GraphModule(tracer.root, graph)
-    graph.eliminate_dead_code()
+    _remove_dead_nodes(graph)
     graph.lint()
     return graph
 

@@ -61,44 +61,50 @@ class ConvStemConfig(NamedTuple):
 # --------------------------------------------------------------------------------------------------
 
 
-class MultiHeadSelfAttention(nn.Module):
-    """Multi-head self-attention computed with ``F.scaled_dot_product_attention``.
+class SelfAttention(nn.MultiheadAttention):
+    """``nn.MultiheadAttention`` (batch first) whose self-attention without masks or returned weights runs as
+    one fused ``F.scaled_dot_product_attention`` call; any other call is ``nn.MultiheadAttention``'s own.
 
-    The parameters are laid out as ``nn.MultiheadAttention``'s (``in_proj_weight`` stacks the query, key and
-    value projections, ``out_proj`` is a Linear), which is what the checkpoints store.
-
-    Args:
-        embed_dim: width of the tokens.
-        num_heads: number of heads; must divide ``embed_dim``.
-        dropout: dropout probability on the attention weights (training only).
+    The parameters, their initialisation and the call are ``nn.MultiheadAttention``'s, which is what the
+    checkpoints store and what torch.fx feature extraction keeps as one node. On CPU the fused path measured
+    about 10% faster on ViT-B/16 than ``nn.MultiheadAttention``'s inference fast path.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        if embed_dim % num_heads != 0:
-            raise ValueError(f"hidden_dim={embed_dim} must be divisible by num_heads={num_heads}")
-        self.embed_dim = embed_dim
-        self.num_heads = num_heads
-        self.head_dim = embed_dim // num_heads
-        self.dropout = dropout
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
-        self.in_proj_bias = nn.Parameter(torch.empty(3 * embed_dim))
-        self.out_proj = nn.Linear(embed_dim, embed_dim)
-        nn.init.xavier_uniform_(self.in_proj_weight)
-        nn.init.zeros_(self.in_proj_bias)
-        nn.init.zeros_(self.out_proj.bias)
+        super().__init__(embed_dim, num_heads, dropout=dropout, batch_first=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Attend over a (N, L, E) sequence; returns (N, L, E)."""
-        n, length, _ = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: torch.Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        plain = key_padding_mask is None and attn_mask is None and not is_causal and not need_weights
+        if not (plain and query is key is value):
+            return super().forward(
+                query,
+                key,
+                value,
+                key_padding_mask=key_padding_mask,
+                need_weights=need_weights,
+                attn_mask=attn_mask,
+                average_attn_weights=average_attn_weights,
+                is_causal=is_causal,
+            )
+        n, length, _ = query.shape
+        qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
         # (N, L, 3E) -> 3 x (N, heads, L, head_dim): rows of in_proj_weight are [query; key; value], heads contiguous.
         q, k, v = qkv.view(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         # Laid out sequence-first in memory, as nn.MultiheadAttention(batch_first=True) returns it: a dropout
         # applied to the result then draws its mask in the same order, so training matches draw for draw.
         out = out.permute(2, 0, 1, 3).reshape(length, n, self.embed_dim)
-        return self.out_proj(out).transpose(0, 1)
+        return self.out_proj(out).transpose(0, 1), None
 
 
 # Checkpoints published before the MLP became a shared layer name its two Linears ``linear_1`` and ``linear_2``.
@@ -134,6 +140,12 @@ class TransformerMLP(MLP):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
 
+def _assert_tokens(x: torch.Tensor) -> None:
+    # torch._assert rather than an if: it stays in a torch.fx graph as the reference's check does, so traced
+    # models have the reference's node names.
+    torch._assert(x.dim() == 3, f"expected tokens of shape (batch_size, seq_length, hidden_dim), got {x.shape}")
+
+
 class TransformerEncoderBlock(nn.Module):
     """Pre-norm Transformer block: ``x + attention(norm(x))``, then ``x + mlp(norm(x))``."""
 
@@ -147,15 +159,20 @@ class TransformerEncoderBlock(nn.Module):
         norm_layer: NormLayer,
     ) -> None:
         super().__init__()
+        if hidden_dim % num_heads != 0:
+            raise ValueError(f"hidden_dim={hidden_dim} must be divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.ln_1 = norm_layer(hidden_dim)
-        self.self_attention = MultiHeadSelfAttention(hidden_dim, num_heads, dropout=attention_dropout)
+        self.self_attention = SelfAttention(hidden_dim, num_heads, dropout=attention_dropout)
         self.dropout = nn.Dropout(dropout)
         self.ln_2 = norm_layer(hidden_dim)
         self.mlp = TransformerMLP(hidden_dim, mlp_dim, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.self_attention(self.ln_1(x)))
+        _assert_tokens(x)
+        y = self.ln_1(x)
+        y, _ = self.self_attention(y, y, y, need_weights=False)
+        x = self.dropout(y) + x
         return x + self.mlp(self.ln_2(x))
 
 
@@ -185,6 +202,7 @@ class TransformerEncoder(nn.Module):
         self.ln = norm_layer(hidden_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _assert_tokens(x)
         return self.ln(self.layers(self.dropout(x + self.pos_embedding)))
 
 
@@ -349,12 +367,19 @@ class VisionTransformer(nn.Module):
 
     def embed_patches(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) images to (N, num_patches, hidden_dim) patch tokens, in row-major patch order."""
-        return self.conv_proj(x).flatten(2).transpose(1, 2)
+        n, _, h, w = x.shape
+        # forward() has checked the size already; these checks are what a torch.fx graph keeps of it.
+        torch._assert(h == self.image_size, f"expected image height {self.image_size}, got {h}")
+        torch._assert(w == self.image_size, f"expected image width {self.image_size}, got {w}")
+        rows, columns = h // self.patch_size, w // self.patch_size
+        x = self.conv_proj(x)
+        return x.reshape(n, self.hidden_dim, rows * columns).permute(0, 2, 1)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's output tokens (N, 1 + num_patches, hidden_dim); index 0 is the class token."""
         tokens = self.embed_patches(x)
-        tokens = torch.cat([self.class_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        n = tokens.shape[0]
+        tokens = torch.cat([self.class_token.expand(n, -1, -1), tokens], dim=1)
         return self.encoder(tokens)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
