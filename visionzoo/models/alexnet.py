@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, register_model
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
 
@@ -62,6 +63,9 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(4096, num_classes),
         )
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.classifier[6] = linear_head(head_width(self.classifier[6]), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__, min_size=_MIN_SIZE)

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation
 from ._api import WeightsEnum, register_model
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, init_conv_net, make_divisible
 from ._weights import imagenet_entry
 
@@ -194,6 +195,9 @@ class MobileNetV3(nn.Module):
         )
 
         init_conv_net(self)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.classifier[3] = linear_head(head_width(self.classifier[3]), num_classes, init=init_conv_net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__)

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, register_model
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, init_conv_net
 from ._weights import imagenet_entry
 
@@ -104,6 +105,9 @@ class VGG(nn.Module):
         )
         if init_weights:
             init_conv_net(self)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.classifier[6] = linear_head(head_width(self.classifier[6]), num_classes, init=init_conv_net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__, min_size=_MIN_SIZE)
