@@ -12,7 +12,7 @@ from PIL import Image
 from tests._cli_zoo import TinyZoo, run, write_images
 from visionzoo import hub
 from visionzoo.cli import CommandError
-from visionzoo.cli.validate import class_indices
+from visionzoo.cli._eval_classification import class_indices
 from visionzoo.io import ImageReadMode, read_image
 from visionzoo.models import get_model
 
@@ -127,6 +127,80 @@ def test_validate_errors(zoo: TinyZoo, tmp_path: Path, image_folder: Path, capsy
     (zoo.served / zoo.files["V2"]).unlink()
     status, _, err = run(["validate", "tinynet", "--data", str(image_folder), "--quiet"], capsys)
     assert status == 1 and err.startswith("visionzoo: error: TinyNet_Weights.V2 needs") and err.count("\n") == 1
+
+
+def test_validate_imagenet_layout_with_a_labels_file(
+    zoo: TinyZoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flat folder of ILSVRC2012_val_*.png and a ground-truth file, in both forms; a corrupt image is skipped."""
+    root = tmp_path / "val"
+    for i, path in enumerate(write_images(root, 4)):
+        path.rename(root / f"ILSVRC2012_val_{i + 1:08d}.png")
+    # V2 always ranks 9 first and 5 last of its top 5: labels 9, 3, 5, 0 give acc@1 25%, acc@5 50%.
+    in_order = tmp_path / "in_order.txt"
+    in_order.write_text("9\n3\n\n5  # a comment\n0\n")
+    named = tmp_path / "named.txt"
+    named.write_text(
+        "ILSVRC2012_val_00000004.png,0\nILSVRC2012_val_00000002 3\nILSVRC2012_val_00000001\t9\n"
+        "ILSVRC2012_val_00000003 5\nILSVRC2012_val_00000099 1\n"
+    )
+    for labels in (in_order, named):
+        argv = ["validate", "tinynet", "--data", str(root), "--labels", str(labels), "--json", "--quiet"]
+        status, out, err = run(argv, capsys)
+        assert status == 0, err
+        report = json.loads(out)
+        assert report["images"] == 4 and report["skipped"] == 0 and report["classes"] == 4
+        assert report["measured"]["PIL"] == report["measured"]["tensor"] == {"acc@1": 25.0, "acc@5": 50.0}
+    (root / "ILSVRC2012_val_00000002.png").write_bytes(b"not a png")
+    status, out, err = run(["validate", "tinynet", "--data", str(root), "--labels", str(named), "--quiet"], capsys)
+    assert status == 0 and err.startswith(f"visionzoo: skipped: {root / 'ILSVRC2012_val_00000002.png'}: cannot read")
+    assert out.splitlines()[0] == f"TinyNet_Weights.V2 on {root}: 3 images, 3 classes"
+    assert out.splitlines()[3].split() == ["acc@1", "33.333", "33.333", "33.000"]
+    assert out.splitlines()[-1].endswith("images/s); 1 unreadable, skipped")
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("9\n3\n", "holds 2 labels, one per line, but {root} holds 3 images"),
+        ("9\n3 1\n", "line 2: expected one label per line, or NAME LABEL on every line; got '3 1'"),
+        ("9\n10\n1\n", "line 2: '10' is not a category index (0..9)"),
+        ("ILSVRC2012_val_00000001 1\n", "ILSVRC2012_val_00000002.png: no label for it in --labels"),
+        ("a n01440764\nb n01443537\n", "2 distinct WordNet ids, but the weights have 10 categories"),
+    ],
+)
+def test_validate_labels_file_errors(
+    text: str, fragment: str, zoo: TinyZoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "val"
+    for i, path in enumerate(write_images(root, 3)):
+        path.rename(root / f"ILSVRC2012_val_{i + 1:08d}.png")
+    labels = tmp_path / "labels.txt"
+    labels.write_text(text)
+    status, out, err = run(["validate", "tinynet", "--data", str(root), "--labels", str(labels)], capsys)
+    assert (status, out) == (2, "") and fragment.format(root=root) in err and err.count("\n") == 1, err
+
+
+def test_validate_layout_hints(zoo: TinyZoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_images(tmp_path / "flat", 2)
+    status, _, err = run(["validate", "tinynet", "--data", str(tmp_path / "flat")], capsys)
+    assert status == 2 and "holds images directly; for the ImageNet validation layout give their labels" in err
+    devkit = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
+    devkit.write_text("490\n361\n")
+    status, _, err = run(["validate", "tinynet", "--data", str(tmp_path / "flat"), "--labels", str(devkit)], capsys)
+    assert status == 2 and "holds 1-based ILSVRC2012 ids, which are not category indices: map them" in err
+    missing = tmp_path / "missing.txt"
+    status, _, err = run(["validate", "tinynet", "--data", str(tmp_path / "flat"), "--labels", str(missing)], capsys)
+    assert status == 2 and err == f"visionzoo: error: --labels {missing}: no such file\n"
+
+
+def test_an_evaluator_module_that_is_missing_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from visionzoo.cli import validate
+
+    monkeypatch.setitem(validate.EVALUATORS, "detection", "_eval_not_installed")
+    with pytest.raises(CommandError, match=r"cannot score detection weights .*_eval_not_installed is missing"):
+        validate.evaluator_for("detection")
+    assert validate.evaluator_for("quantization") is validate.evaluator_for("classification")
 
 
 # ---------------------------------------------------------------------------------------------- benchmark

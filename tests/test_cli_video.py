@@ -172,3 +172,17 @@ def test_without_pyav_one_error_says_how_to_install_it(zoo, tmp_path, capsys, mo
     status, out, err = run(["predict", *map(str, clips), "--model", "colournet"], capsys)
     assert status == 1 and out == ""
     assert err.count("pip install visionzoo[video]") == 1
+
+
+def test_jsonl_out_keyed_by_video_resumes(zoo, tmp_path, capsys):
+    first, second = write_clip(tmp_path / "a.mkv"), write_clip(tmp_path / "b.mkv", red_until=0)
+    out = tmp_path / "r.jsonl"
+    argv = ["predict", str(first), "--model", "colournet", "--out", str(out)]
+    status, _, err = run(argv, capsys)
+    assert status == 0 and "1 of 1 videos predicted" in err
+    status, stdout, err = run([*argv[:2], str(second), *argv[2:]], capsys)  # only the new video is predicted
+    assert status == 0 and stdout.splitlines()[0].startswith(str(second))
+    assert "1 of 2 videos predicted, 1 already in" in err and f"{out} holds 2" in err
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["video"] for r in results] == [str(first), str(second)]
+    assert [r["summary"]["top"][0]["label"] for r in results] == ["red", "blue"]

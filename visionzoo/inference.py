@@ -188,6 +188,11 @@ class _OneDNNLinear(nn.Linear):
         return out.permute(0, 2, 3, 1).reshape(*input.shape[:-1], self.out_features)
 
 
+# Layers that stand in for a torch.nn layer with the same interface: torch.fx feature extraction keeps each as one
+# node named like the layer it replaced, so an optimised model has the plain model's node names.
+DROP_IN_LAYERS: tuple[type[nn.Module], ...] = (_OneDNNLinear,)
+
+
 @functools.cache
 def _onednn_beats_blas() -> bool:
     """Whether oneDNN multiplies fp32 matrices clearly faster than ``F.linear`` on this CPU (measured once)."""

@@ -161,8 +161,8 @@ def test_random_initialisation_is_the_references_draw_for_draw(name: str) -> Non
 def test_feature_info_and_forward_features() -> None:
     model = models.regnet_y_800mf().eval()
     widths = BlockParams.from_init_params(**regnet._DESIGNS["regnet_y_800mf"]).widths
-    assert [f["channels"] for f in model.feature_info] == widths
-    assert [f["stride"] for f in model.feature_info] == [4, 8, 16, 32]
+    assert [f["channels"] for f in model.feature_info] == [32, *widths]  # the stem, then the stages
+    assert [f["stride"] for f in model.feature_info] == [2, 4, 8, 16, 32]
     assert all(model.get_submodule(f["name"]) is not None for f in model.feature_info)
     with torch.inference_mode():
         assert model.forward_features(torch.randn(1, 3, 64, 64)).shape == (1, widths[-1], 2, 2)

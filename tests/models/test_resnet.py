@@ -38,10 +38,10 @@ def test_zero_init_residual_zeroes_last_norm_of_each_block() -> None:
 
 def test_dilation_keeps_resolution_and_feature_info() -> None:
     model = models.resnet50(replace_stride_with_dilation=[False, True, True]).eval()
-    assert [f["stride"] for f in model.feature_info] == [4, 8, 8, 8]
-    assert [f["channels"] for f in model.feature_info] == [256, 512, 1024, 2048]
+    assert [f["stride"] for f in model.feature_info] == [2, 4, 8, 8, 8]  # the stem, then layer1..layer4
+    assert [f["channels"] for f in model.feature_info] == [64, 256, 512, 1024, 2048]
     assert model.forward_features(torch.randn(1, 3, 64, 64)).shape == (1, 2048, 8, 8)
-    assert [f["stride"] for f in models.resnet18().feature_info] == [4, 8, 16, 32]
+    assert [f["stride"] for f in models.resnet18().feature_info] == [2, 4, 8, 16, 32]
 
 
 def test_basic_block_rejects_what_it_cannot_do() -> None:

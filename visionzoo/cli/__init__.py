@@ -17,13 +17,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import benchmark, catalog, predict, validate, weights
+from . import benchmark, catalog, predict, train, validate, weights
 from ._common import CommandError, one_line, unavailable
 from .catalog import model_card
 
 __all__ = ["main", "build_parser", "CommandError", "model_card"]
 
-_COMMAND_GROUPS = (catalog, weights, predict, validate, benchmark)
+_COMMAND_GROUPS = (catalog, weights, predict, validate, benchmark, train)
 
 
 EXIT_STATUS = (

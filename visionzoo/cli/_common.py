@@ -8,7 +8,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -182,6 +182,7 @@ class ChosenWeights:
     weights: WeightsEnum | Path | None
     entry: WeightsEnum | None
     config: dict[str, Any]
+    _saved_meta: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     @property
     def local(self) -> bool:
@@ -193,9 +194,35 @@ class ChosenWeights:
         """The weights as messages name them."""
         return str(self.weights) if self.weights is not None else f"{self.model} (random weights)"
 
+    def saved_meta(self) -> dict[str, Any]:
+        """The ``meta`` a checkpoint file carries beside its weights (``visionzoo train`` writes the model's name
+        and class names there); empty for published entries and for bare state_dicts."""
+        if not self.local:
+            return {}
+        if self._saved_meta is None:
+            from visionzoo.models._utils import checkpoint_meta
+
+            self._saved_meta = checkpoint_meta(self.weights)  # type: ignore[arg-type]
+        return self._saved_meta
+
+    def check_trained_for(self) -> None:
+        """Refuse a checkpoint whose ``meta`` names another model (a CommandError naming both)."""
+        trained_for = self.saved_meta().get("model")
+        if isinstance(trained_for, str) and trained_for != self.model:
+            raise CommandError(
+                f"{self.weights} holds weights of {trained_for}, not of {self.model} (--model {trained_for})"
+            )
+
+    def category_names(self) -> list[str]:
+        """The class names of the weights: a trained checkpoint's own, else the published entry's."""
+        saved = self.saved_meta().get("categories")
+        if isinstance(saved, list) and all(isinstance(name, str) for name in saved):
+            return list(saved)
+        return list(self.entry.meta.get("categories") or []) if self.entry is not None else []
+
     def categories(self, outputs: int) -> list[str]:
-        """The names of a model's ``outputs`` classes: the entry's categories when they are as many, else none."""
-        names = list(self.entry.meta.get("categories") or []) if self.entry is not None else []
+        """The names of a model's ``outputs`` classes: the weights' categories when they are as many, else none."""
+        names = self.category_names()
         return names if len(names) == outputs else []
 
     def build(self, progress: bool) -> torch.nn.Module:
@@ -211,6 +238,7 @@ class ChosenWeights:
         from visionzoo.models import get_model
         from visionzoo.models._utils import CheckpointMismatchError
 
+        self.check_trained_for()
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -285,6 +313,11 @@ def preset_of(chosen: ChosenWeights, model: torch.nn.Module | None = None) -> Ca
     """The inference preset for ``chosen`` (through :func:`visionzoo.models.get_transforms`)."""
     from visionzoo.models import get_transforms
 
+    saved = chosen.saved_meta()
+    if chosen.task == "classification" and isinstance(saved.get("crop_size"), int):  # trained at this size
+        from visionzoo.transforms import ImageClassification
+
+        return ImageClassification(crop_size=saved["crop_size"], resize_size=saved["resize_size"])
     return get_transforms(model if model is not None else (chosen.entry or chosen.model))
 
 

@@ -10,6 +10,10 @@ every other part of the command (weights resolution, device, reading and batchin
 
 An input that cannot be read is reported on stderr with its reason and skipped (``--strict`` stops there
 instead); the others are predicted, a count ends the run, and the exit status is 1 when any input failed.
+
+With ``--out FILE.jsonl`` results are written as they come and a rerun predicts only the inputs not yet in the file
+(``_jsonl.py``); launched with torchrun, the inputs are shared out among the processes, each writes its part and
+rank 0 merges them (``visionzoo.distributed`` reads the world).
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from visionzoo.distributed import BACKENDS
 
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
 from ._detection import DEFAULT_THRESHOLD, detect, show_detection
@@ -62,7 +69,13 @@ def register(sub: Any) -> None:
         "re-allocating it.",
     )
     p.add_argument(
-        "inputs", nargs="+", metavar="IMAGE", help="image files (video files for video models), or folders holding them"
+        "inputs", nargs="*", metavar="IMAGE", help="image files (video files for video models), or folders holding them"
+    )
+    p.add_argument(
+        "--list",
+        metavar="FILE",
+        help="also predict the files (or folders) listed in FILE, one per line; relative paths are relative to "
+        "FILE's folder; blank lines and lines starting with # are ignored",
     )
     p.add_argument("--model", required=True)
     p.add_argument("--weights", help="weights entry name (default: DEFAULT) or a local checkpoint path")
@@ -95,7 +108,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--out",
         metavar="FILE|DIR",
-        help="classification and video: also write the results to FILE, .json, .jsonl or .csv (by its suffix); "
+        help="classification and video: also write the results to FILE, .json, .jsonl or .csv (by its suffix; "
+        ".jsonl: written as they come, one line per input, and a rerun predicts only the inputs not in it yet, "
+        "so an interrupted run resumes; launched with torchrun, each process writes its part and rank 0 merges "
+        "them); "
         "segmentation and detection: the directory for the pictures "
         f"(default: ./{DEFAULT_PICTURES}, created when missing; pictures of an earlier run with the same names "
         "are replaced)",
@@ -114,6 +130,17 @@ def register(sub: Any) -> None:
         default=DEFAULT_UPDATES,
         help=f"optical flow: refinement steps of the model (default {DEFAULT_UPDATES}; more: finer, slower)",
     )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="with --out FILE.jsonl: forget the results already in it (and parts of runs cut short) and predict "
+        "every input again",
+    )
+    p.add_argument(
+        "--dist-backend",
+        choices=BACKENDS,
+        help="under torchrun: how the processes talk (default: nccl with --device cuda, else gloo)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
@@ -131,6 +158,9 @@ class Session:
     pictures: PictureNames
     preset: Callable[..., Any] | None = None
     chosen: ChosenWeights | None = None
+    # Where each chunk's results go as they come (``--out FILE.jsonl``) instead of into the returned list.
+    stream: Callable[[Results], None] | None = None
+    progress: bool = True  # a progress bar (besides --quiet): only rank 0's under torchrun
 
 
 @dataclass
@@ -166,11 +196,17 @@ class Predictor:
     inputs: str = "images"
     unit: str | None = None
     suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+    key: str = "image"  # the field of a result that names its input
 
     @property
     def draws(self) -> bool:
         """The task writes a picture per image into ``--out DIR`` instead of results into ``--out FILE``."""
         return self.rows is None
+
+    @property
+    def writes_results(self) -> bool:
+        """The task can write its results to ``--out FILE.jsonl``, one line per input (and so run under torchrun)."""
+        return not self.draws and self.check_inputs is None
 
 
 def read_rgb(path: str) -> torch.Tensor:
@@ -362,12 +398,15 @@ def _run_chunks(
     (printed as it happens)."""
     results: Results = []
     failures: list[str] = []
-    for chunk in batches(paths, size, session.args.quiet):
+    for chunk in batches(paths, size, session.args.quiet or not session.progress):
         found, failed = run_chunk(chunk)
         for message in failed:
             print(f"visionzoo: {message}", file=sys.stderr)
         failures += failed
-        results += found
+        if session.stream is not None:
+            session.stream(found)
+        else:
+            results += found
     return results, failures
 
 
@@ -403,7 +442,13 @@ PREDICTORS: dict[str, Predictor] = {
     "segmentation": Predictor(segment, show_segmentation),
     "detection": Predictor(detect, show_detection, topk=None, threshold=DEFAULT_THRESHOLD),
     "video": Predictor(
-        None, show_video, video_rows, run_paths=_classify_videos_one_by_one, inputs="videos", suffixes=VIDEO_SUFFIXES
+        None,
+        show_video,
+        video_rows,
+        run_paths=_classify_videos_one_by_one,
+        inputs="videos",
+        suffixes=VIDEO_SUFFIXES,
+        key="video",
     ),
     "optical_flow": Predictor(
         None, show_flow, run_paths=estimate_flows, check_inputs=_check_flow_inputs, unit="frame pairs"
@@ -411,30 +456,31 @@ PREDICTORS: dict[str, Predictor] = {
 }
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
+def read_list(path: str) -> list[str]:
+    """The paths listed in ``path`` (``--list``), one per line; relative ones are taken from the list's folder;
+    blank lines and ``#`` comments are skipped.
 
+    Raises:
+        CommandError: the list cannot be read or names nothing.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CommandError(f"--list {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CommandError(f"--list {path}: cannot read it: {one_line(error)}") from None
+    folder = os.path.dirname(path)
+    entries = [line.strip() for line in lines]
+    paths = [os.path.join(folder, entry) for entry in entries if entry and not entry.startswith("#")]
+    if not paths:
+        raise CommandError(f"--list {path}: lists no file (one path per line; # starts a comment)")
+    return paths
+
+
+def _start(args: argparse.Namespace, chosen: ChosenWeights, device: torch.device) -> Session:
+    """Build the model on ``device`` (its card on stderr when the weights cannot be had) and the run's session."""
     from visionzoo.allocator import keep_freed_memory
-    from visionzoo.models._api import get_task, list_tasks
 
-    info = model_info(args.model)  # unknown names fail here, with suggestions
-    task = get_task(info.task)
-    predictor = PREDICTORS.get(task.name)
-    if predictor is None:
-        available = ", ".join(sorted(name for name in PREDICTORS if name in list_tasks()))
-        raise CommandError(
-            f"predict does not handle {task.name} models yet ({info.name}); it handles {available} models"
-        )
-    chosen = choose_weights(info.name, args.weights, args.num_classes)
-    _check_arguments(args, predictor, task.name)
-    paths = expand_inputs(args.inputs, args.recursive, predictor.suffixes, predictor.inputs)
-    if predictor.check_inputs is not None:
-        predictor.check_inputs(args, paths)
-    device = device_of(args.device)
-    if task.cpu_only and device.type != "cpu":
-        raise CommandError(
-            f"{chosen.model} is a {task.name} model, which runs on the CPU only (not --device {args.device})"
-        )
     keep_freed_memory()
     try:
         model = chosen.build(progress=not args.quiet)
@@ -447,15 +493,57 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise
     model = model.to(device)
     preset = preset_of(chosen, model)
-    categories = list(chosen.entry.meta.get("categories") or []) if chosen.entry is not None else []
+    categories = chosen.category_names()
     pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), chosen.model)
-    session = Session(args, model, device, categories, pictures, preset, chosen)
-    total = len(paths)
+    return Session(args, model, device, categories, pictures, preset, chosen)
+
+
+def _run(session: Session, predictor: Predictor, paths: list[str]) -> tuple[Results, list[str], int]:
+    """Predict ``paths``: the results (none when the session streams them), the failures, the number of items."""
+    import torch
+
     with torch.inference_mode():
         if predictor.run_paths is not None:
-            results, failures, total = predictor.run_paths(session, paths)
-        else:
-            results, failures = _run_batches(session, predictor, preset, paths)
+            return predictor.run_paths(session, paths)
+        assert session.preset is not None
+        return (*_run_batches(session, predictor, session.preset, paths), len(paths))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from visionzoo.models._api import get_task, list_tasks
+
+    from ._jsonl import place, predict_to_jsonl, world_of
+
+    info = model_info(args.model)  # unknown names fail here, with suggestions
+    task = get_task(info.task)
+    predictor = PREDICTORS.get(task.name)
+    if predictor is None:
+        available = ", ".join(sorted(name for name in PREDICTORS if name in list_tasks()))
+        raise CommandError(
+            f"predict does not handle {task.name} models yet ({info.name}); it handles {available} models"
+        )
+    world = world_of(args, predictor, task.name, [n for n, p in PREDICTORS.items() if p.writes_results])
+    chosen = choose_weights(info.name, args.weights, args.num_classes)
+    _check_arguments(args, predictor, task.name)
+    if not args.inputs and not args.list:
+        raise CommandError(f"nothing to predict: give {predictor.inputs} or folders, or --list FILE")
+    listed = read_list(args.list) if args.list else []
+    paths = expand_inputs([*args.inputs, *listed], args.recursive, predictor.suffixes, predictor.inputs)
+    if predictor.check_inputs is not None:
+        predictor.check_inputs(args, paths)
+    device = device_of(args.device)
+    if task.cpu_only and device.type != "cpu":
+        raise CommandError(
+            f"{chosen.model} is a {task.name} model, which runs on the CPU only (not --device {args.device})"
+        )
+    world, device = place(world, device, args.dist_backend)
+    if args.out and not predictor.draws and Path(args.out).suffix.lower() == ".jsonl":
+        start = partial(_start, args, chosen, device)
+        return predict_to_jsonl(
+            args, predictor, paths, world, device, start, lambda s, todo: _run(s, predictor, todo), chosen.label
+        )
+    session = _start(args, chosen, device)
+    results, failures, total = _run(session, predictor, paths)
     if args.out and not predictor.draws:
         write_out(args.out, results, predictor)
     if args.json:

@@ -29,6 +29,7 @@ from .alexnet import *  # noqa: F403
 from .convnext import *  # noqa: F403
 from .densenet import *  # noqa: F403
 from .efficientnet import *  # noqa: F403
+from .feature_extraction import create_feature_extractor, get_graph_node_names
 from .googlenet import *  # noqa: F403
 from .inception import *  # noqa: F403
 from .maxvit import *  # noqa: F403

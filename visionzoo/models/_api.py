@@ -234,6 +234,11 @@ def register_model(
     The registry records the builder's ``task`` (a key of :data:`TASKS`) and its family (the module it is
     defined in; see :class:`ModelInfo`).
 
+    Classification builders also take ``features_only=True`` (with ``out_indices``, default all stages;
+    negative indices count from the last): the model is built and loaded as usual, then cut down to a
+    :class:`~visionzoo.models._features.FeatureMaps` whose forward returns the selected stages' (N, C, H, W)
+    maps and whose ``feature_info`` gives their module names, channels and strides.
+
     The wrapped builder accepts ``weights`` as a member of ``weights``, a member name, ``None`` or a path to
     a local checkpoint, and still honours the deprecated ``pretrained=`` keyword and a positional bool (with a
     ``UserWarning``). ``pretrained=True`` means ``legacy_weights``: a member name, a callable of the builder's
@@ -256,6 +261,7 @@ def register_model(
         @functools.wraps(builder)
         def wrapper(*args: Any, **kwargs: Any) -> torch.nn.Module:
             _fold_positional_weights(key, args, kwargs)
+            features_only, out_indices = _take_features_request(key, task, kwargs)
             if weights is not None:
                 _fold_legacy_pretrained(key, weights, legacy_weights, kwargs)
                 enum = weights if weights_for is None else weights_for(kwargs)
@@ -273,6 +279,13 @@ def register_model(
                 # random weights) the default entry, whose preset is the one the architecture was trained with.
                 chosen = kwargs["weights"] if isinstance(kwargs["weights"], WeightsEnum) else _default_entry(enum)
                 model.__dict__[_PRESET_SOURCE] = chosen  # a plain attribute: not in the state_dict
+            if features_only:
+                from ._features import FeatureMaps
+
+                preset = model.__dict__.get(_PRESET_SOURCE)
+                model = FeatureMaps(model, out_indices, name=key)
+                if preset is not None:
+                    model.__dict__[_PRESET_SOURCE] = preset
             return model
 
         family = builder.__module__.rsplit(".", 1)[-1]
@@ -285,6 +298,22 @@ def register_model(
 
 
 _PRESET_SOURCE = "_visionzoo_weights"
+
+
+def _take_features_request(model: str, task: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+    """Pop ``features_only`` and ``out_indices`` from a builder's arguments, refusing them where they cannot work."""
+    features_only = kwargs.pop("features_only", False)
+    out_indices = kwargs.pop("out_indices", None)
+    if not isinstance(features_only, bool):
+        raise TypeError(f"{model}(): features_only must be True or False, got {features_only!r}")
+    if features_only and task != "classification":
+        raise ValueError(
+            f"{model}(): features_only=True works with the classification builders "
+            f"(list_models(task='classification')); {model} is a {task} model"
+        )
+    if out_indices is not None and not features_only:
+        raise ValueError(f"{model}(): out_indices selects the maps of features_only=True; pass features_only=True too")
+    return features_only, out_indices
 
 
 def _default_entry(enum: type[WeightsEnum]) -> WeightsEnum:
@@ -477,7 +506,11 @@ def get_model_builder(name: str) -> Callable[..., torch.nn.Module]:
 
 
 def get_model(name: str, **config: Any) -> torch.nn.Module:
-    """Build the model called ``name``; ``config`` goes to its builder (e.g. ``weights="DEFAULT"``)."""
+    """Build the model called ``name``; ``config`` goes to its builder (e.g. ``weights="DEFAULT"``).
+
+    Classification models also take ``features_only=True`` and ``out_indices`` (see :func:`register_model`): a
+    module returning the selected stages' (N, C, H, W) maps, described by its ``feature_info``.
+    """
     return get_model_builder(name)(**config)
 
 

@@ -69,6 +69,10 @@ def build_model(
         kwargs.setdefault("num_classes", categories)
     state_dict, source = read_weights(weights, progress)
 
+    if not published and "num_classes" not in kwargs:
+        saved_classes = checkpoint_meta(weights).get("num_classes")
+        if isinstance(saved_classes, int):  # a checkpoint of `visionzoo train` says its class count: no guessing
+            kwargs["num_classes"] = saved_classes
     with torch.device("meta"), _SkipInPlaceOnMeta():
         model = make(**kwargs)
     if not published and "num_classes" not in kwargs:
@@ -142,6 +146,20 @@ class _SkipInPlaceOnMeta(TorchFunctionMode):
 
 
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+
+
+def checkpoint_meta(path: Path) -> dict[str, Any]:
+    """The ``meta`` a checkpoint file carries beside its weights (``visionzoo train`` writes the model's name, its
+    number of classes and their names there); empty for a bare state_dict or a file that cannot be read (loading
+    it reports why)."""
+    from visionzoo import hub
+
+    try:
+        loaded = hub.load_checkpoint(path)  # memory-mapped where possible: reading the meta costs little
+    except Exception:
+        return {}
+    meta = loaded.get("meta") if isinstance(loaded, dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def load_local_checkpoint(path: Path, *, tensors_only: bool = True) -> StateDict:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, register_model
+from ._features import FeatureRecipe, sequential_stages
 from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
@@ -66,6 +67,14 @@ class AlexNet(nn.Module):
 
     def _reset_classifier(self, num_classes: int) -> None:
         self.classifier[6] = linear_head(head_width(self.classifier[6]), num_classes)
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The last layer of ``features`` at each stride (4, 8, 16, 32): the maps ``features_only=True`` returns."""
+        return sequential_stages(self, "features")
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        return FeatureRecipe(min_size=_MIN_SIZE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__, min_size=_MIN_SIZE)

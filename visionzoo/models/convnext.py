@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from ..ops.misc import Conv2dNormActivation, Permute, StochasticDepth
 from ._api import WeightsEnum, register_model
+from ._features import FeatureRecipe
 from ._heads import head_width, linear_head, truncated_normal
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
@@ -191,6 +192,9 @@ class ConvNeXt(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (N, C, H/32, W/32)."""
         return self.features(x)
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        return FeatureRecipe(min_size=(self._min_size, self._min_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__, min_size=(self._min_size, self._min_size))

@@ -19,6 +19,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from ._api import WeightsEnum, register_model
+from ._features import FeatureRecipe, sequential_stages
 from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, set_or_check
 from ._weights import imagenet_entry
@@ -72,8 +73,8 @@ class _DenseLayer(nn.Module):
     def forward(self, features: list[Tensor] | Tensor) -> Tensor:
         """New ``growth_rate`` channels computed from the block input and every earlier layer's output."""
         features = [features] if isinstance(features, Tensor) else features
-        needs_grad = torch.is_grad_enabled() and any(f.requires_grad for f in features)
-        if self.memory_efficient and needs_grad:
+        # memory_efficient is tested first: a traced model (torch.fx) cannot branch on requires_grad.
+        if self.memory_efficient and torch.is_grad_enabled() and any(f.requires_grad for f in features):
             # The concatenation grows quadratically with depth; recompute it in backward instead of keeping it.
             bottleneck = torch.utils.checkpoint.checkpoint(self._bottleneck, *features, use_reentrant=False)
         else:
@@ -100,6 +101,7 @@ class _DenseBlock(nn.ModuleDict):
         for index in range(num_layers):
             layer = _DenseLayer(in_channels + index * growth_rate, growth_rate, bn_size, drop_rate, memory_efficient)
             self.add_module(f"denselayer{index + 1}", layer)
+        self.out_channels = in_channels + num_layers * growth_rate
 
     def forward(self, x: Tensor) -> Tensor:
         features = [x]
@@ -188,6 +190,15 @@ class DenseNet(nn.Module):
 
     def _reset_classifier(self, num_classes: int) -> None:
         self.classifier = linear_head(head_width(self.classifier), num_classes, init=lambda fc: nn.init.zeros_(fc.bias))
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The stem's activation (stride 2), the dense blocks (4, 8, 16) and the final norm (32, before the
+        classifier's ReLU): the maps ``features_only=True`` returns."""
+        return sequential_stages(self, "features")
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        return FeatureRecipe(min_size=(self._min_size, self._min_size))
 
     def forward(self, x: Tensor) -> Tensor:
         check_image_batch(x, type(self).__name__, min_size=(self._min_size, self._min_size))

@@ -22,6 +22,7 @@ from torch import nn
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 from ..transforms import InterpolationMode
 from ._api import WeightsEnum, register_model
+from ._features import last_per_stride
 from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, init_conv_net, make_divisible
 from ._weights import imagenet_entry
@@ -235,7 +236,8 @@ class EfficientNet(nn.Module):
         last_channel: width of the head convolution (default: four times the last stage's width).
 
     ``features`` holds the stem, one ``nn.Sequential`` per stage, and the head convolution;
-    ``feature_info`` lists each of them with its output channels and stride.
+    ``feature_info`` lists the last of them at each stride (its output channels and stride): the stages
+    ``features_only=True`` returns.
 
     Raises:
         ValueError: an empty setting, stages whose widths do not chain, a stride other than 1 or 2, or
@@ -295,6 +297,7 @@ class EfficientNet(nn.Module):
         head_out = last_channel if last_channel is not None else 4 * head_in
         layers.append(conv(head_in, head_out, kernel_size=1))
         self._add_feature_info(len(layers) - 1, head_out, stride)
+        self.feature_info = last_per_stride(self.feature_info)
 
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)

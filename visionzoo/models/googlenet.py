@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._api import WeightsEnum, caller_stacklevel, register_model
+from ._features import FeatureRecipe
 from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
@@ -65,6 +66,11 @@ def _imagenet_to_unit_range(x: Tensor) -> Tensor:
     scale = x.new_tensor([std / 0.5 for std in _IMAGENET_STD]).view(1, 3, 1, 1)
     shift = x.new_tensor([(mean - 0.5) / 0.5 for mean in _IMAGENET_MEAN]).view(1, 3, 1, 1)
     return x * scale + shift
+
+
+def _unit_range_step(features: nn.Module, x: Tensor) -> Tensor:
+    """The input transform as a :class:`~visionzoo.models._features.FeatureTap` step (the weights' input scaling)."""
+    return _imagenet_to_unit_range(x)
 
 
 def _unpack_blocks(blocks: list[ConvBlock] | None, defaults: list[ConvBlock]) -> list[ConvBlock]:
@@ -142,6 +148,16 @@ class InceptionAux(nn.Module):
 
 def _truncated_normal_weight(layer: nn.Conv2d | nn.Linear) -> None:
     nn.init.trunc_normal_(layer.weight, mean=0.0, std=0.01, a=-2, b=2)  # biases keep PyTorch's default
+
+
+# The last layer at each stride, with its output channels: the stages of features_only=True.
+_STAGES = [
+    ("conv1", 64, 2),
+    ("conv3", 192, 4),
+    ("inception3b", 480, 8),
+    ("inception4e", 832, 16),
+    ("inception5b", 1024, 32),
+]
 
 
 class GoogLeNet(nn.Module):
@@ -239,6 +255,16 @@ class GoogLeNet(nn.Module):
     def eager_outputs(self, x: Tensor, aux2: Tensor | None, aux1: Tensor | None) -> GoogLeNetOutputs | Tensor:
         """The named tuple in training mode with auxiliary heads, else the logits alone."""
         return GoogLeNetOutputs(x, aux2, aux1) if self.training and self.aux_logits else x
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The last layer at each stride: ``conv1``, ``conv3``, ``inception3b``, ``4e`` and ``5b`` (strides 2 to 32),
+        the maps ``features_only=True`` returns."""
+        return [{"name": n, "channels": c, "stride": s} for n, c, s in _STAGES]
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        prepare = {"conv1": _unit_range_step} if self.transform_input else {}
+        return FeatureRecipe(min_size=(15, 15), prepare=prepare)
 
     def forward(self, x: Tensor) -> GoogLeNetOutputs | Tensor:
         check_image_batch(x, type(self).__name__, min_size=(15, 15))

@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._api import WeightsEnum, register_model
+from ._features import FeatureRecipe
 from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
-from .googlenet import BasicConv2d, _apply_pretrained_rules, _imagenet_to_unit_range, _unpack_blocks
+from .googlenet import BasicConv2d, _apply_pretrained_rules, _imagenet_to_unit_range, _unit_range_step, _unpack_blocks
 
 __all__ = ["Inception3", "InceptionOutputs", "Inception_V3_Weights", "inception_v3"]
 
@@ -105,11 +106,10 @@ class InceptionC(nn.Module):
         self.branch_pool = conv_block(in_channels, 192, kernel_size=1)
 
     def _forward(self, x: Tensor) -> list[Tensor]:
-        double = self.branch7x7dbl_3(self.branch7x7dbl_2(self.branch7x7dbl_1(x)))
         return [
             self.branch1x1(x),
             self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
-            self.branch7x7dbl_5(self.branch7x7dbl_4(double)),
+            self.branch7x7dbl_5(self.branch7x7dbl_4(self.branch7x7dbl_3(self.branch7x7dbl_2(self.branch7x7dbl_1(x))))),
             self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)),
         ]
 
@@ -131,10 +131,9 @@ class InceptionD(nn.Module):
         self.branch7x7x3_4 = conv_block(192, 192, kernel_size=3, stride=2)
 
     def _forward(self, x: Tensor) -> list[Tensor]:
-        seven = self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x)))
         return [
             self.branch3x3_2(self.branch3x3_1(x)),
-            self.branch7x7x3_4(seven),
+            self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x)))),
             F.max_pool2d(x, kernel_size=3, stride=2),
         ]
 
@@ -160,14 +159,13 @@ class InceptionE(nn.Module):
         self.branch_pool = conv_block(in_channels, 192, kernel_size=1)
 
     def _forward(self, x: Tensor) -> list[Tensor]:
+        # Branch by branch, in the order of the reference (torch.fx node names follow execution order).
+        one = self.branch1x1(x)
         single = self.branch3x3_1(x)
+        single = torch.cat([self.branch3x3_2a(single), self.branch3x3_2b(single)], 1)
         double = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        return [
-            self.branch1x1(x),
-            torch.cat([self.branch3x3_2a(single), self.branch3x3_2b(single)], 1),
-            torch.cat([self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double)], 1),
-            self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)),
-        ]
+        double = torch.cat([self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double)], 1)
+        return [one, single, double, self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))]
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat(self._forward(x), 1)
@@ -197,6 +195,16 @@ class InceptionAux(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(self.conv0(F.avg_pool2d(x, kernel_size=5, stride=3)))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
+
+
+# The last layer at each stride, with its output channels: the stages of features_only=True.
+_STAGES = [
+    ("Conv2d_2b_3x3", 64, 2),
+    ("Conv2d_4a_3x3", 192, 4),
+    ("Mixed_5d", 288, 8),
+    ("Mixed_6e", 768, 16),
+    ("Mixed_7c", 2048, 32),
+]
 
 
 class Inception3(nn.Module):
@@ -301,6 +309,16 @@ class Inception3(nn.Module):
                 f"{type(self).__name__} needs images of at least 299x299 pixels in training mode with "
                 f"aux_logits=True, got {height}x{width} (eval mode and aux_logits=False accept 75x75)"
             )
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The last layer at each stride: ``Conv2d_2b_3x3``, ``Conv2d_4a_3x3``, ``Mixed_5d``, ``Mixed_6e`` and
+        ``Mixed_7c`` (strides 2 to 32), the maps ``features_only=True`` returns."""
+        return [{"name": n, "channels": c, "stride": s} for n, c, s in _STAGES]
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        prepare = {"Conv2d_1a_3x3": _unit_range_step} if self.transform_input else {}
+        return FeatureRecipe(min_size=(75, 75), prepare=prepare, skip=("AuxLogits",))
 
     def forward(self, x: Tensor) -> InceptionOutputs | Tensor:
         self._check_input(x)

@@ -21,6 +21,7 @@ from torch import nn
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 from ..transforms import InterpolationMode
 from ._api import WeightsEnum, register_model
+from ._features import FeatureRecipe, static_stages
 from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
@@ -453,15 +454,16 @@ class MaxVit(nn.Module):
         self.classifier[5] = linear_head(head_width(self.classifier[5]), num_classes, bias=False, init=init)
 
     def _check_stage_sizes(self, size: tuple[int, int], num_stages: int) -> None:
-        sizes = _stage_sizes(size, num_stages)
-        bad = [i for i, (h, w) in enumerate(sizes) if h % self.partition_size or w % self.partition_size]
-        if bad:
-            (h, w), stage = sizes[bad[0]], bad[0]
-            raise ValueError(
-                f"an input of {size[0]}x{size[1]} gives stage {stage} a {h}x{w} feature map, "
-                f"not divisible by partition_size={self.partition_size} (stage sizes: {sizes}); "
-                f"use a multiple of {self.partition_size * 2 ** (num_stages + 1)} pixels per side"
-            )
+        _check_stage_sizes(size, num_stages, self.partition_size)
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The stem (stride 2) and each stage: the maps ``features_only=True`` returns."""
+        names = ["stem", *(f"blocks.{i}" for i in range(len(self.blocks)))]
+        return static_stages(self, names)
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        return FeatureRecipe(check=partial(_check_input, partition_size=self.partition_size, stages=len(self.blocks)))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (N, C, H/32, W/32) for the default four stages."""
@@ -475,6 +477,22 @@ class MaxVit(nn.Module):
         if not isinstance(x, torch.fx.Proxy):
             self._check_stage_sizes((x.shape[-2], x.shape[-1]), len(self.blocks))
         return self.classifier(self.forward_features(x))
+
+
+def _check_stage_sizes(size: tuple[int, int], num_stages: int, partition_size: int) -> None:
+    sizes = _stage_sizes(size, num_stages)
+    bad = [i for i, (h, w) in enumerate(sizes) if h % partition_size or w % partition_size]
+    if bad:
+        (h, w), stage = sizes[bad[0]], bad[0]
+        raise ValueError(
+            f"an input of {size[0]}x{size[1]} gives stage {stage} a {h}x{w} feature map, "
+            f"not divisible by partition_size={partition_size} (stage sizes: {sizes}); "
+            f"use a multiple of {partition_size * 2 ** (num_stages + 1)} pixels per side"
+        )
+
+
+def _check_input(x: torch.Tensor, partition_size: int, stages: int) -> None:
+    _check_stage_sizes((x.shape[-2], x.shape[-1]), stages, partition_size)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, caller_stacklevel, register_model
+from ._features import sequential_stages
 from ._heads import head_width, linear_head
 from ._utils import (
     build_model,
@@ -149,6 +150,11 @@ class MNASNet(nn.Module):
         init = partial(init_conv_net, linear=_init_head_weight)
         self.classifier[1] = linear_head(head_width(self.classifier[1]), num_classes, init=init)
         self.num_classes = num_classes
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The last layer of ``layers`` at each stride (2 to 32): the maps ``features_only=True`` returns."""
+        return sequential_stages(self, "layers")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__)

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..ops.misc import Conv2dNormActivation
 from ._api import WeightsEnum, register_model
+from ._features import stage_boundaries, static_stages
 from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, init_conv_net, make_divisible
 from ._weights import imagenet_entry
@@ -135,6 +136,13 @@ class MobileNetV2(nn.Module):
 
     def _reset_classifier(self, num_classes: int) -> None:
         self.classifier[1] = linear_head(head_width(self.classifier[1]), num_classes, init=init_conv_net)
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The stem, the first block at each new stride and the last 1x1 convolution, as the detection
+        backbones number them (:func:`stage_boundaries`): the maps ``features_only=True`` returns."""
+        stages = static_stages(self, [f"features.{i}" for i in range(len(self.features))])
+        return [stages[i] for i in stage_boundaries(self.features)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__)

@@ -175,7 +175,7 @@ class AnyStage(nn.Sequential):
 class RegNet(nn.Module):
     """A RegNet: stem, one :class:`AnyStage` per entry of ``block_params``, global pooling and a linear head.
 
-    ``feature_info`` lists the stages (``trunk_output.block1`` ...) with their channels and strides.
+    ``feature_info`` lists the stem and the stages (``trunk_output.block1`` ...) with their channels and strides.
 
     Args:
         block_params: the stages (see :meth:`BlockParams.from_init_params`).
@@ -214,8 +214,8 @@ class RegNet(nn.Module):
 
         self.stem = (stem_type or SimpleStemIN)(3, stem_width, norm_layer, activation)
         stages: OrderedDict[str, nn.Module] = OrderedDict()
-        self.feature_info: list[dict[str, Any]] = []
         width, stride = stem_width, 2
+        self.feature_info: list[dict[str, Any]] = [{"name": "stem", "channels": width, "stride": stride}]
         stage_settings = zip(
             block_params.widths,
             block_params.strides,

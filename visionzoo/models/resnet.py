@@ -89,10 +89,9 @@ class BasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out += shortcut  # in place: one block-sized allocation less per call
+        out += x if self.downsample is None else self.downsample(x)  # in place: one block-sized allocation less
         return self.relu(out)
 
 
@@ -127,11 +126,10 @@ class Bottleneck(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        out += shortcut  # in place: one block-sized allocation less per call
+        out += x if self.downsample is None else self.downsample(x)  # in place: one block-sized allocation less
         return self.relu(out)
 
 
@@ -147,7 +145,8 @@ class ResNet(nn.Module):
         replace_stride_with_dilation: for stages 2-4, dilate instead of striding (dense prediction).
         norm_layer: normalisation layer constructor (default ``nn.BatchNorm2d``).
 
-    ``feature_info`` lists each stage's name, output channels and stride, for feature extraction.
+    ``feature_info`` lists the stem's and each stage's name, output channels and stride, for feature extraction
+    (``features_only=True``).
     """
 
     def __init__(
@@ -187,7 +186,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
         stride = 4
-        self.feature_info = []
+        self.feature_info = [{"name": "relu", "channels": self.conv1.out_channels, "stride": 2}]  # the stem
         for index, dilated in enumerate([False, *dilate]):
             stride *= 1 if (index == 0 or dilated) else 2
             channels = 64 * 2**index * block.expansion

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..ops.misc import Conv2dNormActivation
 from ._api import WeightsEnum, register_model
+from ._features import sequential_stages
 from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, conv_bn_layers, set_or_check
 from ._weights import imagenet_entry
@@ -38,9 +38,12 @@ __all__ = [
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Reorder the channels of ``x`` (N, C, H, W) from ``groups`` blocks of ``C / groups`` to interleaved.
 
-    Only shape operations, so it runs on any device (``meta`` included) and traces symbolically.
+    Only shape operations, so it runs on any device (``meta`` included); written with the reference's operations
+    so that ``torch.fx`` node names (``stage2.0.view``, ``stage2.0.transpose``, ...) are the same.
     """
-    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+    batch, channels, height, width = x.size()
+    x = x.view(batch, groups, channels // groups, height, width)
+    return x.transpose(1, 2).contiguous().view(batch, -1, height, width)
 
 
 class InvertedResidual(nn.Module):
@@ -66,6 +69,7 @@ class InvertedResidual(nn.Module):
                 f"({2 * branch_channels})"
             )
         self.stride = stride
+        self.out_channels = 2 * branch_channels
         if stride > 1:
             self.branch1 = nn.Sequential(
                 *conv_bn_layers(inp, inp, 3, stride, groups=inp, relu=False),
@@ -126,14 +130,22 @@ class ShuffleNetV2(nn.Module):
             rest = (inverted_residual(oup, oup, 1) for _ in range(repeats - 1))
             return nn.Sequential(inverted_residual(inp, oup, 2), *rest)
 
-        self.conv1 = Conv2dNormActivation(3, widths[0], 3, stride=2)
+        # Plain Sequentials, not Conv2dNormActivation: torch.fx feature extraction keeps that layer as one node,
+        # and the reference's stem and last convolution expose conv, BN and ReLU as three.
+        self.conv1 = nn.Sequential(*conv_bn_layers(3, widths[0], 3, stride=2))
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.stage2, self.stage3, self.stage4 = stage(0), stage(1), stage(2)
-        self.conv5 = Conv2dNormActivation(widths[3], last, 1)
+        self.conv5 = nn.Sequential(*conv_bn_layers(widths[3], last, 1))
         self.fc = nn.Linear(last, num_classes)
 
     def _reset_classifier(self, num_classes: int) -> None:
         self.fc = linear_head(head_width(self.fc), num_classes)
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """``conv1`` (stride 2), ``maxpool`` (4), ``stage2``, ``stage3`` (8, 16) and ``conv5`` (32): the maps
+        ``features_only=True`` returns."""
+        return sequential_stages(self, exclude=("fc",))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__)

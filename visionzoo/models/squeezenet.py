@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, register_model
+from ._features import FeatureRecipe, sequential_stages
 from ._heads import NoHead, head_width
 from ._utils import build_model, check_image_batch, set_or_check
 from ._weights import imagenet_entry
@@ -29,6 +30,7 @@ class Fire(nn.Module):
     def __init__(self, inplanes: int, squeeze_planes: int, expand1x1_planes: int, expand3x3_planes: int) -> None:
         super().__init__()
         self.inplanes = inplanes
+        self.out_channels = expand1x1_planes + expand3x3_planes  # the two expand branches, concatenated
         self.squeeze = nn.Conv2d(inplanes, squeeze_planes, kernel_size=1)
         self.squeeze_activation = nn.ReLU(inplace=True)
         self.expand1x1 = nn.Conv2d(squeeze_planes, expand1x1_planes, kernel_size=1)
@@ -118,6 +120,14 @@ class SqueezeNet(nn.Module):
             nn.init.normal_(self.classifier[1].weight, mean=0.0, std=0.01)
             nn.init.zeros_(self.classifier[1].bias)
         self.num_classes = num_classes
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The last layer of ``features`` at each stride (2, 4, 8, 16): the maps ``features_only=True`` returns."""
+        return sequential_stages(self, "features")
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        return FeatureRecipe(min_size=self._min_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__, min_size=self._min_size)

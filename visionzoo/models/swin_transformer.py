@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..ops.misc import Permute
 from ..transforms import InterpolationMode
 from ._api import WeightsEnum, register_model
+from ._features import FeatureRecipe
 from ._heads import head_width, linear_head, truncated_normal
 
 # The blocks are importable from here (e.g. ``block=SwinTransformerBlockV2``) but stay out of ``__all__``, so
@@ -173,6 +174,9 @@ class SwinTransformer(nn.Module):
         self.head = linear_head(head_width(self.head), num_classes, init=truncated_normal(0.02))
         self.num_classes = num_classes
 
+    def _feature_recipe(self) -> FeatureRecipe:
+        return FeatureRecipe(min_size=self._patch_size, readout=_channels_first)  # the stages run channels last
+
     def forward_features(self, x: Tensor) -> Tensor:
         """The normalised last-stage map, (N, C, H/32, W/32) for the default patch size."""
         return self.norm(self.features(x)).permute(0, 3, 1, 2)
@@ -180,6 +184,10 @@ class SwinTransformer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_image_batch(x, type(self).__name__, min_size=self._patch_size)
         return self.head(torch.flatten(self.avgpool(self.forward_features(x)), 1))
+
+
+def _channels_first(x: Tensor) -> Tensor:
+    return x.permute(0, 3, 1, 2)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, register_model
+from ._features import FeatureRecipe, sequential_stages
 from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, init_conv_net
 from ._weights import imagenet_entry
@@ -108,6 +109,15 @@ class VGG(nn.Module):
 
     def _reset_classifier(self, num_classes: int) -> None:
         self.classifier[6] = linear_head(head_width(self.classifier[6]), num_classes, init=init_conv_net)
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """The activation before each max-pool (strides 1 to 16) and the last max-pool (32): the maps
+        ``features_only=True`` returns."""
+        return sequential_stages(self, "features")
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        return FeatureRecipe(min_size=_MIN_SIZE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__, min_size=_MIN_SIZE)

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from ..ops.misc import MLP, Conv2dNormActivation
 from ..transforms import InterpolationMode
 from ._api import Weights, WeightsEnum, register_model
+from ._features import FeatureRecipe
 from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
@@ -339,14 +340,22 @@ class VisionTransformer(nn.Module):
         return (self.image_size, self.image_size)
 
     def _check_size(self, x: torch.Tensor) -> None:
-        if isinstance(x, torch.fx.Proxy) or tuple(x.shape[-2:]) == self.input_size:
-            return
-        raise ValueError(
-            f"{type(self).__name__} was built for {self.image_size}x{self.image_size} images, got "
-            f"{x.shape[-2]}x{x.shape[-1]}; resize and crop the images (the weights' transforms() do), or build the "
-            f"model with another image_size (a multiple of {self.patch_size}) and adapt a checkpoint with "
-            "resize_position_embeddings()"
+        _check_image_size(x, type(self).__name__, self.image_size, self.patch_size)
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """Every encoder layer, its patch tokens read as a map (stride ``patch_size``): the stages that
+        ``features_only=True`` returns."""
+        return [
+            {"name": f"encoder.layers.{name}", "channels": self.hidden_dim, "stride": self.patch_size}
+            for name, _ in self.encoder.layers.named_children()
+        ]
+
+    def _feature_recipe(self) -> FeatureRecipe:
+        check = partial(
+            _check_image_size, model=type(self).__name__, image_size=self.image_size, patch_size=self.patch_size
         )
+        return FeatureRecipe(check=check, prepare={"encoder": _encoder_input}, readout=_patch_tokens_as_map)
 
     def embed_patches(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) images to (N, num_patches, hidden_dim) patch tokens, in row-major patch order."""
@@ -362,6 +371,31 @@ class VisionTransformer(nn.Module):
         check_image_batch(x, type(self).__name__)
         self._check_size(x)
         return self.heads(self.forward_features(x)[:, 0])
+
+
+def _check_image_size(x: torch.Tensor, model: str, image_size: int, patch_size: int) -> None:
+    if isinstance(x, torch.fx.Proxy) or tuple(x.shape[-2:]) == (image_size, image_size):
+        return
+    raise ValueError(
+        f"{model} was built for {image_size}x{image_size} images, got {x.shape[-2]}x{x.shape[-1]}; resize and crop "
+        f"the images (the weights' transforms() do), or build the model with another image_size (a multiple of "
+        f"{patch_size}) and adapt a checkpoint with resize_position_embeddings()"
+    )
+
+
+def _encoder_input(features: nn.Module, patches: torch.Tensor) -> torch.Tensor:
+    """``conv_proj``'s map to the tokens the encoder's layers read (its dropout follows): the class token first,
+    the position embedding added. ``features`` holds the model's ``class_token`` and ``encoder.pos_embedding``."""
+    tokens = patches.flatten(2).transpose(1, 2)
+    tokens = torch.cat([features.class_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+    return tokens + features.encoder.pos_embedding
+
+
+def _patch_tokens_as_map(tokens: torch.Tensor) -> torch.Tensor:
+    """(N, 1 + h * w, C) tokens, class token first, to the (N, C, h, w) map of the (square) patch grid."""
+    patches = tokens[:, 1:]
+    side = math.isqrt(patches.shape[1])
+    return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], side, side)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ __all__ = [
     "crop",
     "center_crop",
     "normalize",
+    "hflip",
 ]
 
 
@@ -502,3 +503,15 @@ def normalize(
     out = tensor if inplace else tensor.clone()
     # Subtract then divide (not multiply by 1/std): the reference's order, so results agree to the bit.
     return out.sub_(mean_t).div_(std_t)
+
+
+def hflip(img: Tensor | PILImage) -> Tensor | PILImage:
+    """Mirrors an image left to right (a PIL image, or a tensor image ``(..., H, W)``)."""
+    if not isinstance(img, Tensor):
+        if not _is_pil_image(img):
+            raise TypeError(f"expected a PIL image or a torch.Tensor, got {_type_name(img)}")
+        from PIL import Image
+
+        return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    _check_tensor_image(img)
+    return img.flip(-1)

@@ -3,12 +3,17 @@
 The classification network is built with :class:`~visionzoo.ops.FrozenBatchNorm2d` (detection batches are too
 small for batch statistics), its first stages frozen (``trainable_layers``), and its stage outputs read by a
 :class:`~visionzoo.models._features.FeatureTap`, which keeps the checkpoints' keys (``backbone.body.layer1...``).
+
+The stages are numbered as ``features_only=True`` numbers them (``out_indices``, negative ones from the last), so
+``returned_layers`` and ``out_indices`` are the same thing under two names; a features-only classification model
+(``get_model(name, features_only=True, out_indices=...)``) can also feed :class:`BackboneWithFPN` directly.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,7 @@ from ...ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork,
 from ...ops.misc import FrozenBatchNorm2d
 from .. import mobilenet, resnet
 from .._api import WeightsEnum, caller_stacklevel
-from .._features import FeatureTap, stage_boundaries
+from .._features import FeatureMaps, FeatureTap, resolve_out_indices, stage_boundaries
 from .._meta import _COCO_CATEGORIES
 from .._utils import build_model
 
@@ -36,7 +41,9 @@ class BackboneWithFPN(nn.Module):
     """A backbone's intermediate feature maps, run through a :class:`FeaturePyramidNetwork`.
 
     Args:
-        backbone: the network; its children are run in order up to the last one named in ``return_layers``.
+        backbone: the network; its children are run in order up to the last one named in ``return_layers``. Or a
+            features-only classification model (``features_only=True``), whose maps feed the pyramid as they
+            are: then leave ``return_layers`` and ``in_channels_list`` out (its ``feature_info`` has the channels).
         return_layers: ``{child name: output name}``, e.g. ``{"layer1": "0", ..., "layer4": "3"}``.
         in_channels_list: the channels of those feature maps, in the backbone's order.
         out_channels: the channels of every pyramid level.
@@ -45,24 +52,51 @@ class BackboneWithFPN(nn.Module):
 
     Attributes:
         out_channels: the channels of every level of the output.
+        feature_info: the maps that feed the pyramid (``name``, ``channels``, ``stride``), where the backbone
+            describes its stages; otherwise their strides are None.
+
+    Raises:
+        ValueError: ``return_layers`` and ``in_channels_list`` missing for a backbone that is not features-only
+            (or given for one that is), or of different lengths.
     """
 
     def __init__(
         self,
         backbone: nn.Module,
-        return_layers: dict[str, str],
-        in_channels_list: list[int],
-        out_channels: int,
+        return_layers: dict[str, str] | None = None,
+        in_channels_list: list[int] | None = None,
+        out_channels: int = 256,
         extra_blocks: ExtraFPNBlock | None = None,
         norm_layer: NormLayer | None = None,
     ) -> None:
         super().__init__()
-        if len(in_channels_list) != len(return_layers):
-            raise ValueError(
-                f"in_channels_list must give the channels of each of the {len(return_layers)} returned layers, "
-                f"got {in_channels_list}"
-            )
-        self.body = FeatureTap(backbone, return_layers)
+        self.body: nn.Module
+        if isinstance(backbone, FeatureMaps):
+            if return_layers is not None or in_channels_list is not None:
+                raise ValueError(
+                    "a features-only backbone returns the maps it was built for (out_indices): "
+                    "leave return_layers and in_channels_list out"
+                )
+            self.body = backbone
+            self.feature_info = [dict(info) for info in backbone.feature_info]
+            in_channels_list = [info["channels"] for info in backbone.feature_info]
+        else:
+            if return_layers is None or in_channels_list is None:
+                raise ValueError(
+                    f"{type(backbone).__name__} is not a features-only model (features_only=True): "
+                    "give return_layers and in_channels_list"
+                )
+            if len(in_channels_list) != len(return_layers):
+                raise ValueError(
+                    f"in_channels_list must give the channels of each of the {len(return_layers)} returned layers, "
+                    f"got {in_channels_list}"
+                )
+            self.body = FeatureTap(backbone, return_layers)
+            strides = {info["name"]: info["stride"] for info in getattr(backbone, "feature_info", ())}
+            self.feature_info = [
+                {"name": name, "channels": channels, "stride": strides.get(name)}
+                for name, channels in zip(return_layers, in_channels_list)
+            ]
         self.fpn = FeaturePyramidNetwork(
             in_channels_list=in_channels_list,
             out_channels=out_channels,
@@ -72,7 +106,10 @@ class BackboneWithFPN(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.fpn(self.body(x))
+        maps = self.body(x)
+        if isinstance(maps, list):  # a features-only body: its maps in order, named as return_layers would
+            maps = OrderedDict((str(index), level) for index, level in enumerate(maps))
+        return self.fpn(maps)
 
 
 def _freeze_all_but(network: nn.Module, trainable_prefixes: list[str]) -> None:
@@ -105,6 +142,7 @@ def resnet_fpn_backbone(
     trainable_layers: int = 3,
     returned_layers: list[int] | None = None,
     extra_blocks: ExtraFPNBlock | None = None,
+    out_indices: Sequence[int] | None = None,
     **legacy: Any,
 ) -> BackboneWithFPN:
     """A ResNet (any of ``visionzoo.models.resnet``'s builders, by name) with a 256-channel FPN on top.
@@ -117,15 +155,29 @@ def resnet_fpn_backbone(
             keep trainable parameters; 0 freezes everything, 5 nothing.
         returned_layers: which of ``layer1``..``layer4`` feed the pyramid (default all four).
         extra_blocks: extra pyramid levels (default a max-pooled ``"pool"`` level).
+        out_indices: ``returned_layers`` under the name ``features_only=True`` gives it (the same numbers: stage 0
+            is the stem, 1 to 4 are ``layer1``..``layer4``), negative ones counting from the last.
         **legacy: the deprecated ``pretrained=`` (a bool), passed on to the ResNet builder.
 
     Raises:
         ValueError: an unknown ``backbone_name``, ``trainable_layers`` outside ``[0, 5]``, a returned layer
-            outside ``[1, 4]``.
+            outside ``[1, 4]``, both ``returned_layers`` and ``out_indices``.
     """
     build = _builder(_RESNETS, backbone_name)
     network = build(**_take_legacy_pretrained("resnet_fpn_backbone", weights, legacy), norm_layer=norm_layer)
+    returned_layers = _returned_layers(network, backbone_name, returned_layers, out_indices)
     return _resnet_fpn_extractor(network, trainable_layers, returned_layers, extra_blocks)
+
+
+def _returned_layers(
+    network: nn.Module, name: str, returned_layers: list[int] | None, out_indices: Sequence[int] | None
+) -> list[int] | None:
+    """``returned_layers``, or ``out_indices`` (its alias, negative indices allowed) resolved against the stages."""
+    if out_indices is None:
+        return returned_layers
+    if returned_layers is not None:
+        raise ValueError("pass either returned_layers or out_indices (the same stage numbers), not both")
+    return resolve_out_indices(out_indices, network.feature_info, name)
 
 
 def _resnet_fpn_extractor(
@@ -190,6 +242,7 @@ def mobilenet_backbone(
     trainable_layers: int = 2,
     returned_layers: list[int] | None = None,
     extra_blocks: ExtraFPNBlock | None = None,
+    out_indices: Sequence[int] | None = None,
     **legacy: Any,
 ) -> nn.Module:
     """A MobileNet's ``features`` (``"mobilenet_v2"``, ``"mobilenet_v3_large"`` or ``"mobilenet_v3_small"``),
@@ -203,10 +256,13 @@ def mobilenet_backbone(
         trainable_layers: how many resolution stages, from the last backwards, keep trainable parameters.
         returned_layers: which stages feed the pyramid (default the last two).
         extra_blocks: extra pyramid levels (default a max-pooled ``"pool"`` level).
+        out_indices: ``returned_layers`` under the name ``features_only=True`` gives it (the same stage numbers,
+            see :func:`~visionzoo.models._features.stage_boundaries`), negative ones counting from the last.
         **legacy: the deprecated ``pretrained=`` (a bool), passed on to the MobileNet builder.
     """
     build = _builder(_MOBILENETS, backbone_name)
     network = build(**_take_legacy_pretrained("mobilenet_backbone", weights, legacy), norm_layer=norm_layer)
+    returned_layers = _returned_layers(network, backbone_name, returned_layers, out_indices)
     return _mobilenet_extractor(network, fpn, trainable_layers, returned_layers, extra_blocks)
 
 
@@ -239,7 +295,10 @@ def _mobilenet_extractor(
         raise ValueError(f"Each returned layer should be in the range [0,{num_stages - 1}], got {returned_layers} ")
     return_layers = {str(stages[k]): str(v) for v, k in enumerate(returned_layers)}
     in_channels_list = [blocks[stages[k]].out_channels for k in returned_layers]
-    return BackboneWithFPN(blocks, return_layers, in_channels_list, out_channels, extra_blocks, norm_layer)
+    model = BackboneWithFPN(blocks, return_layers, in_channels_list, out_channels, extra_blocks, norm_layer)
+    if hasattr(backbone, "feature_info"):  # the stages under their names in the MobileNet (features.13 ...)
+        model.feature_info = [backbone.feature_info[k] for k in returned_layers]
+    return model
 
 
 def _build_detector(
