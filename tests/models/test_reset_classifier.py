@@ -281,6 +281,9 @@ def test_new_num_classes_with_published_weights(name: str, tmp_path: Path, monke
     wanted = _on_meta(name, num_classes=NEW, **PUBLISHED[name])
     wanted.load_state_dict(state, strict=True, assign=True)
     assert not any(t.is_meta for t in state.values())
+    if name == "squeezenet1_1":  # the fresh head starts as SqueezeNet's builder starts it, not at the conv default
+        weight, bias = state["classifier.1.weight"], state["classifier.1.bias"]
+        assert weight.std() < 0.02 and not bias.any()
 
 
 def test_new_num_keypoints_with_published_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
