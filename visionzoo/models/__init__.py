@@ -24,6 +24,7 @@ from ._api import (
     list_models,
     list_tasks,
 )
+from ._heads import reset_classifier
 from .alexnet import *  # noqa: F403
 from .convnext import *  # noqa: F403
 from .densenet import *  # noqa: F403

@@ -51,7 +51,7 @@ def build_model(
         **kwargs: architecture arguments. ``num_classes`` defaults to the weights' number of categories (for a
             local checkpoint: the size of its classification head, with a warning saying so); with published
             weights, a different value keeps every pretrained tensor except the classification head, which is
-            built fresh (with its layers' default initialisation) and named in a warning.
+            built fresh (as the family's builder initialises it, see ``reset_classifier``) and named in a warning.
 
     Old checkpoint layouts are fixed by the families' own ``_load_from_state_dict`` (PyTorch's mechanism), which
     see the checkpoint as saved, ``_metadata`` (format versions) included.
@@ -261,7 +261,7 @@ def load_weights(
     if assign:
         _restore_dtypes(model, dtypes)
     if head:
-        _reinitialise(model, head)
+        _reinitialise(model, head, new_head_classes)
     return head
 
 
@@ -390,15 +390,30 @@ def _restore_dtypes(model: nn.Module, dtypes: dict[str, torch.dtype]) -> None:
             tensor.data = tensor.data.to(wanted)
 
 
-def _reinitialise(model: nn.Module, keys: list[str]) -> None:
-    """Give the modules owning ``keys`` real storage and their default initialisation."""
+def _reinitialise(model: nn.Module, keys: list[str], num_classes: int | None) -> None:
+    """Give the modules owning ``keys`` real storage and a fresh start: the family's own class heads (as its
+    builder initialises them, see ``_heads.reset_classifier``), and for any other owner (a keypoint predictor for
+    a new ``num_keypoints``) its layer's default initialisation."""
+    from ._heads import reset_classifier
+
     device = next((t.device for t in model.parameters() if not t.is_meta), torch.device("cpu"))
-    for owner_name in dict.fromkeys(k.rsplit(".", 1)[0] for k in keys):
-        owner = model.get_submodule(owner_name)
+    owners = {name: model.get_submodule(name) for name in dict.fromkeys(k.rsplit(".", 1)[0] for k in keys)}
+    for owner in owners.values():
         owner.to_empty(device=device, recurse=False)
-        if not hasattr(owner, "reset_parameters"):
-            raise ValueError(f"Cannot re-initialise {owner_name} ({type(owner).__name__}) for a new num_classes")
-        owner.reset_parameters()
+    if num_classes is not None and hasattr(model, "_reset_classifier"):
+        reset_classifier(model, num_classes)
+    for name, owner in owners.items():
+        if _still_in(model, name, owner):
+            if not hasattr(owner, "reset_parameters"):
+                raise ValueError(f"Cannot re-initialise {name} ({type(owner).__name__}) for a new num_classes")
+            owner.reset_parameters()
+
+
+def _still_in(model: nn.Module, name: str, module: nn.Module) -> bool:
+    try:
+        return model.get_submodule(name) is module
+    except AttributeError:
+        return False
 
 
 def _check_materialised(model: nn.Module, source: str) -> None:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ._api import WeightsEnum, register_model
 from ._features import FeatureRecipe, sequential_stages
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
 
@@ -63,6 +64,9 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(4096, num_classes),
         )
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.classifier[6] = linear_head(head_width(self.classifier[6]), num_classes)
 
     @property
     def feature_info(self) -> list[dict[str, Any]]:

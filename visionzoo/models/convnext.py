@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from ..ops.misc import Conv2dNormActivation, Permute, StochasticDepth
 from ._api import WeightsEnum, register_model
 from ._features import FeatureRecipe
+from ._heads import head_width, linear_head, truncated_normal
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
 
@@ -184,6 +185,9 @@ class ConvNeXt(nn.Module):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.classifier[2] = linear_head(head_width(self.classifier[2]), num_classes, init=truncated_normal(0.02))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (N, C, H/32, W/32)."""

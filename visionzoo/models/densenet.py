@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ._api import WeightsEnum, register_model
 from ._features import FeatureRecipe, sequential_stages
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, set_or_check
 from ._weights import imagenet_entry
 
@@ -186,6 +187,9 @@ class DenseNet(nn.Module):
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.classifier = linear_head(head_width(self.classifier), num_classes, init=lambda fc: nn.init.zeros_(fc.bias))
 
     @property
     def feature_info(self) -> list[dict[str, Any]]:

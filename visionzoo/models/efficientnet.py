@@ -23,6 +23,7 @@ from ..ops.misc import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 from ..transforms import InterpolationMode
 from ._api import WeightsEnum, register_model
 from ._features import last_per_stride
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, init_conv_net, make_divisible
 from ._weights import imagenet_entry
 
@@ -303,6 +304,10 @@ class EfficientNet(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(head_out, num_classes))
 
         init_conv_net(self, linear=_uniform_by_fan_out)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        init = partial(init_conv_net, linear=_uniform_by_fan_out)
+        self.classifier[1] = linear_head(head_width(self.classifier[1]), num_classes, init=init)
 
     def _add_feature_info(self, index: int, channels: int, stride: int) -> None:
         self.feature_info.append({"name": f"features.{index}", "channels": channels, "stride": stride})

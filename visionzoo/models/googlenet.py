@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ._api import WeightsEnum, caller_stacklevel, register_model
 from ._features import FeatureRecipe
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
 
@@ -145,6 +146,10 @@ class InceptionAux(nn.Module):
         return self.fc2(x)
 
 
+def _truncated_normal_weight(layer: nn.Conv2d | nn.Linear) -> None:
+    nn.init.trunc_normal_(layer.weight, mean=0.0, std=0.01, a=-2, b=2)  # biases keep PyTorch's default
+
+
 # The last layer at each stride, with its output channels: the stages of features_only=True.
 _STAGES = [
     ("conv1", 64, 2),
@@ -219,10 +224,16 @@ class GoogLeNet(nn.Module):
         if init_weights is None or init_weights:
             for module in self.modules():
                 if isinstance(module, (nn.Conv2d, nn.Linear)):
-                    nn.init.trunc_normal_(module.weight, mean=0.0, std=0.01, a=-2, b=2)
+                    _truncated_normal_weight(module)
                 elif isinstance(module, nn.BatchNorm2d):
                     nn.init.ones_(module.weight)
                     nn.init.zeros_(module.bias)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.fc = linear_head(head_width(self.fc), num_classes, init=_truncated_normal_weight)
+        for aux in (self.aux1, self.aux2):
+            if aux is not None:
+                aux.fc2 = linear_head(head_width(aux.fc2), num_classes, init=_truncated_normal_weight)
 
     def _transform_input(self, x: Tensor) -> Tensor:
         return _imagenet_to_unit_range(x) if self.transform_input else x

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ._api import WeightsEnum, register_model
 from ._features import FeatureRecipe
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
 from .googlenet import BasicConv2d, _apply_pretrained_rules, _imagenet_to_unit_range, _unit_range_step, _unpack_blocks
@@ -170,6 +171,17 @@ class InceptionE(nn.Module):
         return torch.cat(self._forward(x), 1)
 
 
+def _truncated_normal_weight(layer: nn.Conv2d | nn.Linear) -> None:
+    """TensorFlow's initialisation: std 0.1, except layers tagged with their own ``init_std`` (the auxiliary head)."""
+    nn.init.trunc_normal_(layer.weight, mean=0.0, std=getattr(layer, "init_std", 0.1), a=-2, b=2)
+
+
+def _aux_fc(in_features: int, num_classes: int) -> nn.Module:
+    fc = linear_head(in_features, num_classes)
+    fc.init_std = 0.001  # read by Inception3's initialisation
+    return fc
+
+
 class InceptionAux(nn.Module):
     """Auxiliary classifier on the 17x17 grid: 5x5/3 average pool, 1x1 and 5x5 convolutions, linear head."""
 
@@ -178,8 +190,7 @@ class InceptionAux(nn.Module):
         conv_block = conv_block or BasicConv2d
         self.conv0 = conv_block(in_channels, 128, kernel_size=1)
         self.conv1 = conv_block(128, 768, kernel_size=5)
-        self.fc = nn.Linear(768, num_classes)
-        self.fc.init_std = 0.001  # read by Inception3's initialisation
+        self.fc = _aux_fc(768, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(self.conv0(F.avg_pool2d(x, kernel_size=5, stride=3)))
@@ -257,11 +268,17 @@ class Inception3(nn.Module):
             # convolution with 0.01, but on its wrapper module, so that convolution effectively gets 0.1 too).
             for module in self.modules():
                 if isinstance(module, (nn.Conv2d, nn.Linear)):
-                    std = getattr(module, "init_std", 0.1)
-                    nn.init.trunc_normal_(module.weight, mean=0.0, std=std, a=-2, b=2)
+                    _truncated_normal_weight(module)
                 elif isinstance(module, nn.BatchNorm2d):
                     nn.init.ones_(module.weight)
                     nn.init.zeros_(module.bias)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.fc = linear_head(head_width(self.fc), num_classes, init=_truncated_normal_weight)
+        if self.AuxLogits is not None:
+            self.AuxLogits.fc = _aux_fc(head_width(self.AuxLogits.fc), num_classes)
+            if num_classes:
+                _truncated_normal_weight(self.AuxLogits.fc)
 
     def _transform_input(self, x: Tensor) -> Tensor:
         return _imagenet_to_unit_range(x) if self.transform_input else x

@@ -22,6 +22,7 @@ from ..ops.misc import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
 from ..transforms import InterpolationMode
 from ._api import WeightsEnum, register_model
 from ._features import FeatureRecipe, static_stages
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
 
@@ -447,6 +448,10 @@ class MaxVit(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        init = lambda layer: nn.init.normal_(layer.weight, std=0.02)  # noqa: E731 (bias-free head)
+        self.classifier[5] = linear_head(head_width(self.classifier[5]), num_classes, bias=False, init=init)
 
     def _check_stage_sizes(self, size: tuple[int, int], num_stages: int) -> None:
         _check_stage_sizes(size, num_stages, self.partition_size)

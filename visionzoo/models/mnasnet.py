@@ -21,6 +21,7 @@ from torch import nn
 
 from ._api import WeightsEnum, caller_stacklevel, register_model
 from ._features import sequential_stages
+from ._heads import head_width, linear_head
 from ._utils import (
     build_model,
     check_image_batch,
@@ -111,6 +112,10 @@ def _check_version(version: Any) -> None:
         raise ValueError(f"MNASNet checkpoints have format version 1 or 2, got version {version!r}")
 
 
+def _init_head_weight(linear: nn.Linear) -> None:
+    nn.init.kaiming_uniform_(linear.weight, mode="fan_out", nonlinearity="sigmoid")
+
+
 class MNASNet(nn.Module):
     """The stem, six MBConv stacks, a 1x1 convolution to 1280 channels, average pooling and a linear classifier.
 
@@ -139,9 +144,12 @@ class MNASNet(nn.Module):
         self.layers = nn.Sequential(*_stem(depths[0], depths[1]), *stacks, *_conv_bn(depths[-1], _HEAD_CHANNELS, 1))
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(_HEAD_CHANNELS, num_classes))
 
-        init_conv_net(
-            self, linear=lambda linear: nn.init.kaiming_uniform_(linear.weight, mode="fan_out", nonlinearity="sigmoid")
-        )
+        init_conv_net(self, linear=_init_head_weight)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        init = partial(init_conv_net, linear=_init_head_weight)
+        self.classifier[1] = linear_head(head_width(self.classifier[1]), num_classes, init=init)
+        self.num_classes = num_classes
 
     @property
     def feature_info(self) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from torch import nn
 from ..ops.misc import Conv2dNormActivation
 from ._api import WeightsEnum, register_model
 from ._features import stage_boundaries, static_stages
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, init_conv_net, make_divisible
 from ._weights import imagenet_entry
 
@@ -132,6 +133,9 @@ class MobileNetV2(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
 
         init_conv_net(self)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.classifier[1] = linear_head(head_width(self.classifier[1]), num_classes, init=init_conv_net)
 
     @property
     def feature_info(self) -> list[dict[str, Any]]:

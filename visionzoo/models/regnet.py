@@ -22,8 +22,9 @@ from torch import nn
 from ..ops.misc import Conv2dNormActivation, SqueezeExcitation
 from ..transforms.functional import InterpolationMode
 from ._api import WeightsEnum, register_model
+from ._heads import head_width, linear_head
 from ._regnet_design import BlockParams
-from ._utils import build_model, check_image_batch, set_or_check
+from ._utils import build_model, check_image_batch, init_conv_net, set_or_check
 from ._weights import imagenet_entry
 
 __all__ = [
@@ -255,6 +256,9 @@ class RegNet(nn.Module):
             elif isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, mean=0.0, std=0.01)
                 nn.init.zeros_(module.bias)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.fc = linear_head(head_width(self.fc), num_classes, init=init_conv_net)  # N(0, 0.01), zero bias
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (N, C, H/32, W/32 with the default strides)."""

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ._api import WeightsEnum, register_model
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, init_conv_net, set_or_check
 from ._weights import imagenet_entry
 
@@ -217,6 +218,9 @@ class ResNet(nn.Module):
         self.inplanes = planes * block.expansion
         stage += [block(self.inplanes, planes, dilation=self.dilation, **common) for _ in range(1, blocks)]
         return nn.Sequential(*stage)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.fc = linear_head(head_width(self.fc), num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map (N, C, H/32, W/32)."""

@@ -18,6 +18,7 @@ from torch import nn
 
 from ._api import WeightsEnum, register_model
 from ._features import sequential_stages
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, conv_bn_layers, set_or_check
 from ._weights import imagenet_entry
 
@@ -136,6 +137,9 @@ class ShuffleNetV2(nn.Module):
         self.stage2, self.stage3, self.stage4 = stage(0), stage(1), stage(2)
         self.conv5 = nn.Sequential(*conv_bn_layers(widths[3], last, 1))
         self.fc = nn.Linear(last, num_classes)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.fc = linear_head(head_width(self.fc), num_classes)
 
     @property
     def feature_info(self) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from torch import nn
 
 from ._api import WeightsEnum, register_model
 from ._features import FeatureRecipe, sequential_stages
+from ._heads import NoHead, head_width
 from ._utils import build_model, check_image_batch, set_or_check
 from ._weights import imagenet_entry
 
@@ -111,6 +112,14 @@ class SqueezeNet(nn.Module):
                 else:
                     nn.init.kaiming_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        width = head_width(self.classifier[1])
+        self.classifier[1] = nn.Conv2d(width, num_classes, kernel_size=1) if num_classes else NoHead(width)
+        if num_classes:
+            nn.init.normal_(self.classifier[1].weight, mean=0.0, std=0.01)
+            nn.init.zeros_(self.classifier[1].bias)
+        self.num_classes = num_classes
 
     @property
     def feature_info(self) -> list[dict[str, Any]]:

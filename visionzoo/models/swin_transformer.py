@@ -24,6 +24,7 @@ from ..ops.misc import Permute
 from ..transforms import InterpolationMode
 from ._api import WeightsEnum, register_model
 from ._features import FeatureRecipe
+from ._heads import head_width, linear_head, truncated_normal
 
 # The blocks are importable from here (e.g. ``block=SwinTransformerBlockV2``) but stay out of ``__all__``, so
 # that ``from visionzoo.models import *`` brings in what the reference's does.
@@ -168,6 +169,10 @@ class SwinTransformer(nn.Module):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.head = linear_head(head_width(self.head), num_classes, init=truncated_normal(0.02))
+        self.num_classes = num_classes
 
     def _feature_recipe(self) -> FeatureRecipe:
         return FeatureRecipe(min_size=self._patch_size, readout=_channels_first)  # the stages run channels last

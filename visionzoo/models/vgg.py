@@ -17,6 +17,7 @@ from torch import nn
 
 from ._api import WeightsEnum, register_model
 from ._features import FeatureRecipe, sequential_stages
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, init_conv_net
 from ._weights import imagenet_entry
 
@@ -105,6 +106,9 @@ class VGG(nn.Module):
         )
         if init_weights:
             init_conv_net(self)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.classifier[6] = linear_head(head_width(self.classifier[6]), num_classes, init=init_conv_net)
 
     @property
     def feature_info(self) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from ..ops.misc import MLP, Conv2dNormActivation
 from ..transforms import InterpolationMode
 from ._api import Weights, WeightsEnum, register_model
 from ._features import FeatureRecipe
+from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch
 from ._weights import imagenet_entry
 
@@ -227,6 +228,11 @@ def _check_stem(configs: list[ConvStemConfig], patch_size: int) -> None:
         )
 
 
+def _zero_linear(layer: nn.Linear) -> None:
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+
+
 class VisionTransformer(nn.Module):
     """Patch embedding (or a convolutional stem), class token, position embeddings, encoder, head.
 
@@ -339,8 +345,12 @@ class VisionTransformer(nn.Module):
             nn.init.trunc_normal_(self.heads.pre_logits.weight, std=math.sqrt(1.0 / self.hidden_dim))
             nn.init.zeros_(self.heads.pre_logits.bias)
         # A zero head makes every class equally likely at the start of fine-tuning.
-        nn.init.zeros_(self.heads.head.weight)
-        nn.init.zeros_(self.heads.head.bias)
+        _zero_linear(self.heads.head)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        # A zero head, as built: every class equally likely at the start of fine-tuning.
+        self.heads.head = linear_head(head_width(self.heads.head), num_classes, init=_zero_linear)
+        self.num_classes = num_classes
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from torch import nn
 
 from ...ops import boxes as box_ops
 from ...ops.misc import Conv2dNormActivation
+from .._heads import reset_class_logits
 from .anchor_utils import AnchorGenerator
 from .rpn import permute_and_flatten
 from .transform import GeneralizedRCNNTransform, check_targets_for_mode
@@ -131,6 +132,9 @@ class SingleStageDetector(nn.Module, abc.ABC):
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.topk_candidates = topk_candidates
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        reset_class_logits(self, num_classes)
 
     @staticmethod
     def _check_parts(backbone: nn.Module, anchor_generator: AnchorGenerator | None) -> None:

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from ...ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
 from ...ops.poolers import MultiScaleRoIAlign
 from .._api import WeightsEnum, register_model
+from .._heads import head_width, require_classes
 from .._weights import detection_entry
 from ..mobilenetv3 import MobileNet_V3_Large_Weights, mobilenet_v3_large
 from ..resnet import ResNet50_Weights, resnet50
@@ -249,6 +250,13 @@ class FasterRCNN(GeneralizedRCNN):
             **kwargs,
         )
         super().__init__(backbone, rpn, roi_heads, transform)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        require_classes(num_classes, type(self).__name__)
+        predictor = self.roi_heads.box_predictor
+        if not isinstance(predictor, FastRCNNPredictor):
+            raise TypeError(f"cannot reset a custom box predictor ({type(predictor).__name__}); replace it yourself")
+        self.roi_heads.box_predictor = FastRCNNPredictor(head_width(predictor.cls_score), num_classes)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ...ops.feature_pyramid_network import LastLevelP6P7
 from ...ops.losses import generalized_box_iou_loss, sigmoid_focal_loss
 from ...ops.misc import FrozenBatchNorm2d
 from .._api import WeightsEnum, register_model
+from .._heads import head_width
 from .._weights import detection_entry
 from ..resnet import ResNet50_Weights, resnet50
 from ._single_stage import PriorConv2d, SingleStageDetector, flatten_per_position, init_small_normal
@@ -80,6 +81,11 @@ class FCOSClassificationHead(nn.Module):
         self.conv = _flat_tower(in_channels, num_convs, norm_layer)
         init_small_normal(self.conv)
         self.cls_logits = PriorConv2d(in_channels, num_anchors * num_classes, prior_probability)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        old = self.cls_logits
+        self.cls_logits = PriorConv2d(head_width(old), self.num_anchors * num_classes, old.prior_probability)
+        self.num_classes = num_classes
 
     def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
         """Per-level feature maps to ``(N, sum H * W * A, num_classes)`` logits."""

@@ -18,6 +18,7 @@ from torch import nn
 from ...ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
 from ...ops.poolers import MultiScaleRoIAlign
 from .._api import WeightsEnum, register_model
+from .._heads import head_width
 from .._weights import detection_entry
 from ..resnet import ResNet50_Weights, resnet50
 from ._utils import overwrite_eps
@@ -114,6 +115,13 @@ class MaskRCNNPredictor(nn.Sequential):
                 nn.init.kaiming_normal_(parameter, mode="fan_out", nonlinearity="relu")
 
 
+def _mask_logits(in_channels: int, num_classes: int) -> nn.Conv2d:
+    """A fresh per-class mask logit layer, initialised as :class:`MaskRCNNPredictor` initialises its own."""
+    layer = nn.Conv2d(in_channels, num_classes, 1, 1, 0)
+    nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+    return layer
+
+
 class MaskRCNN(FasterRCNN):
     """Mask R-CNN around any backbone with ``out_channels``: Faster R-CNN plus a mask for each detection.
 
@@ -160,6 +168,13 @@ class MaskRCNN(FasterRCNN):
         self.roi_heads.mask_roi_pool = mask_roi_pool
         self.roi_heads.mask_head = mask_head
         self.roi_heads.mask_predictor = mask_predictor
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        super()._reset_classifier(num_classes)
+        predictor = self.roi_heads.mask_predictor
+        if not isinstance(predictor, MaskRCNNPredictor):
+            raise TypeError(f"cannot reset a custom mask predictor ({type(predictor).__name__}); replace it yourself")
+        predictor.mask_fcn_logits = _mask_logits(head_width(predictor.mask_fcn_logits), num_classes)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from ...ops.losses import (
 )
 from ...ops.misc import FrozenBatchNorm2d
 from .._api import WeightsEnum, register_model
+from .._heads import head_width
 from .._weights import detection_entry
 from ..resnet import ResNet50_Weights, resnet50
 from ._single_stage import (
@@ -107,6 +108,11 @@ class RetinaNetClassificationHead(_VersionedTower):
         self.num_classes = num_classes
         self.num_anchors = num_anchors
         self.BETWEEN_THRESHOLDS = Matcher.BETWEEN_THRESHOLDS  # the reference keeps it on the head too
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        old = self.cls_logits
+        self.cls_logits = PriorConv2d(head_width(old), self.num_anchors * num_classes, old.prior_probability)
+        self.num_classes = num_classes
 
     def compute_loss(
         self, targets: list[Target], head_outputs: dict[str, torch.Tensor], matched_idxs: list[torch.Tensor]

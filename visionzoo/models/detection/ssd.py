@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from ...ops import boxes as box_ops
 from ...ops.boxes import _strict_threshold
 from .._api import WeightsEnum, caller_stacklevel, register_model
+from .._heads import reset_class_logits
 from .._weights import detection_entry
 from ..vgg import VGG16_Weights, vgg16
 from ._utils import BoxCoder, SSDMatcher, retrieve_out_channels
@@ -92,13 +93,23 @@ class SSDClassificationHead(SSDScoringHead):
     """
 
     def __init__(self, in_channels: Sequence[int], num_anchors: Sequence[int], num_classes: int) -> None:
-        layers = nn.ModuleList(
-            nn.Conv2d(channels, num_classes * anchors, kernel_size=3, padding=1)
-            for channels, anchors in zip(in_channels, num_anchors)
-        )
-        _xavier_init(layers)
-        super().__init__(layers, num_classes)
+        super().__init__(_class_layers(in_channels, num_anchors, num_classes), num_classes)
         self.num_classes = num_classes
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        channels = [layer.in_channels for layer in self.module_list]
+        anchors = [layer.out_channels // self.num_classes for layer in self.module_list]
+        self.module_list = _class_layers(channels, anchors, num_classes)
+        self.num_classes = self.num_columns = num_classes
+
+
+def _class_layers(in_channels: Sequence[int], num_anchors: Sequence[int], num_classes: int) -> nn.ModuleList:
+    layers = nn.ModuleList(
+        nn.Conv2d(channels, num_classes * anchors, kernel_size=3, padding=1)
+        for channels, anchors in zip(in_channels, num_anchors)
+    )
+    _xavier_init(layers)
+    return layers
 
 
 class SSDRegressionHead(SSDScoringHead):
@@ -214,6 +225,9 @@ class SSD(nn.Module):
         self.detections_per_img = detections_per_img
         self.topk_candidates = topk_candidates
         self.neg_to_pos_ratio = (1.0 - positive_fraction) / positive_fraction
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        reset_class_logits(self, num_classes)
 
     def forward(
         self, images: list[torch.Tensor], targets: list[Target] | None = None

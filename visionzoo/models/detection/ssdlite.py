@@ -88,6 +88,14 @@ class SSDLiteClassificationHead(SSDScoringHead):
         super().__init__(layers, num_classes)
         self.num_classes = num_classes
 
+    def _reset_classifier(self, num_classes: int) -> None:
+        # Only each block's last 1x1 convolution scores classes; the depthwise convolutions before it are kept.
+        for block in self.module_list:
+            anchors = block[1].out_channels // self.num_classes
+            block[1] = nn.Conv2d(block[1].in_channels, num_classes * anchors, kernel_size=1)
+            _normal_init(block[1])
+        self.num_classes = self.num_columns = num_classes
+
 
 class SSDLiteRegressionHead(SSDScoringHead):
     """Per feature map, a depthwise-separable prediction block giving each default box its four offsets.

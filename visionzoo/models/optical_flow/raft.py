@@ -228,6 +228,8 @@ _PARTS = ("feature_encoder", "context_encoder", "corr_block", "update_block", "m
 def _assemble(config: _RaftConfig, **parts: nn.Module | None) -> RAFT:
     """RAFT in ``config``'s configuration; ``parts`` replace the default feature/context encoder, correlation block,
     update block or mask predictor (built in this order, the reference's, so that seeded models start alike)."""
+    if "num_classes" in parts:
+        raise TypeError("RAFT predicts optical flow and has no classes: num_classes does not apply to it")
     unknown = set(parts) - set(_PARTS)
     if unknown:
         raise TypeError(f"Unexpected keyword argument(s) {sorted(unknown)} for RAFT; it takes the parts {_PARTS}")

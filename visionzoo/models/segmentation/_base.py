@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from .._api import WeightsEnum
 from .._features import FeatureTap, stage_boundaries
+from .._heads import head_width, require_classes
 from .._meta import _VOC_CATEGORIES
 from .._utils import build_model, check_image_batch
 
@@ -46,6 +47,13 @@ class SegmentationModel(nn.Module):
         self.backbone = backbone
         self.classifier = classifier
         self.aux_classifier = aux_classifier
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        # Each classifier ends in a 1x1 convolution to the classes, with PyTorch's default initialisation.
+        require_classes(num_classes, type(self).__name__)
+        for head in (self.classifier, self.aux_classifier):
+            if head is not None:
+                head[-1] = nn.Conv2d(head_width(head[-1]), num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         check_image_batch(x, type(self).__name__)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .._api import WeightsEnum, register_model
+from .._heads import head_width, require_classes
 from .._utils import check_image_batch
 from .._weights import segmentation_entry
 from ..mobilenetv3 import MobileNet_V3_Large_Weights, mobilenet_v3_large
@@ -69,6 +70,12 @@ class LRASPP(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.classifier = LRASPPHead(low_channels, high_channels, num_classes, inter_channels)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        require_classes(num_classes, type(self).__name__)
+        head = self.classifier
+        head.low_classifier = nn.Conv2d(head_width(head.low_classifier), num_classes, 1)
+        head.high_classifier = nn.Conv2d(head_width(head.high_classifier), num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         check_image_batch(x, type(self).__name__)

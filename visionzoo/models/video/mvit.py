@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from ...ops.misc import MLP, StochasticDepth
 from .._api import WeightsEnum, register_model
+from .._heads import head_width, linear_head, truncated_normal
 from .._utils import build_model, set_or_check
 from .._weights import kinetics_entry
 from ._common import check_clip_batch
@@ -419,6 +420,9 @@ class MViT(nn.Module):
             nn.Dropout(dropout, inplace=True), nn.Linear(block_setting[-1].output_channels, num_classes)
         )
         self._initialise()
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.head[1] = linear_head(head_width(self.head[1]), num_classes, init=truncated_normal(0.02))
 
     def _initialise(self) -> None:
         """Truncated normal (std 0.02) linear weights and position embeddings, zero biases, identity LayerNorms."""

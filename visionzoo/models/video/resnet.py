@@ -15,7 +15,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from .._api import WeightsEnum, register_model
-from .._utils import build_model
+from .._heads import head_width, linear_head
+from .._utils import build_model, init_conv_net
 from .._weights import kinetics_entry
 from ._common import check_clip_batch
 
@@ -275,6 +276,9 @@ class VideoResNet(nn.Module):
         self.inplanes = out_planes
         stage += [block(out_planes, planes, conv) for _ in range(1, blocks)]
         return nn.Sequential(*stage)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.fc = linear_head(head_width(self.fc), num_classes, init=init_conv_net)  # N(0, 0.01), zero bias
 
     def _initialise(self, zero_init_residual: bool) -> None:
         """He-normal convolutions (fan-out), identity BatchNorms, a small normal head (std 0.01), zero biases."""

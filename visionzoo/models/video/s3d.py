@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ...ops.misc import Conv3dNormActivation
 from .._api import WeightsEnum, register_model
+from .._heads import NoHead, head_width
 from .._utils import build_model
 from .._weights import kinetics_entry
 from ._common import check_clip_batch
@@ -136,6 +137,10 @@ class S3D(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AvgPool3d(kernel_size=_POOL_WINDOW, stride=1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Conv3d(1024, num_classes, kernel_size=1))
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        width = head_width(self.classifier[1])
+        self.classifier[1] = nn.Conv3d(width, num_classes, kernel_size=1) if num_classes else NoHead(width)
 
     def forward(self, x: Tensor) -> Tensor:
         check_clip_batch(x, type(self).__name__)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .._api import WeightsEnum, register_model
+from .._heads import head_width, linear_head, truncated_normal
 from .._swin_blocks import _MASK_VALUE, NormLayer, PatchMerging, SwinTransformerBlock, _check_window_attention, _ints
 from .._utils import build_model
 from .._weights import kinetics_entry
@@ -350,6 +351,9 @@ class SwinTransformer3d(nn.Module):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+
+    def _reset_classifier(self, num_classes: int) -> None:
+        self.head = linear_head(head_width(self.head), num_classes, init=truncated_normal(0.02))
 
     def forward(self, x: Tensor) -> Tensor:
         check_clip_batch(x, type(self).__name__)
