@@ -123,6 +123,13 @@ def test_features_match_reference(case: tuple[str, nn.Module, nn.Module, int, st
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "shufflenet_v2_x0_5", "mobilenet_v3_large", "inception_v3"])
+def test_quantizable_models_node_names_match_reference(name: str) -> None:
+    torch.manual_seed(0)
+    expected = _quietly(from_reference.get_graph_node_names, reference.models.quantization.__dict__[name]())
+    assert _quietly(get_graph_node_names, models.quantization.__dict__[name]()) == expected
+
+
 def test_maxvit_module_outputs_match_reference() -> None:
     """MaxViT's partition attention differs inside from the reference's (ours runs at any input size that the
     partitions divide, the reference's only at the size it was built for), so node names differ there; every

@@ -69,14 +69,13 @@ class QuantizableInceptionE(InceptionE):
         self.myop3 = FloatFunctional()
 
     def _forward(self, x: Tensor) -> list[Tensor]:
+        # Branch by branch, in the reference's order, as InceptionE does.
+        one = self.branch1x1(x)
         single = self.branch3x3_1(x)
+        single = self.myop1.cat([self.branch3x3_2a(single), self.branch3x3_2b(single)], 1)
         double = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        return [
-            self.branch1x1(x),
-            self.myop1.cat([self.branch3x3_2a(single), self.branch3x3_2b(single)], 1),
-            self.myop2.cat([self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double)], 1),
-            self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1)),
-        ]
+        double = self.myop2.cat([self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double)], 1)
+        return [one, single, double, self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.myop3.cat(self._forward(x), 1)

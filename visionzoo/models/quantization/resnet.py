@@ -46,9 +46,9 @@ class QuantizableBasicBlock(BasicBlock):
         self.add_relu = FloatFunctional()
 
     def forward(self, x: Tensor) -> Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
         out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
-        return self.add_relu.add_relu(out, shortcut)
+        # The shortcut after the main path, in the reference's order (torch.fx node names follow it).
+        return self.add_relu.add_relu(out, x if self.downsample is None else self.downsample(x))
 
     def fuse_model(self, is_qat: bool | None = None) -> None:
         fuse(self, [["conv1", "bn1", "relu"], ["conv2", "bn2"]], is_qat)
@@ -67,11 +67,10 @@ class QuantizableBottleneck(Bottleneck):
         self.relu2 = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.relu2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.skip_add_relu.add_relu(out, shortcut)
+        return self.skip_add_relu.add_relu(out, x if self.downsample is None else self.downsample(x))
 
     def fuse_model(self, is_qat: bool | None = None) -> None:
         fuse(self, [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"], ["conv3", "bn3"]], is_qat)
