@@ -82,7 +82,9 @@ def _deploy_module(name: str) -> ModuleType:
         raise ImportError(f"ONNX export needs the optional package {name!r}: pip install visionzoo[deploy]") from error
 
 
-def export_onnx(model: nn.Module, example: Example, path: str | Path, dynamic: bool = False) -> Path:
+def export_onnx(
+    model: nn.Module, example: Example, path: str | Path, dynamic: bool = False, optimize: bool = True
+) -> Path:
     """Write ``model`` (eval mode) to the ONNX file ``path`` through ``torch.onnx.export(..., dynamo=True)``.
 
     Args:
@@ -90,6 +92,7 @@ def export_onnx(model: nn.Module, example: Example, path: str | Path, dynamic: b
         example: an input of the size to export for.
         path: the ``.onnx`` file to write (its folder must exist).
         dynamic: keep the batch size (and the spatial sizes where the model allows) symbolic.
+        optimize: let onnxscript fold constants and fuse nodes (a smaller, faster file; the export takes longer).
 
     Returns:
         ``path`` as a ``Path``.
@@ -110,6 +113,7 @@ def export_onnx(model: nn.Module, example: Example, path: str | Path, dynamic: b
         dynamo=True,
         dynamic_shapes=_dynamic_shapes(args) if dynamic else None,
         external_data=False,
+        optimize=optimize,
         verbose=False,
     )
     if program is None:
