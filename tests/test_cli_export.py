@@ -118,3 +118,24 @@ def test_predict_refuses_programs_it_cannot_run(
     for argv, expected_status, message in cases:
         status, _, err = run(["predict", *argv, image], capsys)
         assert status == expected_status and message in err, err
+
+
+def test_export_a_video_model_with_random_weights_then_predict_refuses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r3d.pt2"
+    argv = ["export", "r3d_18", "--weights", "none", "--format", "pt2", "--out", str(out), "--dynamic"]
+    status, stdout, err = run([*argv, "--input-size", "32", "--clip-len", "4"], capsys)
+    assert status == 0, err
+    assert (
+        stdout
+        == f"{out}: r3d_18 with random weights, input 1x3x4x32x32 (batch and sizes free where the model allows)\n"
+    )
+    record = _record(out)
+    assert record["task"] == "video" and record["weights"] is None
+    assert record["preset"]["class"] == "VideoClassification" and record["preset"]["crop_size"] == [112, 112]
+    program = torch.export.load(out).module()
+    assert program(torch.randn(2, 3, 4, 40, 48)).shape == (2, 400)  # batch, height and width free
+    image = str(write_images(tmp_path / "images", 1)[0])
+    status, _, err = run(["predict", "--model", str(out), image], capsys)
+    assert status == 2 and "holds r3d_18, a video model (run it with --model r3d_18 instead)" in err

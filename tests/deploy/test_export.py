@@ -145,6 +145,8 @@ def test_onnx_into_a_missing_folder_is_refused(tmp_path: Any) -> None:
 @pytest.mark.parametrize("name", COMPILED)
 def test_compile_matches_eager_without_graph_breaks(name: str) -> None:
     model, example, kwargs = _shared(name)
+    if "num_flow_updates" in kwargs:  # one update: the loop body once, and Inductor compiles half the kernels
+        kwargs = {"num_flow_updates": 1}
     torch._dynamo.reset()
     explanation = torch._dynamo.explain(model)(*example, **kwargs)
     assert explanation.graph_break_count == 0, explanation.break_reasons

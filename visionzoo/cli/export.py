@@ -43,7 +43,9 @@ def register(sub: Any) -> None:
         f"preset produces unless --input-size says otherwise. Handles {', '.join(EXPORTABLE_TASKS)} models.",
     )
     p.add_argument("model")
-    p.add_argument("--weights", help="weights entry name (default: DEFAULT), a local checkpoint path, or none")
+    p.add_argument(
+        "--weights", help="weights entry name (default: DEFAULT), a local checkpoint path, or none (random weights)"
+    )
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, metavar="FILE", help="the file to write (.pt2 or .onnx)")
     p.add_argument(
@@ -72,7 +74,10 @@ def _weights_choice(model: str, weights: str | None) -> ChosenWeights:
             + ("; export the float model instead" if info.task == "quantization" else "")
         )
     if weights is not None and weights.lower() == "none":
-        return choose_weights(info.name, None, default=None)
+        chosen = choose_weights(info.name, None, default=None)
+        if info.task == "segmentation":  # random weights throughout: no pretrained backbone either
+            chosen.config["weights_backbone"] = None
+        return chosen
     return choose_weights(info.name, weights, default="DEFAULT" if info.weights_enum is not None else None)
 
 
@@ -204,7 +209,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CommandError(one_line(error), status=1) from None
     shape = " and ".join("x".join(map(str, s)) for s in record["input_shapes"])
     free = " (batch and sizes free where the model allows)" if args.dynamic else ""
-    print(f"{out}: {chosen.model} with {chosen.label if chosen.local else record['weights']}, input {shape}{free}")
+    print(f"{out}: {chosen.model} with {record['weights'] or 'random weights'}, input {shape}{free}")
     print(f"visionzoo: checked against the eager model: max abs deviation {deviation:.2e}", file=sys.stderr)
     return 0
 
