@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("models", "transforms", "io", "ops", "hub", "inference", "cli", "allocator", "utils")
+_SUBMODULES = ("models", "transforms", "io", "ops", "hub", "inference", "deploy", "cli", "allocator", "utils")
 
 
 def __getattr__(name: str) -> Any:

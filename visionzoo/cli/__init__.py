@@ -1,7 +1,7 @@
 """The ``visionzoo`` command line: find, fetch, inspect, try and measure models without writing code.
 
 One module per command group (``catalog``: list/info/docs; ``weights``: download/verify/convert;
-``predict``; ``validate``; ``benchmark``); each adds its subcommands with ``register``. Heavy libraries
+``predict``; ``validate``; ``benchmark``; ``train``; ``export``); each adds its subcommands with ``register``. Heavy libraries
 (torch, PIL, tqdm, matplotlib) are imported inside the commands, so ``visionzoo --help`` stays fast.
 
 Errors print one line on stderr (``visionzoo: error: ...``), never a traceback, and the exit status follows
@@ -17,13 +17,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import benchmark, catalog, predict, train, validate, weights
+from . import benchmark, catalog, export, predict, train, validate, weights
 from ._common import CommandError, one_line, unavailable
 from .catalog import model_card
 
 __all__ = ["main", "build_parser", "CommandError", "model_card"]
 
-_COMMAND_GROUPS = (catalog, weights, predict, validate, benchmark, train)
+_COMMAND_GROUPS = (catalog, weights, predict, validate, benchmark, train, export)
 
 
 EXIT_STATUS = (

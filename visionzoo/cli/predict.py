@@ -77,7 +77,9 @@ def register(sub: Any) -> None:
         help="also predict the files (or folders) listed in FILE, one per line; relative paths are relative to "
         "FILE's folder; blank lines and lines starting with # are ignored",
     )
-    p.add_argument("--model", required=True)
+    p.add_argument(
+        "--model", required=True, help="a model name, or a .pt2 program written by `visionzoo export` (classification)"
+    )
     p.add_argument("--weights", help="weights entry name (default: DEFAULT) or a local checkpoint path")
     p.add_argument(
         "--num-classes",
@@ -514,6 +516,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from ._jsonl import place, predict_to_jsonl, world_of
 
+    if args.model.lower().endswith(".pt2"):
+        return _predict_exported(args)
     info = model_info(args.model)  # unknown names fail here, with suggestions
     task = get_task(info.task)
     predictor = PREDICTORS.get(task.name)
@@ -542,7 +546,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return predict_to_jsonl(
             args, predictor, paths, world, device, start, lambda s, todo: _run(s, predictor, todo), chosen.label
         )
-    session = _start(args, chosen, device)
+    return _report(args, predictor, _start(args, chosen, device), paths)
+
+
+def _report(args: argparse.Namespace, predictor: Predictor, session: Session, paths: list[str]) -> int:
+    """Run ``paths``, write ``--out`` and print the results and the count; the exit status."""
     results, failures, total = _run(session, predictor, paths)
     if args.out and not predictor.draws:
         write_out(args.out, results, predictor)
@@ -556,3 +564,50 @@ def cmd_predict(args: argparse.Namespace) -> int:
         unit = predictor.unit or predictor.inputs
         print(f"visionzoo: {len(results)} of {total} {unit} predicted{failed}{drawn}", file=sys.stderr)
     return 1 if failures else 0
+
+
+# Tasks whose exported programs (``visionzoo export --format pt2``) predict runs.
+EXPORTED_TASKS = ("classification",)
+
+
+def _predict_exported(args: argparse.Namespace) -> int:
+    """``predict --model FILE.pt2``: run a program written by ``visionzoo export`` with its weights' preset.
+
+    A program exported without ``--dynamic`` takes the batch size it was exported with (one image), so images go
+    through it one at a time.
+    """
+    from .export import load_program, preset_from_record
+
+    if args.weights is not None or args.num_classes is not None:
+        raise CommandError(f"{args.model} holds its weights; --weights and --num-classes do not apply to it")
+    program, record = load_program(args.model)
+    task = record.get("task")
+    if task not in EXPORTED_TASKS:
+        raise CommandError(
+            f"predict runs exported {', '.join(EXPORTED_TASKS)} models only so far; {args.model} holds "
+            f"{record.get('model')}, a {task} model (run it with --model {record.get('model')} instead)"
+        )
+    predictor = PREDICTORS[task]
+    _check_arguments(args, predictor, task)
+    if args.out and Path(args.out).suffix.lower() == ".jsonl":
+        raise CommandError(f"--out {args.out}: an exported program writes .json or .csv results, not .jsonl")
+    if not args.inputs and not args.list:
+        raise CommandError(f"nothing to predict: give {predictor.inputs} or folders, or --list FILE")
+    listed = read_list(args.list) if args.list else []
+    paths = expand_inputs([*args.inputs, *listed], args.recursive, predictor.suffixes, predictor.inputs)
+    device = device_of(args.device)
+    preset = preset_from_record(record)
+    batch, _, *size = record["input_shapes"][0]
+    crop = list(getattr(preset, "crop_size", []))
+    crop = crop * 2 if len(crop) == 1 else crop
+    if not record.get("dynamic"):
+        if crop and crop != size:
+            raise CommandError(
+                f"{args.model} was exported for {size[0]}x{size[1]} inputs, but its preset crops to "
+                f"{crop[0]}x{crop[-1]}; export it again with --dynamic or at the preset's size"
+            )
+        args.batch_size = batch
+    model = program.module().to(device)
+    pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), str(record.get("model")))
+    session = Session(args, model, device, list(record.get("categories") or []), pictures, preset)
+    return _report(args, predictor, session, paths)

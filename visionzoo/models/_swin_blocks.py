@@ -179,7 +179,9 @@ def shifted_window_attention(
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, dropout_p=attention_dropout if training else 0.0, scale=scale
     )
-    out = out.transpose(1, 2).reshape(batch, num_windows, tokens, channels)
+    # An explicit copy rather than reshape: ONNX export decomposes attention anew after tracing, and a reshape
+    # traced as a view of the fused kernel's output would then view a transposed tensor.
+    out = out.transpose(1, 2).clone(memory_format=torch.contiguous_format).view(batch, num_windows, tokens, channels)
     out = F.dropout(F.linear(out, proj_weight, proj_bias), p=dropout, training=training)
 
     out = _from_windows(out, window, padded_h, padded_w)

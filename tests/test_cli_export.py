@@ -1,0 +1,141 @@
+"""``visionzoo export`` and ``visionzoo predict --model FILE.pt2``, on the tiny served zoo (tests/_cli_zoo.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests._cli_zoo import CATEGORIES, TinyZoo, bias_probabilities, run, write_images
+from visionzoo.cli.export import RECORD
+from visionzoo.models import get_model
+
+
+def _record(path: Path) -> dict:
+    extra = {RECORD: ""}
+    torch.export.load(path, extra_files=extra)
+    return json.loads(extra[RECORD])
+
+
+def test_export_pt2_then_predict_with_the_weights_preset(
+    zoo: TinyZoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "tiny.pt2"
+    status, stdout, err = run(["export", "tinynet", "--format", "pt2", "--out", str(out)], capsys)
+    assert status == 0, err
+    assert stdout == f"{out}: tinynet with TinyNet_Weights.V2, input 1x3x64x64\n"
+    assert "checked against the eager model: max abs deviation 0.00e+00" in err
+    record = _record(out)
+    assert record["model"] == "tinynet" and record["task"] == "classification"
+    assert record["weights"] == "TinyNet_Weights.V2" and record["categories"] == CATEGORIES
+    assert record["preset"]["crop_size"] == [64] and record["preset"]["resize_size"] == [72]
+    assert record["input_shapes"] == [[1, 3, 64, 64]] and record["dynamic"] is False
+
+    images = [str(p) for p in write_images(tmp_path / "images", 3)]
+    status, exported, err = run(["predict", "--model", str(out), "--json", "--batch-size", "2", *images], capsys)
+    assert status == 0, err
+    status, eager, _ = run(["predict", "--model", "tinynet", "--json", *images], capsys)
+    assert status == 0
+    assert json.loads(exported) == json.loads(eager)
+    top = json.loads(exported)[0]["top"]
+    assert [t["label"] for t in top] == CATEGORIES[::-1][:5]
+    assert [t["probability"] for t in top] == [round(p, 4) for p in bias_probabilities()[:5]]
+
+
+def test_dynamic_export_runs_batches_and_a_static_one_of_another_size_is_refused(
+    zoo: TinyZoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = [str(p) for p in write_images(tmp_path / "images", 3)]
+    dynamic = tmp_path / "dynamic.pt2"
+    argv = ["export", "tinynet", "--weights", "V1", "--format", "pt2", "--dynamic", "--input-size", "48"]
+    status, stdout, err = run([*argv, "--out", str(dynamic)], capsys)
+    assert status == 0, err
+    assert "input 1x3x48x48 (batch and sizes free where the model allows)" in stdout
+    program = torch.export.load(dynamic).module()
+    eager = get_model("tinynet", weights=zoo.entry("V1")).eval()
+    x = torch.randn(3, 3, 64, 64)  # another batch size and size than the export's
+    torch.testing.assert_close(program(x), eager(x), atol=1e-4, rtol=1e-4)
+    status, exported, err = run(["predict", "--model", str(dynamic), "--json", *images], capsys)
+    assert status == 0, err
+    status, expected, _ = run(["predict", "--model", "tinynet", "--weights", "V1", "--json", *images], capsys)
+    assert json.loads(exported) == json.loads(expected)
+
+    static = tmp_path / "static.pt2"
+    status, _, err = run([*argv[:-3], "--input-size", "48", "56", "--out", str(static)], capsys)
+    assert status == 0, err
+    status, _, err = run(["predict", "--model", str(static), *images], capsys)
+    assert status == 2
+    assert "exported for 48x56 inputs, but its preset crops to 64x64; export it again with --dynamic" in err
+
+
+def test_export_onnx_records_the_weights(zoo: TinyZoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "tiny.onnx"
+    status, stdout, err = run(["export", "tinynet", "--format", "onnx", "--out", str(out)], capsys)
+    assert status == 0, err
+    assert stdout == f"{out}: tinynet with TinyNet_Weights.V2, input 1x3x64x64\n"
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(props[RECORD])["weights"] == "TinyNet_Weights.V2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tinydet", "--format", "pt2", "--out", "{tmp}/d.pt2"], "export does not handle detection models yet"),
+        (["tinynet", "--format", "pt2", "--out", "{tmp}/m.onnx"], "--format pt2 writes a .pt2 file"),
+        (["tinynet", "--format", "onnx", "--out", "{tmp}"], "a directory; name the .onnx file to write"),
+        (["tinynet", "--format", "pt2", "--out", "{tmp}/no/m.pt2"], "the directory does not exist"),
+        (["tinynet", "--format", "pt2", "--out", "{tmp}/m.pt2", "--input-size", "1", "2", "3"], "--input-size takes"),
+        (["tinynet", "--format", "pt2", "--out", "{tmp}/m.pt2", "--clip-len", "4"], "--clip-len applies to video"),
+        (["tinynet", "--weights", "V9", "--format", "pt2", "--out", "{tmp}/m.pt2"], "V9"),
+    ],
+)
+def test_export_errors(
+    zoo: TinyZoo, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    status, stdout, err = run(["export", *(a.format(tmp=tmp_path) for a in argv)], capsys)
+    assert status == 2 and stdout == ""
+    assert err.startswith("visionzoo: error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_predict_refuses_programs_it_cannot_run(
+    zoo: TinyZoo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = str(write_images(tmp_path / "images", 1)[0])
+    program = torch.export.export(torch.nn.Identity(), (torch.zeros(1, 3, 8, 8),))
+    bare, segmenter = tmp_path / "bare.pt2", tmp_path / "seg.pt2"
+    torch.export.save(program, bare)
+    torch.export.save(program, segmenter, extra_files={RECORD: json.dumps({"task": "segmentation", "model": "fcn"})})
+    cases = [
+        (["--model", str(tmp_path / "missing.pt2")], 1, "missing.pt2: no such exported program"),
+        (["--model", str(bare)], 2, "not written by `visionzoo export`"),
+        (["--model", str(segmenter)], 2, "predict runs exported classification models only so far"),
+        (["--model", str(segmenter), "--weights", "V1"], 2, "holds its weights; --weights and --num-classes"),
+    ]
+    for argv, expected_status, message in cases:
+        status, _, err = run(["predict", *argv, image], capsys)
+        assert status == expected_status and message in err, err
+
+
+def test_export_a_video_model_with_random_weights_then_predict_refuses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r3d.pt2"
+    argv = ["export", "r3d_18", "--weights", "none", "--format", "pt2", "--out", str(out), "--dynamic"]
+    status, stdout, err = run([*argv, "--input-size", "32", "--clip-len", "4"], capsys)
+    assert status == 0, err
+    assert (
+        stdout
+        == f"{out}: r3d_18 with random weights, input 1x3x4x32x32 (batch and sizes free where the model allows)\n"
+    )
+    record = _record(out)
+    assert record["task"] == "video" and record["weights"] is None
+    assert record["preset"]["class"] == "VideoClassification" and record["preset"]["crop_size"] == [112, 112]
+    program = torch.export.load(out).module()
+    assert program(torch.randn(2, 3, 4, 40, 48)).shape == (2, 400)  # batch, height and width free
+    image = str(write_images(tmp_path / "images", 1)[0])
+    status, _, err = run(["predict", "--model", str(out), image], capsys)
+    assert status == 2 and "holds r3d_18, a video model (run it with --model r3d_18 instead)" in err
