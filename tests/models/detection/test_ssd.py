@@ -318,6 +318,8 @@ def test_bad_builder_and_model_arguments_raise_clear_errors() -> None:
             SSD(backbone, anchors, (300, 300), 3, positive_fraction=0.0)
         with pytest.raises(ValueError, match="size must be"):
             SSD(backbone, anchors, (300,), 3)
+        with pytest.raises(TypeError, match=r"it takes no min_size: pass size=\(W, H\) instead"):
+            SSD(backbone, anchors, (300, 300), 3, min_size=128)
         with pytest.raises(ValueError, match=r"output channels from the backbone \(6\).*aspect ratios \(2\)"):
             SSD(backbone, DefaultBoxGenerator([[2]] * 2), (300, 300), 3)
 

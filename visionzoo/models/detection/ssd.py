@@ -196,6 +196,12 @@ class SSD(nn.Module):
             raise ValueError(f"size must be (width, height), two positive ints, got {size!r}")
         if not 0.0 < positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction!r}")
+        resizing = sorted({"min_size", "max_size"} & kwargs.keys())
+        if resizing:
+            raise TypeError(
+                f"SSD resizes every image to size=(width, height) (here {tuple(size)}); it takes no "
+                f"{' or '.join(resizing)}: pass size=(W, H) instead"
+            )
         self.backbone = backbone
         self.anchor_generator = anchor_generator
         self.box_coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
