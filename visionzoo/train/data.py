@@ -63,11 +63,9 @@ class TrainingData:
     workers: int
     classes: list[str]
     collate: Callable[[list[Any]], Any]
+    training_samples: Callable[[int], torch.utils.data.Dataset]
     _samples: Any = None
     _sampler: torch.utils.data.DistributedSampler | None = None
-
-    def training_samples(self, seed: int) -> torch.utils.data.Dataset:
-        raise NotImplementedError
 
     def build_model(self) -> nn.Module:
         """The registered model for ``len(classes)`` classes; the builder's warnings (e.g. a fresh head for N
