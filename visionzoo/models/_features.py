@@ -26,6 +26,7 @@ __all__ = [
     "FeatureMaps",
     "FeatureRecipe",
     "FeatureTap",
+    "inverted_residual_stages",
     "last_per_stride",
     "static_stages",
     "sequential_stages",
@@ -278,3 +279,10 @@ def sequential_stages(model: nn.Module, container: str = "", exclude: Sequence[s
     prefix = f"{container}." if container else ""
     names = [prefix + name for name, _ in parent.named_children() if name not in exclude]
     return last_per_stride(static_stages(model, names))
+
+
+def inverted_residual_stages(model: nn.Module) -> list[dict[str, Any]]:
+    """MobileNet V2/V3's feature maps: the stem, the first block at each new stride and the last 1x1 convolution of
+    ``model.features``, as the detection backbones number them (:func:`stage_boundaries`)."""
+    stages = static_stages(model, [f"features.{i}" for i in range(len(model.features))])
+    return [stages[i] for i in stage_boundaries(model.features)]

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..ops.misc import Conv2dNormActivation
 from ._api import WeightsEnum, register_model
-from ._features import stage_boundaries, static_stages
+from ._features import inverted_residual_stages
 from ._heads import head_width, linear_head
 from ._utils import build_model, check_image_batch, init_conv_net, make_divisible
 from ._weights import imagenet_entry
@@ -139,10 +139,8 @@ class MobileNetV2(nn.Module):
 
     @property
     def feature_info(self) -> list[dict[str, Any]]:
-        """The stem, the first block at each new stride and the last 1x1 convolution, as the detection
-        backbones number them (:func:`stage_boundaries`): the maps ``features_only=True`` returns."""
-        stages = static_stages(self, [f"features.{i}" for i in range(len(self.features))])
-        return [stages[i] for i in stage_boundaries(self.features)]
+        """The maps ``features_only=True`` returns (:func:`inverted_residual_stages`)."""
+        return inverted_residual_stages(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image_batch(x, type(self).__name__)
