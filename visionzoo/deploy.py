@@ -27,30 +27,47 @@ from torch import nn
 
 __all__ = ["export_program", "export_onnx", "check_program", "check_onnx", "Example"]
 
-# One tensor, or the positional inputs of a model that takes several (RAFT: two frames).
-Example = torch.Tensor | Sequence[torch.Tensor]
-# Dimensions left free by dynamic=True, by input rank: batch, then height and width (and time for clips).
-_FREE_DIMS = {4: (0, 2, 3), 5: (0, 2, 3, 4)}
+# One tensor, or the positional inputs of a model that takes several (RAFT: two frames); a detector's one
+# input is a list of (C, H, W) images, so its example is a tuple holding that list: ``([image],)``.
+Example = torch.Tensor | Sequence[torch.Tensor | list[torch.Tensor]]
+# Dimensions left free by dynamic=True, by input rank: batch, then height and width (and time for clips); a
+# detector's images keep their number (the list's length) and free their height and width.
+_FREE_DIMS = {3: (1, 2), 4: (0, 2, 3), 5: (0, 2, 3, 4)}
+Arg = torch.Tensor | list[torch.Tensor]
 
 
-def _as_args(example: Example) -> tuple[torch.Tensor, ...]:
+def _is_image_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, torch.Tensor) for v in value)
+
+
+def _as_args(example: Example) -> tuple[Arg, ...]:
     if isinstance(example, torch.Tensor):
         return (example,)
-    args = tuple(example) if isinstance(example, Sequence) else ()
-    if not args or not all(isinstance(a, torch.Tensor) for a in args):
-        raise TypeError(f"example must be a tensor or a sequence of tensors, got {example!r:.80}")
+    args = tuple(example) if isinstance(example, Sequence) and not isinstance(example, str) else ()
+    if not args or not all(isinstance(a, torch.Tensor) or _is_image_list(a) for a in args):
+        raise TypeError(
+            "example must be a tensor or a sequence of tensors (a detector's: a tuple holding a list of images), "
+            f"got {example!r:.80}"
+        )
     return args
 
 
-def _trace_args(args: tuple[torch.Tensor, ...], dynamic: bool) -> tuple[torch.Tensor, ...]:
+def _trace_args(args: tuple[Arg, ...], dynamic: bool) -> tuple[Arg, ...]:
     # torch.export specialises a dimension of size 1, so a dynamic batch is traced with two samples.
     if dynamic:
-        return tuple(a.expand(2, *a.shape[1:]).contiguous() if a.ndim and a.shape[0] == 1 else a for a in args)
+        return tuple(
+            a.expand(2, *a.shape[1:]).contiguous() if isinstance(a, torch.Tensor) and a.ndim and a.shape[0] == 1 else a
+            for a in args
+        )
     return args
 
 
-def _dynamic_shapes(args: tuple[torch.Tensor, ...]) -> tuple[dict[int, Any], ...]:
-    return tuple({dim: torch.export.Dim.AUTO for dim in _FREE_DIMS.get(a.ndim, (0,))} for a in args)
+def _free(tensor: torch.Tensor) -> dict[int, Any]:
+    return {dim: torch.export.Dim.AUTO for dim in _FREE_DIMS.get(tensor.ndim, (0,))}
+
+
+def _dynamic_shapes(args: tuple[Arg, ...]) -> tuple[Any, ...]:
+    return tuple(_free(a) if isinstance(a, torch.Tensor) else [_free(image) for image in a] for a in args)
 
 
 def export_program(
@@ -111,6 +128,7 @@ def export_onnx(
         model,
         args,
         dynamo=True,
+        custom_translation_table=_onnx_translations(),
         dynamic_shapes=_dynamic_shapes(args) if dynamic else None,
         external_data=False,
         optimize=optimize,
@@ -120,6 +138,88 @@ def export_onnx(
         raise RuntimeError("torch.onnx.export returned no program")
     program.save(str(path))
     return path
+
+
+def _onnx_translations() -> dict[Any, Any]:
+    """ONNX for visionzoo's own operators (see ``visionzoo.ops._library``): non-maximum suppression, RoIAlign and
+    SSD's row-wise suppression map onto ONNX's NonMaxSuppression and RoiAlign. Mask pasting and the keypoint
+    heatmap decoding have no ONNX counterpart, so Mask and Keypoint R-CNN export to ``.pt2`` only."""
+    from onnxscript import opset18 as op
+
+    from .models import detection  # noqa: F401  (defines the detectors' operators)
+    from .ops._library import HAS_CUSTOM_OPS
+
+    if not HAS_CUSTOM_OPS:
+        return {}
+
+    def ints(*values: int) -> Any:
+        return op.Constant(value_ints=list(values))
+
+    def column(matrix: Any, start: int, stop: int) -> Any:
+        return op.Slice(matrix, ints(start), ints(stop), ints(1))
+
+    def nms(boxes: Any, scores: Any, idxs: Any = None, iou_threshold: float = 0.5) -> Any:
+        if idxs is not None:  # categories apart: each shifted beyond every box of the ones before
+            shift = op.Add(op.ReduceMax(boxes, keepdims=0), op.CastLike(op.Constant(value_float=1.0), boxes))
+            boxes = op.Add(boxes, op.Unsqueeze(op.Mul(op.CastLike(idxs, boxes), shift), ints(1)))
+        selected = op.NonMaxSuppression(  # (K, 3): image, class, box; in decreasing score order
+            op.Unsqueeze(boxes, ints(0)),
+            op.Unsqueeze(scores, ints(0, 1)),
+            op.Shape(scores),
+            op.Constant(value_floats=[iou_threshold]),
+        )
+        return op.Reshape(column(selected, 2, 3), ints(-1))
+
+    def nms_per_row(boxes: Any, candidate: Any, iou_threshold: float) -> Any:
+        # Each row an image of its own for NonMaxSuppression; its boxes come in decreasing score order, so their
+        # negated positions serve as scores, and the boxes that are no candidates score below the threshold.
+        rows, length = op.Shape(boxes, start=0, end=1), op.Shape(boxes, start=1, end=2)
+        position = op.Cast(op.Range(op.Constant(value_int=0), op.Squeeze(length), op.Constant(value_int=1)), to=1)
+        scores = op.Where(candidate, op.Neg(op.Unsqueeze(position, ints(0))), op.Constant(value_float=-1e30))
+        selected = op.NonMaxSuppression(
+            op.Cast(boxes, to=1),
+            op.Unsqueeze(scores, ints(1)),
+            length,
+            op.Constant(value_floats=[iou_threshold]),
+            op.Constant(value_floats=[-1e29]),
+        )
+        kept = op.Concat(column(selected, 0, 1), column(selected, 2, 3), axis=1)
+        empty = op.Expand(op.Constant(value_int=0), op.Concat(rows, length, axis=0))
+        mask = op.ScatterND(empty, kept, op.Expand(op.Constant(value_int=1), op.Shape(kept, start=0, end=1)))
+        return op.Cast(mask, to=9)
+
+    def roi_align(
+        input: Any, rois: Any, spatial_scale: float, ph: int, pw: int, sampling_ratio: int, aligned: bool
+    ) -> Any:
+        return op.RoiAlign(
+            input,
+            column(rois, 1, 5),
+            op.Cast(op.Reshape(column(rois, 0, 1), ints(-1)), to=7),
+            coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel",
+            mode="avg",
+            output_height=ph,
+            output_width=pw,
+            sampling_ratio=max(sampling_ratio, 0),
+            spatial_scale=spatial_scale,
+        )
+
+    def stable_sort(values: Any, stable: bool | None = None, dim: int = -1, descending: bool = False) -> Any:
+        # ONNX's TopK puts equal values in index order: a stable sort when it takes every element.
+        return op.TopK(
+            values,
+            op.Shape(values, start=dim, end=dim + 1 if dim != -1 else None),
+            axis=dim,
+            largest=int(descending),
+            sorted=1,
+        )
+
+    ops = torch.ops.visionzoo
+    return {
+        ops.nms.default: nms,
+        ops.nms_per_row.default: nms_per_row,
+        ops.roi_align.default: roi_align,
+        torch.ops.aten.sort.stable: stable_sort,
+    }
 
 
 def _flatten(output: Any) -> list[torch.Tensor]:
@@ -153,7 +253,7 @@ def _max_deviation(
     return worst
 
 
-def _eager(model: nn.Module, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
+def _eager(model: nn.Module, args: tuple[Arg, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
     model.eval()
     with torch.no_grad():
         return _flatten(model(*args, **kwargs))
@@ -205,10 +305,13 @@ def check_onnx(
     """
     ort = _deploy_module("onnxruntime")
     args = _as_args(example)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: not the constant folder's notes on each CastLike node
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    if len(names) != len(args):
-        raise ValueError(f"The ONNX file takes {len(names)} inputs, the example has {len(args)}")
-    feeds = {name: a.detach().cpu().numpy() for name, a in zip(names, args)}
+    tensors = [t for a in args for t in ([a] if isinstance(a, torch.Tensor) else a)]
+    if len(names) != len(tensors):
+        raise ValueError(f"The ONNX file takes {len(names)} inputs, the example has {len(tensors)} tensors")
+    feeds = {name: t.detach().cpu().numpy() for name, t in zip(names, tensors)}
     actual = [torch.from_numpy(o) for o in session.run(None, feeds)]
     return _max_deviation(_eager(model, args, kwargs), actual, atol, rtol, "The ONNX model")
