@@ -25,7 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["export_program", "export_onnx", "check_program", "check_onnx", "Example"]
+from .ops._library import NAMESPACE
+
+__all__ = ["export_program", "export_onnx", "check_program", "check_onnx", "Example", "DETECTION_COMPILE_CONFIG"]
+
+# ``torch._dynamo.config`` settings under which ``torch.compile`` traces a detector into one graph: the number of
+# boxes each step keeps depends on the data (``torch.nonzero``, our NMS), which dynamo otherwise leaves to eager
+# code between graphs. Use ``with torch._dynamo.config.patch(DETECTION_COMPILE_CONFIG): compiled(images)``.
+DETECTION_COMPILE_CONFIG = {"capture_dynamic_output_shape_ops": True}
 
 # One tensor, or the positional inputs of a model that takes several (RAFT: two frames); a detector's one
 # input is a list of (C, H, W) images, so its example is a tuple holding that list: ``([image],)``.
@@ -116,20 +123,33 @@ def export_onnx(
 
     Raises:
         ImportError: onnx or onnxscript is missing (the message says how to install them).
+        ValueError: the model uses an operator without an ONNX form (Mask and Keypoint R-CNN's last steps).
     """
     for name in ("onnx", "onnxscript"):
         _deploy_module(name)
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"The folder of the ONNX file {str(path)!r} does not exist")
-    args = _trace_args(_as_args(example), dynamic)
-    model.eval()
+    exported = export_program(model, example, dynamic)
+    translations = _onnx_translations()
+    untranslated = sorted(
+        {
+            str(node.target).split(".")[1]
+            for node in exported.graph.nodes
+            if node.op == "call_function"
+            and str(node.target).startswith(f"{NAMESPACE}.")
+            and node.target not in translations
+        }
+    )
+    if untranslated:
+        raise ValueError(
+            f"{type(model).__name__} uses {', '.join(untranslated)}, which has no ONNX form (a loop over "
+            "detections of data-dependent sizes); export it with --format pt2 (torch.export) instead"
+        )
     program = torch.onnx.export(
-        model,
-        args,
+        exported,
         dynamo=True,
-        custom_translation_table=_onnx_translations(),
-        dynamic_shapes=_dynamic_shapes(args) if dynamic else None,
+        custom_translation_table=translations,
         external_data=False,
         optimize=optimize,
         verbose=False,
