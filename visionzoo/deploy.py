@@ -123,7 +123,7 @@ def export_onnx(
 
     Raises:
         ImportError: onnx or onnxscript is missing (the message says how to install them).
-        ValueError: the model uses an operator without an ONNX form (Mask and Keypoint R-CNN's last steps).
+        ValueError: the model uses a custom operator without an ONNX form (visionzoo's own all have one).
     """
     for name in ("onnx", "onnxscript"):
         _deploy_module(name)
@@ -131,7 +131,9 @@ def export_onnx(
     if not path.parent.is_dir():
         raise FileNotFoundError(f"The folder of the ONNX file {str(path)!r} does not exist")
     exported = export_program(model, example, dynamic)
-    translations = _onnx_translations()
+    from ._onnx_ops import translations as onnx_translations
+
+    translations = onnx_translations()
     untranslated = sorted(
         {
             str(node.target).split(".")[1]
@@ -143,8 +145,8 @@ def export_onnx(
     )
     if untranslated:
         raise ValueError(
-            f"{type(model).__name__} uses {', '.join(untranslated)}, which has no ONNX form (a loop over "
-            "detections of data-dependent sizes); export it with --format pt2 (torch.export) instead"
+            f"{type(model).__name__} uses {', '.join(untranslated)}, which has no ONNX form; export it with "
+            "--format pt2 (torch.export) instead"
         )
     program = torch.onnx.export(
         exported,
@@ -158,88 +160,6 @@ def export_onnx(
         raise RuntimeError("torch.onnx.export returned no program")
     program.save(str(path))
     return path
-
-
-def _onnx_translations() -> dict[Any, Any]:
-    """ONNX for visionzoo's own operators (see ``visionzoo.ops._library``): non-maximum suppression, RoIAlign and
-    SSD's row-wise suppression map onto ONNX's NonMaxSuppression and RoiAlign. Mask pasting and the keypoint
-    heatmap decoding have no ONNX counterpart, so Mask and Keypoint R-CNN export to ``.pt2`` only."""
-    from onnxscript import opset18 as op
-
-    from .models import detection  # noqa: F401  (defines the detectors' operators)
-    from .ops._library import HAS_CUSTOM_OPS
-
-    if not HAS_CUSTOM_OPS:
-        return {}
-
-    def ints(*values: int) -> Any:
-        return op.Constant(value_ints=list(values))
-
-    def column(matrix: Any, start: int, stop: int) -> Any:
-        return op.Slice(matrix, ints(start), ints(stop), ints(1))
-
-    def nms(boxes: Any, scores: Any, idxs: Any = None, iou_threshold: float = 0.5) -> Any:
-        if idxs is not None:  # categories apart: each shifted beyond every box of the ones before
-            shift = op.Add(op.ReduceMax(boxes, keepdims=0), op.CastLike(op.Constant(value_float=1.0), boxes))
-            boxes = op.Add(boxes, op.Unsqueeze(op.Mul(op.CastLike(idxs, boxes), shift), ints(1)))
-        selected = op.NonMaxSuppression(  # (K, 3): image, class, box; in decreasing score order
-            op.Unsqueeze(boxes, ints(0)),
-            op.Unsqueeze(scores, ints(0, 1)),
-            op.Shape(scores),
-            op.Constant(value_floats=[iou_threshold]),
-        )
-        return op.Reshape(column(selected, 2, 3), ints(-1))
-
-    def nms_per_row(boxes: Any, candidate: Any, iou_threshold: float) -> Any:
-        # Each row an image of its own for NonMaxSuppression; its boxes come in decreasing score order, so their
-        # negated positions serve as scores, and the boxes that are no candidates score below the threshold.
-        rows, length = op.Shape(boxes, start=0, end=1), op.Shape(boxes, start=1, end=2)
-        position = op.Cast(op.Range(op.Constant(value_int=0), op.Squeeze(length), op.Constant(value_int=1)), to=1)
-        scores = op.Where(candidate, op.Neg(op.Unsqueeze(position, ints(0))), op.Constant(value_float=-1e30))
-        selected = op.NonMaxSuppression(
-            op.Cast(boxes, to=1),
-            op.Unsqueeze(scores, ints(1)),
-            length,
-            op.Constant(value_floats=[iou_threshold]),
-            op.Constant(value_floats=[-1e29]),
-        )
-        kept = op.Concat(column(selected, 0, 1), column(selected, 2, 3), axis=1)
-        empty = op.Expand(op.Constant(value_int=0), op.Concat(rows, length, axis=0))
-        mask = op.ScatterND(empty, kept, op.Expand(op.Constant(value_int=1), op.Shape(kept, start=0, end=1)))
-        return op.Cast(mask, to=9)
-
-    def roi_align(
-        input: Any, rois: Any, spatial_scale: float, ph: int, pw: int, sampling_ratio: int, aligned: bool
-    ) -> Any:
-        return op.RoiAlign(
-            input,
-            column(rois, 1, 5),
-            op.Cast(op.Reshape(column(rois, 0, 1), ints(-1)), to=7),
-            coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel",
-            mode="avg",
-            output_height=ph,
-            output_width=pw,
-            sampling_ratio=max(sampling_ratio, 0),
-            spatial_scale=spatial_scale,
-        )
-
-    def stable_sort(values: Any, stable: bool | None = None, dim: int = -1, descending: bool = False) -> Any:
-        # ONNX's TopK puts equal values in index order: a stable sort when it takes every element.
-        return op.TopK(
-            values,
-            op.Shape(values, start=dim, end=dim + 1 if dim != -1 else None),
-            axis=dim,
-            largest=int(descending),
-            sorted=1,
-        )
-
-    ops = torch.ops.visionzoo
-    return {
-        ops.nms.default: nms,
-        ops.nms_per_row.default: nms_per_row,
-        ops.roi_align.default: roi_align,
-        torch.ops.aten.sort.stable: stable_sort,
-    }
 
 
 def _flatten(output: Any) -> list[torch.Tensor]:

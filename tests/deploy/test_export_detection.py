@@ -31,8 +31,15 @@ SMALL = {
 }
 KIND = {"mask_rcnn": "faster_rcnn", "keypoint_rcnn": "faster_rcnn", "faster_rcnn": "faster_rcnn", "ssd": "ssd"}
 KIND["ssdlite"] = "ssd"
-# ONNX Runtime: a model of each kind whose operators all have an ONNX form (see deploy._onnx_translations).
-ONNX_CHECKED = ["fasterrcnn_mobilenet_v3_large_fpn", "retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssd300_vgg16"]
+# ONNX Runtime: a model of each kind (boxes from two stages, from one stage, from SSD; masks; keypoints).
+ONNX_CHECKED = [
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "retinanet_resnet50_fpn",
+    "fcos_resnet50_fpn",
+    "ssd300_vgg16",
+    "maskrcnn_resnet50_fpn",
+    "keypointrcnn_resnet50_fpn",
+]
 
 
 def _image(seed: int, size: tuple[int, int] = (200, 240)) -> torch.Tensor:
@@ -57,7 +64,8 @@ def _build(name: str, **overrides: Any) -> torch.nn.Module:
 
 def test_the_matrix_covers_every_detection_builder() -> None:
     assert len(DETECTORS) == 12
-    assert {KIND.get(models.get_model_info(name).family, "one_stage") for name in ONNX_CHECKED} == set(SMALL)
+    families = {models.get_model_info(name).family for name in ONNX_CHECKED}
+    assert {"faster_rcnn", "retinanet", "fcos", "ssd", "mask_rcnn", "keypoint_rcnn"} <= families
 
 
 @pytest.mark.parametrize("name", DETECTORS)
@@ -100,20 +108,41 @@ def test_a_detector_exports_at_the_size_it_was_traced_with() -> None:
 
 @pytest.mark.parametrize("name", ONNX_CHECKED)
 def test_onnx_runtime_matches_eager(name: str, tmp_path: Any) -> None:
-    pytest.importorskip("onnxruntime")
+    ort = pytest.importorskip("onnxruntime")
     model = _build(name)
     path = deploy.export_onnx(model, ([_image(1)],), tmp_path / f"{name}.onnx", optimize=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for seed in (1, 2):
-        # Box coordinates are pixels (hundreds): ONNX Runtime's RoiAlign and NMS sum in another order.
-        deploy.check_onnx(model, path, ([_image(seed)],), atol=0.05, rtol=1e-4)
+        image = _image(seed)
+        with torch.no_grad():
+            expected = model([image])[0]
+        actual = dict(zip(expected, session.run(None, {session.get_inputs()[0].name: image.numpy()})))
+        for key, value in expected.items():
+            got = torch.from_numpy(actual[key])
+            assert got.shape == value.shape, key
+            if key == "masks":
+                # ONNX Runtime's RoiAlign sums in another order: boxes move by ~1e-3 pixels, which can move a
+                # pasted mask's truncated corner by one pixel. Nearly every mask pixel still agrees.
+                assert ((got - value).abs() > 1e-3).float().mean() < 2e-3
+            else:  # box coordinates are pixels (hundreds)
+                torch.testing.assert_close(got, value, atol=0.05, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn"])
-def test_onnx_names_what_has_no_onnx_form(name: str, tmp_path: Any) -> None:
+def test_onnx_names_an_operator_without_an_onnx_form(tmp_path: Any) -> None:
     pytest.importorskip("onnxscript")
-    model = _build(name)
-    with pytest.raises(ValueError, match="no ONNX form.*pt2"):
-        deploy.export_onnx(model, ([_image(1)],), tmp_path / "model.onnx", optimize=False)
+
+    @torch.library.custom_op("visionzoo::test_only_double", mutates_args=())
+    def double(x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+    double.register_fake(lambda x: torch.empty_like(x))
+
+    class Doubler(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return double(x)
+
+    with pytest.raises(ValueError, match="Doubler uses test_only_double, which has no ONNX form.*pt2"):
+        deploy.export_onnx(Doubler(), torch.zeros(2), tmp_path / "model.onnx", optimize=False)
 
 
 def test_compile_a_detector_in_one_graph() -> None:
