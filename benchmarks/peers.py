@@ -286,6 +286,9 @@ def compare_peers(target: Target, batch: int, settings: Settings, bf16: bool) ->
     (x,) = target.inputs(batch)
     pair = build_calibrated_pair(target, target.inputs(max(batch, 4)))
     row: dict[str, Any] = {"model": target.label, "batch": batch, "size": x.shape[-1], "threads": THREADS}
+    # Busy cores hurt torch's OpenMP threads far more than ONNX Runtime's or OpenVINO's pools: with the 1-minute
+    # load at 7 on 2 cores, the reference's resnet50 took 0.4 s a call on 1 thread and 1.5-2.2 s on 2.
+    row["load_average_1min"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     with tempfile.TemporaryDirectory(prefix="visionzoo-peers-") as folder:
         runs, setup, skipped = make_peers(pair.reference, pair.ours, x, folder, bf16)
         with torch.no_grad():

@@ -375,6 +375,20 @@ def _skipped(rows: Sequence[dict[str, Any]], titles: dict[str, str]) -> list[str
     return [f"- {titles[n]}: {'; '.join(r)}" for n, r in reasons.items() if r]
 
 
+def _load_warning(data: dict[str, Any]) -> list[str]:
+    """A warning where some row was measured on a busy machine (1-minute load above half the CPUs): oversubscribed
+    cores slow torch's OpenMP threads far more than ONNX Runtime's and OpenVINO's pools, so the ratios are off."""
+    cpus = data["environment"].get("cpu_count") or 1
+    loads = [r["load_average_1min"] for r in data["rows"] if r.get("load_average_1min") is not None]
+    if not loads or max(loads) <= cpus / 2:
+        return []
+    return [
+        f"**Measured on a busy machine** (1-minute load up to {max(loads):.1f} on {cpus} CPUs): torch's threads "
+        "suffer most from that, so these ratios are not representative; rerun on a quiet machine.",
+        "",
+    ]
+
+
 def cpu_line(data: dict[str, Any]) -> str:
     """The CPU a peers result was measured on, with its instruction-set features and the thread count."""
     cpu = data["summary"].get("cpu", {})
@@ -405,7 +419,7 @@ def peers_table(data: dict[str, Any]) -> list[str]:
 
 def _peers_section(data: dict[str, Any]) -> list[str]:
     lines = ["## Against other runtimes (speed-up over the reference's eager model)", "", *_header(data)]
-    lines += [cpu_line(data), "", *peers_table(data), ""]
+    lines += [*_load_warning(data), cpu_line(data), "", *peers_table(data), ""]
     lines += [
         "All peers interleaved in one fresh process per model and batch size, on the same input; deviations are "
         "the largest absolute difference from the reference's float32 output, relative to its largest value "
@@ -418,6 +432,7 @@ def _peers_section(data: dict[str, Any]) -> list[str]:
 
 def _deploy_section(data: dict[str, Any]) -> list[str]:
     lines = ["## Deployed forms (batch 1, speed-up over the reference's eager model)", "", *_header(data)]
+    lines += _load_warning(data)
     lines += _table(
         data["rows"],
         [
@@ -479,7 +494,7 @@ def readme_block() -> list[str]:
     peers = _load("peers")
     if peers:
         lines += ["Speed-up over the reference's eager model, side by side with other CPU runtimes:", ""]
-        lines += [*peers_table(peers), "", cpu_line(peers), ""]
+        lines += [*_load_warning(peers), *peers_table(peers), "", cpu_line(peers), ""]
         lines += [f"_{_header(peers)[0].strip('_')}; from `python -m benchmarks.peers`_", ""]
     optimized = _load("optimized")
     if optimized:
