@@ -328,6 +328,126 @@ def _video_section(data: dict[str, Any]) -> list[str]:
     return lines + ["", *_notes(data)]
 
 
+_PEER_TITLES = {
+    "ours": "ours eager",
+    "ours_optimized": "ours optimised",
+    "ours_optimized_bf16": "ours optimised bf16",
+    "reference_compiled": "torch.compile (ref)",
+    "onnxruntime": "ONNX Runtime",
+    "openvino": "OpenVINO",
+    "openvino_bf16": "OpenVINO bf16",
+}
+_DEPLOY_TITLES = {
+    "ours": "ours eager",
+    "ours_compiled": "torch.compile",
+    "ours_aoti": "AOTInductor",
+    "onnxruntime": "ONNX Runtime",
+}
+
+
+def _speedup_cell(name: str) -> Callable[[dict[str, Any]], Any]:
+    """A speed-up, or "n/a" for a peer that did not run (the reason is listed under the table)."""
+
+    def cell(row: dict[str, Any]) -> Any:
+        value = row.get(f"speedup_{name}")
+        return value if value is not None else "n/a"
+
+    return cell
+
+
+def _worst_deviation(row: dict[str, Any], names: Sequence[str]) -> str:
+    """The largest float32 deviation from the reference's output among ``names``, relative to the output's scale."""
+    values = [row[f"deviation_{n}"] for n in names if row.get(f"deviation_{n}") is not None]
+    if not values:
+        return "-"
+    scale = max(1.0, row.get("reference_output_abs_max") or 0.0)
+    return f"{max(values) / scale:.1e}"
+
+
+def _skipped(rows: Sequence[dict[str, Any]], titles: dict[str, str]) -> list[str]:
+    """One line per peer that did not run, with its reasons (deduplicated over the rows)."""
+    reasons: dict[str, list[str]] = {}
+    for row in rows:
+        for name in titles:
+            reason = row.get(f"skipped_{name}")
+            if reason and reason not in reasons.setdefault(name, []):
+                reasons[name].append(reason)
+    return [f"- {titles[n]}: {'; '.join(r)}" for n, r in reasons.items() if r]
+
+
+def _load_warning(data: dict[str, Any]) -> list[str]:
+    """A warning where some row was measured on a busy machine (1-minute load above half the CPUs): oversubscribed
+    cores slow torch's OpenMP threads far more than ONNX Runtime's and OpenVINO's pools, so the ratios are off."""
+    cpus = data["environment"].get("cpu_count") or 1
+    loads = [r["load_average_1min"] for r in data["rows"] if r.get("load_average_1min") is not None]
+    if not loads or max(loads) <= cpus / 2:
+        return []
+    return [
+        f"**Measured on a busy machine** (1-minute load up to {max(loads):.1f} on {cpus} CPUs): torch's threads "
+        "suffer most from that, so these ratios are not representative; rerun on a quiet machine.",
+        "",
+    ]
+
+
+def cpu_line(data: dict[str, Any]) -> str:
+    """The CPU a peers result was measured on, with its instruction-set features and the thread count."""
+    cpu = data["summary"].get("cpu", {})
+    features = ", ".join(cpu.get("features", [])) or "none of the listed"
+    return (
+        f"CPU: {cpu.get('model_name', 'unknown')} ({cpu.get('logical_cpus')} logical CPUs; {features}), "
+        f"{data['summary'].get('threads')} threads for every runtime; native bfloat16: "
+        f"{_fmt(data['summary'].get('native_bf16'))}."
+    )
+
+
+def peers_table(data: dict[str, Any]) -> list[str]:
+    """Speed-ups over the reference's eager model of every peer, a row per model and batch size."""
+    float32 = ["ours", "ours_optimized", "reference_compiled", "onnxruntime", "openvino"]
+    return _table(
+        data["rows"],
+        [
+            ("model", "model"),
+            ("batch", "batch"),
+            ("reference ms", lambda r: r["reference_s"] * 1e3),
+            *((title, _speedup_cell(name)) for name, title in _PEER_TITLES.items()),
+            ("worst fp32 deviation", lambda r: _worst_deviation(r, float32)),
+            ("OpenVINO bf16 deviation", lambda r: _worst_deviation(r, ["openvino_bf16"])),
+            ("ours bf16 deviation", lambda r: _worst_deviation(r, ["ours_optimized_bf16"])),
+        ],
+    )
+
+
+def _peers_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Against other runtimes (speed-up over the reference's eager model)", "", *_header(data)]
+    lines += [*_load_warning(data), cpu_line(data), "", *peers_table(data), ""]
+    lines += [
+        "All peers interleaved in one fresh process per model and batch size, on the same input; deviations are "
+        "the largest absolute difference from the reference's float32 output, relative to its largest value "
+        "where that exceeds 1. Set-up seconds (compiling, exporting) are in the JSON.",
+        "",
+    ]
+    lines += _skipped(data["rows"], _PEER_TITLES)
+    return lines + ["", *_notes(data)]
+
+
+def _deploy_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Deployed forms (batch 1, speed-up over the reference's eager model)", "", *_header(data)]
+    lines += _load_warning(data)
+    lines += _table(
+        data["rows"],
+        [
+            ("model", "model"),
+            ("input", "size"),
+            ("reference ms", lambda r: r["reference_s"] * 1e3),
+            *((title, _speedup_cell(name)) for name, title in _DEPLOY_TITLES.items()),
+            ("worst deviation", lambda r: _worst_deviation(r, list(_DEPLOY_TITLES))),
+            ("AOTInductor build s", "setup_s_ours_aoti"),
+        ],
+    )
+    lines += ["", *_skipped(data["rows"], _DEPLOY_TITLES)]
+    return lines + ["", *_notes(data)]
+
+
 def plot_speed(eager: dict[str, Any] | None, optimized: dict[str, Any] | None, path: Path) -> Path | None:
     """Bar chart: per model, our speed relative to the reference's eager speed (batch 8), eager and optimised."""
     if eager is None and optimized is None:
@@ -371,6 +491,11 @@ _START, _END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 def readme_block() -> list[str]:
     """The README's short performance summary: optimised speed-ups, import time, large-checkpoint loading."""
     lines: list[str] = []
+    peers = _load("peers")
+    if peers:
+        lines += ["Speed-up over the reference's eager model, side by side with other CPU runtimes:", ""]
+        lines += [*_load_warning(peers), *peers_table(peers), "", cpu_line(peers), ""]
+        lines += [f"_{_header(peers)[0].strip('_')}; from `python -m benchmarks.peers`_", ""]
     optimized = _load("optimized")
     if optimized:
         lines += ["Batch 8, speed-up over the reference's eager model:", ""]
@@ -442,6 +567,8 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[str]]]] = [
     ("detection", _detection_section),
     ("flow", _flow_section),
     ("video", _video_section),
+    ("peers", _peers_section),
+    ("deploy", _deploy_section),
     ("ops", _ops_section),
     ("video_io", _video_io_section),
 ]

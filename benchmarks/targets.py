@@ -20,6 +20,12 @@ def _image_batch(batch: int, size: int) -> tuple[torch.Tensor, ...]:
     return (torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)),)
 
 
+def _image_list(batch: int, size: int) -> tuple[Any, ...]:
+    """Detection models take a list of (3, H, W) images with values in [0, 1]: one positional argument."""
+    gen = torch.Generator().manual_seed(0)
+    return ([torch.rand(3, size, size, generator=gen) for _ in range(batch)],)
+
+
 @dataclass(frozen=True)
 class Task:
     """A kind of model: the registry module of each side and how to make a batch of inputs."""
@@ -35,6 +41,8 @@ TASKS: dict[str, Task] = {
     "quantization": Task("visionzoo.models.quantization", "torchvision.models.quantization", _image_batch, 224),
     # The published weights' preset resizes the shorter side to 520 pixels.
     "segmentation": Task("visionzoo.models.segmentation", "torchvision.models.segmentation", _image_batch, 520),
+    # Square images; the models resize them with their own transform (the shorter side to 800 for Faster R-CNN).
+    "detection": Task("visionzoo.models.detection", "torchvision.models.detection", _image_list, 512),
 }
 
 
@@ -134,3 +142,57 @@ def build_pair(target: Target, seed: int = 0) -> Pair:
         return Pair(ours, reference, synced=True)
     except (RuntimeError, ValueError) as error:  # e.g. quantized packed params with a different layout
         return Pair(ours, reference, synced=False, note=f"weights not synced: {str(error)[:160]}")
+
+
+def calibrate_batch_norm(model: nn.Module, inputs: tuple[Any, ...], rounds: int = 2) -> int:
+    """Give a randomly initialised model realistic BatchNorm statistics: each BatchNorm's running mean and
+    variance become those of its input over ``rounds`` forward passes on ``inputs`` (train mode for the
+    BatchNorms only, no autograd). Returns how many BatchNorms were calibrated.
+
+    Freshly built, every BatchNorm is the identity in eval mode, and the activations of a deep network can then
+    shrink layer by layer into float32's subnormal range (mobilenet_v3_large's logits come out near 1e-9):
+    kernels that do not flush subnormals to zero slow down many times over, so runtimes that flush them (ONNX
+    Runtime, OpenVINO) would look far faster than on a trained model. Calibrated, activations have the scale of
+    a trained network's and the timings mean what they would with real weights.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    saved = [(m, m.momentum, m.training) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the calibration passes
+        m.train()
+    try:
+        with torch.no_grad():
+            for _ in range(rounds):
+                model(*inputs)
+    finally:
+        for m, momentum, training in saved:
+            m.momentum = momentum
+            m.train(training)
+    return len(norms)
+
+
+def fill_zero_weights(model: nn.Module, std: float = 0.02, seed: int = 0) -> int:
+    """Give weight matrices that are initialised to zero (ViT's classification head) small random values, so that
+    the outputs, and the deviations of other runtimes from them, are not all zero. Returns how many were filled."""
+    gen = torch.Generator().manual_seed(seed)
+    filled = 0
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.ndim >= 2 and parameter.is_floating_point() and not parameter.any():
+                parameter.copy_(torch.randn(parameter.shape, generator=gen) * std)
+                filled += 1
+    return filled
+
+
+def build_calibrated_pair(target: Target, inputs: tuple[Any, ...], seed: int = 0) -> Pair:
+    """:func:`build_pair`, with the reference's zero-initialised weights filled (:func:`fill_zero_weights`) and
+    its BatchNorm statistics calibrated on ``inputs`` (:func:`calibrate_batch_norm`), then copied into ours: random
+    weights that behave like trained ones where speed and deviations are concerned."""
+    pair = build_pair(target, seed)
+    changed = fill_zero_weights(pair.reference, seed=seed) + calibrate_batch_norm(pair.reference, inputs)
+    if changed and pair.synced:
+        pair.ours.load_state_dict(pair.reference.state_dict(), strict=True)
+    return pair

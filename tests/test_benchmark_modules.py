@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 import benchmarks
 
@@ -22,3 +25,67 @@ def test_every_item_of_make_bench_is_a_script() -> None:
 @pytest.mark.parametrize("name", MODULES)
 def test_benchmark_module_imports(name: str) -> None:
     importlib.import_module(f"benchmarks.{name}")
+
+
+def _tiny_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3, stride=2), torch.nn.Flatten()
+    ).eval()
+
+
+def test_peer_runtimes_compute_what_torch_computes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machinery behind benchmarks.peers, on a tiny convolutional network: ONNX Runtime and OpenVINO (float32,
+    and bfloat16 where the CPU has it) run the file visionzoo.deploy.export_onnx writes and agree with torch, so
+    the speed-ups they are credited with are for the same computation."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnxscript")
+    from benchmarks.peers import cpu_description, make_peers, max_deviation, native_bf16
+
+    model, x = _tiny_net(), torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x)
+    bf16 = native_bf16(cpu_description())
+    peers = ("reference", "onnxruntime", "openvino", "openvino_bf16")
+    runs, setup, skipped = make_peers(model, model, x, str(tmp_path), bf16, peers)
+    assert (tmp_path / "model.onnx").is_file()
+    assert set(runs) | set(skipped) == set(peers) and set(setup) == set(runs)
+    assert set(runs) == set(peers) if bf16 else skipped == {"openvino_bf16": skipped["openvino_bf16"]}
+    scale = expected.abs().max().item()
+    for name, run in runs.items():
+        allowed = 2e-2 * scale if name.endswith("_bf16") else 1e-5 * max(1.0, scale)
+        assert max_deviation(expected, run(x)) <= allowed, name
+    with pytest.raises(AssertionError, match="differs from the reference's"):
+        max_deviation(expected, runs["openvino"](x)[:1])
+
+    # Without the optional packages the peers are skipped with the reason, not a crash.
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    runs, _, skipped = make_peers(model, model, x, str(tmp_path), bf16, ("reference", "onnxruntime", "openvino"))
+    assert set(runs) == {"reference"}
+    assert skipped == {
+        "onnxruntime": "onnxruntime is not installed (pip install visionzoo[bench])",
+        "openvino": "openvino is not installed (pip install visionzoo[bench])",
+    }
+
+
+def test_calibrated_pair_has_activations_of_a_trained_scale() -> None:
+    """Random BatchNorm statistics leave a deep network's outputs in float32's subnormal range, which would time
+    the eager models' subnormal arithmetic; calibrated, the outputs have an ordinary scale and both sides agree."""
+    from benchmarks.targets import Target, calibrate_batch_norm, fill_zero_weights
+
+    model = _tiny_net()
+    model.insert(1, torch.nn.BatchNorm2d(8)).eval()
+    with torch.no_grad():
+        model[1].running_var.fill_(1e6)  # statistics far from the activations': outputs become tiny
+        before = model(torch.randn(4, 3, 16, 16)).abs().max().item()
+    assert calibrate_batch_norm(model, (torch.randn(4, 3, 16, 16),)) == 1
+    assert not model[1].training and model[1].momentum == 0.1
+    with torch.no_grad():
+        after = model(torch.randn(4, 3, 16, 16)).abs().max().item()
+    assert after > 10 * before
+    head = torch.nn.Linear(4, 3)
+    torch.nn.init.zeros_(head.weight)
+    assert fill_zero_weights(head) == 1 and head.weight.any()
+    assert Target("resnet50").missing() is None

@@ -106,14 +106,20 @@ def test_predict_refuses_programs_it_cannot_run(
 ) -> None:
     image = str(write_images(tmp_path / "images", 1)[0])
     program = torch.export.export(torch.nn.Identity(), (torch.zeros(1, 3, 8, 8),))
-    bare, segmenter = tmp_path / "bare.pt2", tmp_path / "seg.pt2"
+    bare, detector = tmp_path / "bare.pt2", tmp_path / "det.pt2"
     torch.export.save(program, bare)
-    torch.export.save(program, segmenter, extra_files={RECORD: json.dumps({"task": "segmentation", "model": "fcn"})})
+    record = {"task": "detection", "model": "fasterrcnn_resnet50_fpn"}
+    torch.export.save(program, detector, extra_files={RECORD: json.dumps(record)})
     cases = [
         (["--model", str(tmp_path / "missing.pt2")], 1, "missing.pt2: no such exported program"),
         (["--model", str(bare)], 2, "not written by `visionzoo export`"),
-        (["--model", str(segmenter)], 2, "predict runs exported classification models only so far"),
-        (["--model", str(segmenter), "--weights", "V1"], 2, "holds its weights; --weights and --num-classes"),
+        (
+            ["--model", str(detector)],
+            2,
+            "predict runs exported classification, segmentation models only so far; "
+            f"{detector} holds fasterrcnn_resnet50_fpn, a detection model",
+        ),
+        (["--model", str(detector), "--weights", "V1"], 2, "holds its weights; --weights and --num-classes"),
     ]
     for argv, expected_status, message in cases:
         status, _, err = run(["predict", *argv, image], capsys)
@@ -152,3 +158,85 @@ def test_export_a_detector_at_its_transforms_size(tmp_path: Path, capsys: pytest
     assert record["task"] == "detection" and record["input_shapes"] == [[3, 320, 320]]
     detections = torch.export.load(out).module()([torch.rand(3, 320, 320)])
     assert set(detections[0]) == {"boxes", "scores", "labels"}
+
+
+SEGMENTER = "lraspp_mobilenet_v3_large"  # the smallest segmentation model
+
+
+@pytest.fixture(scope="module")
+def segmenter_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights (classifier biases zeroed, so that several classes win somewhere) as a local checkpoint."""
+    from visionzoo.models.segmentation import lraspp_mobilenet_v3_large
+
+    torch.manual_seed(0)
+    state = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21).state_dict()
+    state["classifier.low_classifier.bias"].zero_()
+    state["classifier.high_classifier.bias"].zero_()
+    path = tmp_path_factory.mktemp("weights") / "lraspp_random.pth"
+    torch.save(state, path)
+    return path
+
+
+def _segment(argv: list[str], out: Path, capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    """Run ``predict`` with a segmentation model or program; its results, the pictures read back as pixels."""
+    import numpy as np
+    from PIL import Image
+
+    status, stdout, err = run(["predict", *argv, "--json", "--quiet", "--out", str(out)], capsys)
+    assert status == 0, err
+    results = json.loads(stdout)
+    for result in results:
+        assert Path(result.pop("picture")).parent == out
+    pictures = sorted(out.iterdir())
+    assert [p.name for p in pictures] == sorted(f"{Path(r['image']).stem}.{SEGMENTER}.png" for r in results)
+    return [*results, *(np.asarray(Image.open(p)).tolist() for p in pictures)]
+
+
+def test_export_a_segmentation_model_then_predict_draws_what_the_model_by_name_draws(
+    segmenter_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tall,) = write_images(tmp_path / "images", 1, size=(60, 90))
+    (square,) = write_images(tmp_path / "square", 1, seed=1, size=(70, 70))
+    images = [str(tall), str(square.rename(tmp_path / "images" / "square.png"))]
+    weights = ["--weights", str(segmenter_checkpoint)]
+    by_name = _segment(["--model", SEGMENTER, *weights, *images], tmp_path / "eager", capsys)
+    assert len(by_name[0]["classes"]) > 1
+
+    # Dynamic: the preset as for the model by name (the shorter side to 520, the aspect ratio kept).
+    dynamic = tmp_path / "dynamic.pt2"
+    argv = ["export", SEGMENTER, *weights, "--format", "pt2", "--dynamic", "--input-size", "64", "--out", str(dynamic)]
+    status, _, err = run(argv, capsys)
+    assert status == 0, err
+    assert _record(dynamic)["preset"]["class"] == "SemanticSegmentation"
+    assert _segment(["--model", str(dynamic), *images], tmp_path / "dynamic", capsys) == by_name
+
+    # Static, at the preset's size: every image is resized to 520x520, which a square image is by name too.
+    static = tmp_path / "static.pt2"
+    status, _, err = run(["export", SEGMENTER, *weights, "--format", "pt2", "--out", str(static)], capsys)
+    assert status == 0, err
+    assert _record(static)["input_shapes"] == [[1, 3, 520, 520]]
+    exported = _segment(["--model", str(static), images[1]], tmp_path / "static", capsys)
+    assert exported == [by_name[1], by_name[3]]
+    (result, _) = _segment(["--model", str(static), images[0]], tmp_path / "static_tall", capsys)
+    assert sum(c["share"] for c in result["classes"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_static_segmentation_program_of_another_size_than_its_preset_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = str(write_images(tmp_path / "images", 1)[0])
+    program = torch.export.export(torch.nn.Identity(), (torch.zeros(1, 3, 64, 48),))
+    record = {
+        "task": "segmentation",
+        "model": SEGMENTER,
+        "weights": None,
+        "preset": {"class": "SemanticSegmentation", "resize_size": [520], "mean": [0.5] * 3, "std": [0.25] * 3},
+        "input_shapes": [[1, 3, 64, 48]],
+        "dynamic": False,
+        "categories": [],
+    }
+    path = tmp_path / "small.pt2"
+    torch.export.save(program, path, extra_files={RECORD: json.dumps(record)})
+    status, _, err = run(["predict", "--model", str(path), image], capsys)
+    assert status == 2
+    assert "exported for 64x48 inputs, but its preset resizes the shorter side to 520; export it again" in err

@@ -268,7 +268,7 @@ def preset_from_record(record: dict[str, Any]) -> Any:
     """The preset an exported program's images need: its weights entry's, else the one its record describes.
 
     Raises:
-        CommandError: the record holds no classification preset.
+        CommandError: the record holds no classification or segmentation preset.
     """
     from visionzoo.models import get_weight
 
@@ -279,11 +279,23 @@ def preset_from_record(record: dict[str, Any]) -> Any:
         except ValueError:
             pass  # an entry this version does not know: the recorded settings describe its preset
     settings = dict(record.get("preset") or {})
-    if settings.pop("class", None) != "ImageClassification":
-        raise CommandError(f"the exported program's record holds no classification preset ({record.get('preset')})")
-    from visionzoo.transforms import ImageClassification
+    kind = settings.pop("class", None)
+    if kind not in ("ImageClassification", "SemanticSegmentation"):
+        raise CommandError(
+            f"the exported program's record holds no classification or segmentation preset ({record.get('preset')})"
+        )
+    from visionzoo.transforms import ImageClassification, SemanticSegmentation
     from visionzoo.transforms.functional import InterpolationMode
 
+    if kind == "SemanticSegmentation":
+        resize = settings.get("resize_size")
+        return SemanticSegmentation(
+            resize_size=resize[0] if resize else None,
+            mean=settings["mean"],
+            std=settings["std"],
+            interpolation=InterpolationMode(settings.get("interpolation", "bilinear")),
+            antialias=settings.get("antialias", True),
+        )
     return ImageClassification(
         crop_size=settings["crop_size"][0],
         resize_size=settings["resize_size"][0],

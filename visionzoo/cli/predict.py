@@ -567,14 +567,64 @@ def _report(args: argparse.Namespace, predictor: Predictor, session: Session, pa
 
 
 # Tasks whose exported programs (``visionzoo export --format pt2``) predict runs.
-EXPORTED_TASKS = ("classification",)
+EXPORTED_TASKS = ("classification", "segmentation")
+
+
+class _ResizedTo:
+    """A static segmentation program's preprocessing: each image resized to the program's height and width (its
+    aspect ratio is not kept), then rescaled and normalised as the weights' preset does. The label map is scaled
+    back to the image's own size afterwards, as for a model run by name."""
+
+    def __init__(self, preset: Any, size: tuple[int, int]) -> None:
+        from visionzoo.transforms import SemanticSegmentation
+
+        self.size = size
+        self.interpolation = preset.interpolation
+        self.antialias = preset.antialias
+        self.normalise = SemanticSegmentation(
+            resize_size=None, mean=preset.mean, std=preset.std, interpolation=preset.interpolation
+        )
+
+    def __call__(self, image: Any) -> Any:
+        from visionzoo.transforms import functional as F
+
+        resized = F.resize(image, list(self.size), interpolation=self.interpolation, antialias=self.antialias)
+        return self.normalise(resized)
+
+
+def _exported_preset(model: str, record: dict[str, Any], preset: Any, task: str) -> Any:
+    """The preprocessing a program takes its images through, given its weights' ``preset``.
+
+    A program exported without ``--dynamic`` takes one size only: it must be the size the preset gives
+    (classification: its crop; segmentation: a shorter side of its resize size, the images then resized to
+    exactly the program's size), else the program is refused with what to do instead.
+    """
+    _, _, *size = record["input_shapes"][0]
+    if task == "segmentation":
+        resize = list(getattr(preset, "resize_size", None) or [])
+        if record.get("dynamic"):
+            return preset
+        if resize and min(size) != resize[0]:
+            raise CommandError(
+                f"{model} was exported for {size[0]}x{size[1]} inputs, but its preset resizes the shorter side to "
+                f"{resize[0]}; export it again with --dynamic or at the preset's size"
+            )
+        return _ResizedTo(preset, (size[0], size[1]))
+    crop = list(getattr(preset, "crop_size", []))
+    crop = crop * 2 if len(crop) == 1 else crop
+    if not record.get("dynamic") and crop and crop != size:
+        raise CommandError(
+            f"{model} was exported for {size[0]}x{size[1]} inputs, but its preset crops to "
+            f"{crop[0]}x{crop[-1]}; export it again with --dynamic or at the preset's size"
+        )
+    return preset
 
 
 def _predict_exported(args: argparse.Namespace) -> int:
     """``predict --model FILE.pt2``: run a program written by ``visionzoo export`` with its weights' preset.
 
     A program exported without ``--dynamic`` takes the batch size it was exported with (one image), so images go
-    through it one at a time.
+    through it one at a time; a static segmentation program gets every image resized to its size.
     """
     from .export import load_program, preset_from_record
 
@@ -589,24 +639,16 @@ def _predict_exported(args: argparse.Namespace) -> int:
         )
     predictor = PREDICTORS[task]
     _check_arguments(args, predictor, task)
-    if args.out and Path(args.out).suffix.lower() == ".jsonl":
+    if args.out and not predictor.draws and Path(args.out).suffix.lower() == ".jsonl":
         raise CommandError(f"--out {args.out}: an exported program writes .json or .csv results, not .jsonl")
     if not args.inputs and not args.list:
         raise CommandError(f"nothing to predict: give {predictor.inputs} or folders, or --list FILE")
     listed = read_list(args.list) if args.list else []
     paths = expand_inputs([*args.inputs, *listed], args.recursive, predictor.suffixes, predictor.inputs)
     device = device_of(args.device)
-    preset = preset_from_record(record)
-    batch, _, *size = record["input_shapes"][0]
-    crop = list(getattr(preset, "crop_size", []))
-    crop = crop * 2 if len(crop) == 1 else crop
+    preset = _exported_preset(args.model, record, preset_from_record(record), task)
     if not record.get("dynamic"):
-        if crop and crop != size:
-            raise CommandError(
-                f"{args.model} was exported for {size[0]}x{size[1]} inputs, but its preset crops to "
-                f"{crop[0]}x{crop[-1]}; export it again with --dynamic or at the preset's size"
-            )
-        args.batch_size = batch
+        args.batch_size = record["input_shapes"][0][0]
     model = program.module().to(device)
     pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), str(record.get("model")))
     session = Session(args, model, device, list(record.get("categories") or []), pictures, preset)
