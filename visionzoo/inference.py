@@ -281,7 +281,9 @@ def _compile_with_freezing(module: nn.Module) -> Any:
     compiled = torch.compile(module, dynamic=False)
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        with inductor_config.patch(freezing=True):
+        # Detectors keep a data-dependent number of boxes (torch.nonzero, NMS): dynamo traces those into the
+        # graph too (one graph per detector) instead of breaking it there. Other models have no such operations.
+        with inductor_config.patch(freezing=True), torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
             return compiled(*args, **kwargs)
 
     return run
