@@ -35,10 +35,16 @@ class LevelMapper:
         return levels.to(torch.int64) - self.k_min
 
 
+def _as_number(size: int | torch.SymInt) -> int:
+    """A size as a number; a symbolic one (``torch.export`` with free image sizes) by its value in the traced
+    example, without a guard: the scales it gives are the backbone's strides, the same for every image size."""
+    return size if isinstance(size, int) else int(size.node.hint)
+
+
 def _level_scale(feature: Tensor, image_size: tuple[int, int]) -> float:
     """The power of two closest to the ratio of the feature map's height to the image's (float32 log2, as the
     reference computes it)."""
-    ratio = float(feature.shape[-2]) / float(image_size[0])
+    ratio = float(_as_number(feature.shape[-2])) / float(image_size[0])
     return 2 ** float(torch.tensor(ratio).log2().round())
 
 
@@ -47,7 +53,7 @@ def _setup_scales(
 ) -> tuple[list[float], LevelMapper]:
     if not image_shapes:
         raise ValueError("MultiScaleRoIAlign: image_shapes must not be empty")
-    largest = (max(int(s[0]) for s in image_shapes), max(int(s[1]) for s in image_shapes))
+    largest = (max(_as_number(s[0]) for s in image_shapes), max(_as_number(s[1]) for s in image_shapes))
     scales = [_level_scale(f, largest) for f in features]
     # Levels halve the resolution each step: the finest and coarsest scales give the range of levels.
     k_min = int(-torch.log2(torch.tensor(scales[0], dtype=torch.float32)).item())

@@ -210,7 +210,7 @@ class SingleStageDetector(nn.Module, abc.ABC):
         check_targets_for_mode(self.training, targets)
         if not isinstance(images, (list, tuple)):
             raise TypeError(f"images must be a list of (C, H, W) tensors, got {type(images).__name__}")
-        original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images if isinstance(im, torch.Tensor)]
+        original_sizes = [(im.shape[-2], im.shape[-1]) for im in images if isinstance(im, torch.Tensor)]
         image_list, targets = self.transform(images, targets)  # validates images and targets
         features = self.backbone(image_list.tensors)
         if isinstance(features, torch.Tensor):

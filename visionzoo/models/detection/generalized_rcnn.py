@@ -55,7 +55,7 @@ class GeneralizedRCNN(nn.Module):
         if not isinstance(images, (list, tuple)):
             raise TypeError(f"images must be a list of (C, H, W) tensors, got {type(images).__name__}")
         original_image_sizes = [
-            (int(image.shape[-2]), int(image.shape[-1])) for image in images if isinstance(image, torch.Tensor)
+            (image.shape[-2], image.shape[-1]) for image in images if isinstance(image, torch.Tensor)
         ]
         image_list, targets = self.transform(images, targets)  # validates images and targets
         features = self.backbone(image_list.tensors)

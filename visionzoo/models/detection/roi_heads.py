@@ -135,7 +135,7 @@ def paste_masks_in_image(
             f"expected masks of shape (N, 1, M, M) and boxes of shape (N, 4), got {tuple(masks.shape)} and "
             f"{tuple(boxes.shape)}"
         )
-    return _paste_masks(masks, boxes, int(img_shape[0]), int(img_shape[1]), padding)
+    return _paste_masks(masks, boxes, img_shape[0], img_shape[1], padding)
 
 
 def _pasted_shape(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int, padding: int) -> torch.Tensor:

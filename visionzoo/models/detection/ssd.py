@@ -261,7 +261,7 @@ class SSD(nn.Module):
             )
         if not isinstance(images, (list, tuple)):
             raise TypeError(f"images must be a list of (C, H, W) tensors, got {type(images).__name__}")
-        original_sizes = [(int(i.shape[-2]), int(i.shape[-1])) for i in images if isinstance(i, torch.Tensor)]
+        original_sizes = [(i.shape[-2], i.shape[-1]) for i in images if isinstance(i, torch.Tensor)]
         image_list, targets = self.transform(images, targets)  # validates images and targets
         features = self.backbone(image_list.tensors)
         if isinstance(features, torch.Tensor):

@@ -25,7 +25,8 @@ Target = dict[str, torch.Tensor]
 
 def _resized_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
     # The reference lets interpolate scale by this factor (in double precision), i.e. floor(side * factor).
-    factor = min(min_size / min(height, width), max_size / max(height, width))
+    # torch.sym_min/sym_max: the same as min/max on numbers, and no guard on symbolic sizes (torch.export).
+    factor = torch.sym_min(min_size / torch.sym_min(height, width), max_size / torch.sym_max(height, width))
     return math.floor(height * factor), math.floor(width * factor)
 
 
