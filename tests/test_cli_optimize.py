@@ -117,3 +117,35 @@ def test_predict_optimize_refused_where_it_does_not_apply(zoo: TinyZoo, capsys: 
     assert status != 0 and "--optimize applies to classification and segmentation models, not detection" in err
     status, _, err = run(["predict", "x.png", "--model", "tinynet", "--dtype", "auto"], capsys)
     assert status != 0 and "add --optimize" in err
+
+
+def test_predict_package_is_built_once_then_loaded(
+    zoo: TinyZoo,
+    compiles: list[torch.nn.Module],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The AOTInductor step is replaced by one that writes a marker file (tests/models/test_optimize_package.py
+    builds and loads real packages)."""
+    monkeypatch.setenv(inference.ENV_COMPILED_DIR, str(tmp_path / "compiled"))
+
+    def fake_package(runner: torch.nn.Module, args: tuple, path: Path) -> tuple[object, bool]:
+        reused = path.exists()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"package")
+        return runner, reused
+
+    monkeypatch.setattr(inference, "_load_or_build_package", fake_package)
+    images = [str(p) for p in write_images(tmp_path / "images", 2)]
+    argv = ["predict", *images, "--model", "tinynet", "--optimize", "--package", "--json"]
+    status, _, err = run(argv, capsys)
+    assert status == 0, err
+    assert "compiled in" in err and "loaded the compiled package" not in err
+    status, out, err = run(argv, capsys)
+    assert status == 0, err
+    assert re.search(r"loaded the compiled package in \d+\.\d s", err)
+    assert [p.suffix for p in (tmp_path / "compiled").iterdir()] == [".pt2"]
+    assert json.loads(out)[0]["top"][0]["label"] == "class_9"
+    status, _, err = run(["predict", *images, "--model", "tinynet", "--package"], capsys)
+    assert status != 0 and "--package applies to the optimised model: add --optimize" in err

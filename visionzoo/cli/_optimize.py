@@ -23,10 +23,24 @@ def add_dtype_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_package_argument(p: argparse.ArgumentParser) -> None:
+    """Add ``--package`` (used with ``--optimize``)."""
+    p.add_argument(
+        "--package",
+        action="store_true",
+        help="with --optimize: keep the compiled model as an AOTInductor package (in $VISIONZOO_COMPILED_DIR, "
+        "default $TORCH_HOME/hub/visionzoo_compiled) and load it in later runs with the same model, input size "
+        "and --dtype: they start in seconds instead of compiling. Packages run the convolutions without "
+        "Inductor's fused oneDNN kernels, so each batch may take longer than in-process compiling",
+    )
+
+
 def check_dtype(args: argparse.Namespace) -> None:
-    """Refuse ``--dtype`` without ``--optimize``, before any work."""
+    """Refuse ``--dtype`` and ``--package`` without ``--optimize``, before any work."""
     if args.dtype is not None and not args.optimize:
         raise CommandError("--dtype applies to the optimised model: add --optimize")
+    if getattr(args, "package", False) and not args.optimize:
+        raise CommandError("--package applies to the optimised model: add --optimize")
 
 
 def note(message: str, quiet: bool = False) -> None:
@@ -67,6 +81,8 @@ def optimise(
         "dtype": str(fast.dtype).removeprefix("torch."),
         "compile_seconds": fast.compile_seconds,
         "max_deviation": fast.max_deviation,
+        "package": fast.package,
+        "reused_package": fast.reused_package,
         "folded_conv_bn": fast.folded,
         "optimize_seconds": seconds,
     }
@@ -75,7 +91,8 @@ def optimise(
             done = "not compiled (see the warning above)"
         else:
             kept = "" if fast.compiled else ", but the eager model ran faster on this input and is kept"
-            done = f"compiled in {fast.compile_seconds:.1f} s{kept}"
+            verb = "loaded the compiled package" if fast.reused_package else "compiled"
+            done = f"{verb} in {fast.compile_seconds:.1f} s{kept}"
         deviation = (
             f", largest deviation from float32 {fast.max_deviation:.2g}" if fast.max_deviation is not None else ""
         )
@@ -96,8 +113,8 @@ class OptimisedOnFirstBatch:
     compile once per size. ``how`` says what was done, once it has been.
     """
 
-    def __init__(self, model: Any, *, name: str, dtype: str | None, quiet: bool) -> None:
-        self.model, self.name, self.dtype, self.quiet = model, name, dtype, quiet
+    def __init__(self, model: Any, *, name: str, dtype: str | None, quiet: bool, package: bool = False) -> None:
+        self.model, self.name, self.dtype, self.quiet, self.package = model, name, dtype, quiet, package
         self.fast: Any = None
         self.shape: tuple[int, ...] = ()
         self.how: dict[str, Any] | None = None
@@ -106,7 +123,9 @@ class OptimisedOnFirstBatch:
         import torch
 
         if self.fast is None:
-            self.fast, self.how = optimise(self.model, x, name=self.name, dtype=self.dtype, quiet=self.quiet)
+            self.fast, self.how = optimise(
+                self.model, x, name=self.name, dtype=self.dtype, quiet=self.quiet, package=self.package
+            )
             self.shape = tuple(x.shape)
         missing = self.shape[0] - x.shape[0]
         if missing <= 0 or tuple(x.shape[1:]) != self.shape[1:]:
