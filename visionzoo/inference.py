@@ -500,7 +500,7 @@ class InferenceModel(nn.Module):
 
 ENV_COMPILED_DIR = "VISIONZOO_COMPILED_DIR"
 # Part of every package's key: bump it when what goes into a package changes.
-_PACKAGE_FORMAT = 1
+_PACKAGE_FORMAT = 2
 
 
 def compiled_dir() -> Path:
@@ -557,9 +557,11 @@ def _load_or_build_package(runner: nn.Module, args: tuple[Any, ...], path: Path)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.stem}.{os.getpid()}-{os.urandom(4).hex()}.partial.pt2")
         try:
+            # Autograd off for both steps: Inductor applies freezing (constant weights, pre-packed for oneDNN,
+            # fused activations) only to graphs compiled without it.
             with torch.no_grad():
                 program = torch.export.export(runner, args)
-            aoti_compile_and_package(program, package_path=str(partial), inductor_configs={"freezing": True})
+                aoti_compile_and_package(program, package_path=str(partial), inductor_configs={"freezing": True})
             os.replace(partial, path)  # atomic: another process sees the whole package or none
         finally:
             partial.unlink(missing_ok=True)
@@ -700,7 +702,8 @@ def optimize_for_inference(
             version and the CPU; a later process optimising the same model loads it (``reused_package``)
             instead of compiling, in about a second. Inputs of other shapes compile in-process as usual. Needs
             ``compile`` and ``example_input``. Without it, torch's own caches still make a second process's
-            compile several times faster, but not free: weight freezing keeps Inductor's graph cache out.
+            compile several times faster, but not free: the oneDNN weights that freezing pre-packs keep
+            Inductor's graph cache out.
 
     Returns:
         An :class:`InferenceModel`.

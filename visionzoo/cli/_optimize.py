@@ -30,8 +30,7 @@ def add_package_argument(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --optimize: keep the compiled model as an AOTInductor package (in $VISIONZOO_COMPILED_DIR, "
         "default $TORCH_HOME/hub/visionzoo_compiled) and load it in later runs with the same model, input size "
-        "and --dtype: they start in seconds instead of compiling. Packages run the convolutions without "
-        "Inductor's fused oneDNN kernels, so each batch may take longer than in-process compiling",
+        "and --dtype: they start in seconds instead of compiling",
     )
 
 
