@@ -23,23 +23,37 @@ def add_dtype_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_package_argument(p: argparse.ArgumentParser) -> None:
-    """Add ``--package`` (used with ``--optimize``)."""
-    p.add_argument(
-        "--package",
-        action="store_true",
-        help="with --optimize: keep the compiled model as an AOTInductor package (in $VISIONZOO_COMPILED_DIR, "
-        "default $TORCH_HOME/hub/visionzoo_compiled) and load it in later runs with the same model, input size "
-        "and --dtype: they start in seconds instead of compiling",
-    )
+_PACKAGE_HELP = (
+    "an AOTInductor package of the compiled model (in $VISIONZOO_COMPILED_DIR, default "
+    "$TORCH_HOME/hub/visionzoo_compiled), loaded by later runs with the same model, weights, input size and "
+    "--dtype, which then start in seconds instead of compiling"
+)
+
+
+def add_package_argument(p: argparse.ArgumentParser, default: bool) -> None:
+    """Add ``--package`` (``default`` False) or ``--no-package`` (``default`` True), used with ``--optimize``;
+    ``args.package`` is None when the flag is not given."""
+    if default:
+        p.add_argument(
+            "--no-package",
+            dest="package",
+            action="store_const",
+            const=False,
+            help=f"with --optimize: compile in this process only, without keeping (or loading) {_PACKAGE_HELP}",
+        )
+    else:
+        p.add_argument(
+            "--package", action="store_const", const=True, help=f"with --optimize: build or load {_PACKAGE_HELP}"
+        )
 
 
 def check_dtype(args: argparse.Namespace) -> None:
     """Refuse ``--dtype`` and ``--package`` without ``--optimize``, before any work."""
     if args.dtype is not None and not args.optimize:
         raise CommandError("--dtype applies to the optimised model: add --optimize")
-    if getattr(args, "package", False) and not args.optimize:
-        raise CommandError("--package applies to the optimised model: add --optimize")
+    if args.package is not None and not args.optimize:
+        flag = "--package" if args.package else "--no-package"
+        raise CommandError(f"{flag} applies to the optimised model: add --optimize")
 
 
 def note(message: str, quiet: bool = False) -> None:

@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
         help="with --optimize: optimise without torch.compile (BatchNorm folding and layout only)",
     )
     add_dtype_argument(p)
-    add_package_argument(p)
+    add_package_argument(p, default=False)
     p.add_argument(
         "--keep-freed-memory",
         action="store_true",
@@ -144,7 +144,7 @@ def _optimised(args: argparse.Namespace, model: Any, x: Any, sync: Any) -> tuple
                 compile=not args.no_compile,
                 channels_last=True if args.channels_last else None,
                 keep_faster=False,
-                package=args.package,
+                package=bool(args.package),
             )
     _note(f"compiling {args.model} with torch.compile (the first call; often tens of seconds)...")
     start = time.perf_counter()
