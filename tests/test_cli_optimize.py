@@ -40,7 +40,9 @@ def test_benchmark_optimize_compiles_in_bfloat16_with_progress(
     assert status == 0, err
     assert len(compiles) == 1
     assert "optimising tinynet for inference (bfloat16)" in err
-    assert re.search(r"compiled in \d+\.\d s \(compiling took \d+\.\d s in all; bfloat16, largest deviation", err)
+    assert re.search(
+        r"compiled in \d+\.\d s \(\d+\.\d s in all, with the output check; bfloat16, largest deviation", err
+    )
     lines = out.splitlines()
     assert lines[1].split() == ["metric", "eager", "optimized+compiled", "(bfloat16)"]
     assert any(line.startswith("largest deviation from eager") for line in lines)

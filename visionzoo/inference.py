@@ -479,7 +479,7 @@ class InferenceModel(nn.Module):
 
     def _keep_faster(self, args: tuple[Any, ...]) -> None:
         """Time the compiled model against the folded eager one on ``args`` (alternating calls after one eager
-        warm-up call: three rounds, then more for up to two seconds, at most ten) and run eagerly from now on if
+        warm-up call: three rounds, then more for up to a second, at most ten) and run eagerly from now on if
         that is clearly faster: at most 95% of the compiled time both in the best round and in the median one,
         so that a busy machine's noise in one round does not throw the compiled model away."""
         args = self._in_layout(args)
@@ -489,7 +489,7 @@ class InferenceModel(nn.Module):
         with torch.no_grad():
             eager(*args)  # warm-up (the compiled model warmed up when it compiled)
             calls = {"compiled": lambda: compiled(*args), "eager": lambda: eager(*args)}
-            times = _timed_rounds(calls, rounds=3, budget_seconds=2.0, max_rounds=10)
+            times = _timed_rounds(calls, rounds=3, budget_seconds=1.0, max_rounds=10)
         self.seconds_per_call = {name: min(values) for name, values in times.items()}
         self.timing_rounds = len(times["eager"])
         if _clearly_faster(times, "eager", "compiled", _EAGER_IF_FASTER_THAN):
@@ -680,8 +680,8 @@ def optimize_for_inference(
             a short measurement (once per process) finds oneDNN clearly faster than ``F.linear``.
         inplace: modify ``model`` itself instead of a copy (saves memory for large models).
         keep_faster: with ``compile`` and ``example_input``, time the compiled model against the optimised
-            eager one on ``example_input`` (alternating calls: three rounds, more while they fit in two
-            seconds, at most ten; ``timing_rounds``) and keep the eager one if it takes at most 95% of the
+            eager one on ``example_input`` (alternating calls: three rounds, more while they fit in one
+            second, at most ten; ``timing_rounds``) and keep the eager one if it takes at most 95% of the
             compiled time in both its best and its median round (``compiled`` then reads False;
             ``seconds_per_call`` has both best times). Compiling does not speed up every network: DenseNet-121 at batch 8 took 220 ms a call
             compiled and 190 ms without compiling on a 2-core CPU.

@@ -77,7 +77,6 @@ def optimise(
     from visionzoo.inference import optimize_for_inference
 
     precision = dtype or "float32"
-    doing = "compiling" if compile else "optimising"
     if compile:
         note(f"optimising {name} for inference ({precision}); compiling takes tens of seconds the first time...", quiet)
     start = time.perf_counter()
@@ -109,7 +108,7 @@ def optimise(
         deviation = (
             f", largest deviation from float32 {fast.max_deviation:.2g}" if fast.max_deviation is not None else ""
         )
-        note(f"{done} ({doing} took {seconds:.1f} s in all; {how['dtype']}{deviation})", quiet)
+        note(f"{done} ({seconds:.1f} s in all, with the output check; {how['dtype']}{deviation})", quiet)
     return fast, how
 
 
