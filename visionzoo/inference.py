@@ -700,7 +700,8 @@ def optimize_for_inference(
             a temporary name and renamed, so concurrent processes never see half a package), keyed by the
             model (class, structure, every weight), the input shapes, ``dtype``, the other settings, the torch
             version and the CPU; a later process optimising the same model loads it (``reused_package``)
-            instead of compiling, in about a second. Inputs of other shapes compile in-process as usual. Needs
+            instead of compiling, in about a second, and skips the ``keep_faster`` timing: a package is kept
+            only when the compiled model won it (or ``keep_faster`` was False). Inputs of other shapes compile in-process as usual. Needs
             ``compile`` and ``example_input``. Without it, torch's own caches still make a second process's
             compile several times faster, but not free: the oneDNN weights that freezing pre-packs keep
             Inductor's graph cache out.
@@ -795,6 +796,10 @@ def optimize_for_inference(
                     f"(more than {allowed:.3g}); please report this. Optimising with compile=False or "
                     "channels_last=False may avoid it."
                 )
-        if optimised.compiled and keep_faster:
+        # A package is kept only where the compiled model won (or was asked for): a reused one has been timed.
+        if optimised.compiled and keep_faster and not optimised.reused_package:
             optimised._keep_faster(args)
+            if not optimised.compiled and optimised.package is not None:
+                Path(optimised.package).unlink(missing_ok=True)
+                optimised.package = None
     return optimised

@@ -95,3 +95,29 @@ def test_a_model_that_cannot_be_packaged_compiles_in_process(monkeypatch: pytest
     assert fast.compiled and fast.package is None and not fast.reused_package
     with torch.no_grad():
         torch.testing.assert_close(fast(x), model(x), atol=1e-3, rtol=0)
+
+
+def test_a_package_that_lost_to_eager_is_not_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """keep_faster drops the compiled model: its package goes too, so no later process loads a slower model."""
+    import time
+
+    def slow_package(runner: nn.Module, args: tuple, path: Path) -> tuple[object, bool]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reused = path.exists()
+        path.write_bytes(b"package")
+
+        def run(*inputs: torch.Tensor) -> torch.Tensor:
+            time.sleep(0.05)
+            return runner(*inputs)
+
+        return run, reused
+
+    monkeypatch.setenv(inference.ENV_COMPILED_DIR, str(tmp_path))
+    monkeypatch.setattr(inference, "_load_or_build_package", slow_package)
+    monkeypatch.setattr(inference, "_compile_with_freezing", lambda module: module)
+    fast = optimize_for_inference(_tiny(), torch.randn(2, 3, 16, 16), package=True)
+    assert not fast.compiled and fast.package is None and list(tmp_path.iterdir()) == []
+    kept = optimize_for_inference(_tiny(), torch.randn(2, 3, 16, 16), package=True, keep_faster=False)
+    assert kept.compiled and kept.package is not None and not kept.reused_package
+    again = optimize_for_inference(_tiny(), torch.randn(2, 3, 16, 16), package=True)
+    assert again.reused_package and again.compiled and again.timing_rounds == 0  # not timed again
