@@ -518,7 +518,7 @@ def compiled_dir() -> Path:
 def _signature(args: tuple[Any, ...]) -> tuple[Any, ...]:
     """What a package is specialised on: each argument's shape, dtype, device and layout."""
     return tuple(
-        (tuple(a.shape), a.dtype, a.device.type, a.is_contiguous(memory_format=torch.channels_last) and a.dim() == 4)
+        (tuple(a.shape), a.dtype, a.device.type, a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last))
         if isinstance(a, torch.Tensor)
         else repr(a)
         for a in args
@@ -541,7 +541,17 @@ def _package_key(model: nn.Module, args: tuple[Any, ...], settings: dict[str, An
     )
     digest.update(repr(header).encode())
     for name, tensor in model.state_dict().items():
+        if not isinstance(tensor, torch.Tensor):  # packed parameters of quantized layers, extra state
+            digest.update(f"{name}:{tensor!r}".encode())
+            continue
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        if tensor.is_quantized:
+            digest.update(
+                f"{tensor.q_scale()}:{tensor.q_zero_point()}".encode()
+                if tensor.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric)
+                else repr(tensor).encode()
+            )
+            tensor = tensor.int_repr()
         data = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()[:32]
