@@ -126,6 +126,9 @@ def _optimized_section(data: dict[str, Any]) -> list[str]:
             ("compiled, tuned malloc", "tuned_malloc_speedup_compiled"),
             ("compile s (cold)", "compile_s"),
             ("compile s (2nd process)", "second_process_compile_s"),
+            ("package: build s", "package_build_s"),
+            ("load s (2nd process)", "package_load_s"),
+            ("packaged", "speedup_packaged"),
         ],
     )
     lines += [
@@ -134,7 +137,9 @@ def _optimized_section(data: dict[str, Any]) -> list[str]:
         "the same pair with glibc's malloc told to keep freed memory (MALLOC_MMAP_THRESHOLD_=32 MiB, "
         "MALLOC_TRIM_THRESHOLD_=4 GiB), which spares eager models a page fault per activation page on every "
         'call: the reference\'s best case. "eager kept": timed on the example batch, the compiled model was '
-        "slower than the folded eager one, which `optimize_for_inference` then returns instead.",
+        "slower than the folded eager one, which `optimize_for_inference` then returns instead. "
+        '"package": `package=True`, an AOTInductor package built in one process and loaded in the next '
+        "(targets only).",
         "",
     ]
     for model, target in s["targets"].items():

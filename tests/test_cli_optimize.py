@@ -40,7 +40,9 @@ def test_benchmark_optimize_compiles_in_bfloat16_with_progress(
     assert status == 0, err
     assert len(compiles) == 1
     assert "optimising tinynet for inference (bfloat16)" in err
-    assert re.search(r"compiled in \d+\.\d s \(compiling took \d+\.\d s in all; bfloat16, largest deviation", err)
+    assert re.search(
+        r"compiled in \d+\.\d s \(\d+\.\d s in all, with the output check; bfloat16, largest deviation", err
+    )
     lines = out.splitlines()
     assert lines[1].split() == ["metric", "eager", "optimized+compiled", "(bfloat16)"]
     assert any(line.startswith("largest deviation from eager") for line in lines)
@@ -78,14 +80,19 @@ def test_benchmark_flags_need_optimize(
 
 
 def test_predict_optimize_matches_eager_and_pads_the_last_batch(
-    zoo: TinyZoo, compiles: list[torch.nn.Module], capsys: pytest.CaptureFixture[str], tmp_path: Path
+    zoo: TinyZoo,
+    compiles: list[torch.nn.Module],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv(inference.ENV_COMPILED_DIR, str(tmp_path / "compiled"))
     images = [str(p) for p in write_images(tmp_path / "images", 3)]
     argv = ["predict", *images, "--model", "tinynet", "--batch-size", "2", "--json", "--quiet"]
     status, out, err = run(argv, capsys)
     assert status == 0, err
     eager = json.loads(out)
-    status, out, err = run([*argv[:-1], "--optimize", "--dtype", "bfloat16"], capsys)
+    status, out, err = run([*argv[:-1], "--optimize", "--dtype", "bfloat16", "--no-package"], capsys)
     assert status == 0, err
     assert len(compiles) == 1  # once, on the first batch; the last one (1 image) was padded to 2
     assert "optimising tinynet for inference (bfloat16)" in err and "compiled in" in err
@@ -106,7 +113,7 @@ def test_predict_refuses_bfloat16_that_flips_the_top1(
     torch.save(state, tmp_path / "tied.pth")
     images = [str(p) for p in write_images(tmp_path / "images", 1)]
     argv = ["predict", *images, "--model", "tinynet", "--weights", str(tmp_path / "tied.pth"), "--quiet"]
-    status, _, err = run([*argv, "--optimize", "--dtype", "bfloat16"], capsys)
+    status, _, err = run([*argv, "--optimize", "--dtype", "bfloat16", "--no-package"], capsys)
     assert status != 0
     assert "--dtype bfloat16: bfloat16 changes ResNet's top-1" in err and "1 of 1 samples" in err
     assert not compiles  # refused before compiling
@@ -117,3 +124,39 @@ def test_predict_optimize_refused_where_it_does_not_apply(zoo: TinyZoo, capsys: 
     assert status != 0 and "--optimize applies to classification and segmentation models, not detection" in err
     status, _, err = run(["predict", "x.png", "--model", "tinynet", "--dtype", "auto"], capsys)
     assert status != 0 and "add --optimize" in err
+
+
+def test_predict_package_is_built_once_then_loaded(
+    zoo: TinyZoo,
+    compiles: list[torch.nn.Module],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The AOTInductor step is replaced by one that writes a marker file (tests/models/test_optimize_package.py
+    builds and loads real packages)."""
+    monkeypatch.setenv(inference.ENV_COMPILED_DIR, str(tmp_path / "compiled"))
+
+    def fake_package(runner: torch.nn.Module, args: tuple, path: Path) -> tuple[object, bool]:
+        reused = path.exists()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"package")
+        return runner, reused
+
+    monkeypatch.setattr(inference, "_load_or_build_package", fake_package)
+    images = [str(p) for p in write_images(tmp_path / "images", 2)]
+    argv = ["predict", *images, "--model", "tinynet", "--optimize", "--json"]  # packaged by default
+    status, _, err = run(argv, capsys)
+    assert status == 0, err
+    assert "compiled in" in err and "loaded the compiled package" not in err
+    status, out, err = run(argv, capsys)
+    assert status == 0, err
+    assert re.search(r"loaded the compiled package in \d+\.\d s", err)
+    assert [p.suffix for p in (tmp_path / "compiled").iterdir()] == [".pt2"]
+    assert json.loads(out)[0]["top"][0]["label"] == "class_9"
+    status, _, err = run(["predict", *images, "--model", "tinynet", "--no-package"], capsys)
+    assert status != 0 and "--no-package applies to the optimised model: add --optimize" in err
+    status, _, err = run([*argv, "--no-package"], capsys)
+    assert status == 0 and "loaded the compiled package" not in err and "compiled in" in err
+    status, _, err = run([*BENCH, "--package"], capsys)
+    assert status != 0 and "--package applies to the optimised model: add --optimize" in err

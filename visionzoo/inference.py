@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import os
+import statistics
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,6 +33,7 @@ __all__ = [
     "fold_conv_bn",
     "route_linear_through_onednn",
     "has_native_bfloat16",
+    "compiled_dir",
 ]
 
 # A network with this many 2-D convolutions is convolution-bound enough for the NHWC layout (what oneDNN and
@@ -217,19 +222,32 @@ def _onednn_beats_blas() -> bool:
     with torch.no_grad():
         for call in calls.values():
             call()  # warm-up
-        best = _best_seconds(calls, rounds=3)
-    return best["onednn"] < 0.8 * best["blas"]  # a clear margin: where both are at peak, keep the ordinary path
+        times = _timed_rounds(calls, rounds=5)
+    # A clear margin, in the best and the middle round alike (one lucky round on a busy machine does not
+    # decide): where both are at peak, keep the ordinary path.
+    return _clearly_faster(times, "onednn", "blas", 0.8)
 
 
-def _best_seconds(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, float]:
-    """The shortest wall time of each call over ``rounds`` rounds, each round calling every one once in turn."""
-    best = dict.fromkeys(calls, float("inf"))
-    for _ in range(rounds):
+def _timed_rounds(
+    calls: dict[str, Callable[[], Any]], rounds: int, budget_seconds: float = 0.0, max_rounds: int = 0
+) -> dict[str, list[float]]:
+    """Wall times of each call, round after round, each round calling every one once in turn: ``rounds``
+    rounds, then more while they fit in ``budget_seconds`` (up to ``max_rounds`` in all)."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    begin = time.perf_counter()
+    done = 0
+    while done < rounds or (done < max_rounds and time.perf_counter() - begin < budget_seconds):
         for name, call in calls.items():
             start = time.perf_counter()
             call()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            times[name].append(time.perf_counter() - start)
+        done += 1
+    return times
+
+
+def _clearly_faster(times: dict[str, list[float]], fast: str, slow: str, share: float) -> bool:
+    """Whether ``fast`` took at most ``share`` of ``slow``'s time in its best round and in its median one."""
+    return all(summary(times[fast]) <= share * summary(times[slow]) for summary in (min, statistics.median))
 
 
 def route_linear_through_onednn(model: nn.Module) -> int:
@@ -395,6 +413,8 @@ class InferenceModel(nn.Module):
     ``compile_seconds`` is the first-call time measured on ``example_input``; ``seconds_per_call`` holds the
     best times of the compiled and the eager model on it when :func:`optimize_for_inference` compared them.
     ``frozen`` says whether the compiled graphs use Inductor's freezing (weights as constants, pre-packed).
+    ``package`` is the AOTInductor package that inputs of ``example_input``'s shapes run through (None without
+    one) and ``reused_package`` whether it was loaded rather than built.
     ``dtype`` is the precision of the computation (torch.float32, or torch.bfloat16: outputs are still float32)
     and ``max_deviation`` the largest absolute difference from the float32 eager model's outputs on
     ``example_input`` (None without one).
@@ -418,7 +438,10 @@ class InferenceModel(nn.Module):
         self.dtype = dtype
         self.compile_seconds: float | None = None
         self.seconds_per_call: dict[str, float] | None = None
+        self.timing_rounds = 0
         self.max_deviation: float | None = None
+        self.package: str | None = None
+        self.reused_package = False
         self.compiled = False
         self.frozen = compile
         self._verified_first_call = not compile
@@ -435,6 +458,9 @@ class InferenceModel(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         args = self._in_layout(args)
         with torch.no_grad():
+            package = self.__dict__.get("_package")
+            if package is not None and not kwargs and _signature(args) == package[1]:
+                return package[0](*args)
             if self._verified_first_call:
                 return self._runner(*args, **kwargs)
             return self._first_compiled_call(args, kwargs)
@@ -465,18 +491,123 @@ class InferenceModel(nn.Module):
         self._verified_first_call = True
         return result
 
-    def _keep_faster(self, args: tuple[Any, ...], rounds: int = 2) -> None:
-        """Time the compiled model against the folded eager one on ``args`` (best of ``rounds`` alternating
-        calls, after one eager warm-up call) and run eagerly from now on if that is clearly faster."""
+    def _keep_faster(self, args: tuple[Any, ...]) -> None:
+        """Time the compiled model against the folded eager one on ``args`` (alternating calls after one eager
+        warm-up call: three rounds, then more for up to a second, at most ten) and run eagerly from now on if
+        that is clearly faster: at most 95% of the compiled time both in the best round and in the median one,
+        so that a busy machine's noise in one round does not throw the compiled model away."""
         args = self._in_layout(args)
         compiled, eager = self._runner, self._eager
+        if self.__dict__.get("_package") is not None:
+            compiled = self.__dict__["_package"][0]
         with torch.no_grad():
             eager(*args)  # warm-up (the compiled model warmed up when it compiled)
-            best = _best_seconds({"compiled": lambda: compiled(*args), "eager": lambda: eager(*args)}, rounds)
-        self.seconds_per_call = best
-        if best["eager"] <= _EAGER_IF_FASTER_THAN * best["compiled"]:
+            calls = {"compiled": lambda: compiled(*args), "eager": lambda: eager(*args)}
+            times = _timed_rounds(calls, rounds=3, budget_seconds=1.0, max_rounds=10)
+        self.seconds_per_call = {name: min(values) for name, values in times.items()}
+        self.timing_rounds = len(times["eager"])
+        if _clearly_faster(times, "eager", "compiled", _EAGER_IF_FASTER_THAN):
             self.__dict__["_runner"] = self._eager
+            self.__dict__["_package"] = None
             self.compiled = self.frozen = False
+
+
+ENV_COMPILED_DIR = "VISIONZOO_COMPILED_DIR"
+# Part of every package's key: bump it when what goes into a package changes.
+_PACKAGE_FORMAT = 2
+
+
+def compiled_dir() -> Path:
+    """Where :func:`optimize_for_inference` keeps AOTInductor packages (``package=True``).
+
+    ``$VISIONZOO_COMPILED_DIR`` when set, else ``visionzoo_compiled`` next to the checkpoint cache
+    (``$TORCH_HOME/hub/visionzoo_compiled``). Packages are named by their key; deleting any of them is safe.
+    """
+    from .hub.locate import get_dir
+
+    value = os.environ.get(ENV_COMPILED_DIR)
+    return Path(os.path.expanduser(value)) if value else get_dir().parent / "visionzoo_compiled"
+
+
+def _signature(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What a package is specialised on: each argument's shape, dtype, device and layout."""
+    return tuple(
+        (tuple(a.shape), a.dtype, a.device.type, a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last))
+        if isinstance(a, torch.Tensor)
+        else repr(a)
+        for a in args
+    )
+
+
+def _package_key(model: nn.Module, args: tuple[Any, ...], settings: dict[str, Any]) -> str:
+    """A digest of the model (class, structure, every tensor of its state), the inputs' signature, the
+    optimisation settings, the torch version and the CPU (its name and instruction-set features)."""
+    digest = hashlib.sha256()
+    cpu = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    header = (
+        _PACKAGE_FORMAT,
+        torch.__version__,
+        sorted((str(k), str(v)) for k, v in cpu.items()),
+        f"{type(model).__module__}.{type(model).__qualname__}",
+        repr(model),
+        _signature(args),
+        sorted(settings.items()),
+    )
+    digest.update(repr(header).encode())
+    for name, tensor in model.state_dict().items():
+        if not isinstance(tensor, torch.Tensor):  # packed parameters of quantized layers, extra state
+            digest.update(f"{name}:{tensor!r}".encode())
+            continue
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        if tensor.is_quantized:
+            digest.update(
+                f"{tensor.q_scale()}:{tensor.q_zero_point()}".encode()
+                if tensor.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric)
+                else repr(tensor).encode()
+            )
+            tensor = tensor.int_repr()
+        data = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()[:32]
+
+
+def _load_or_build_package(runner: nn.Module, args: tuple[Any, ...], path: Path) -> tuple[Any, bool]:
+    """The AOTInductor package at ``path`` loaded, building it first (export, compile, atomic rename) when
+    missing; and whether it was there already."""
+    from torch._inductor import aoti_compile_and_package, aoti_load_package
+
+    reused = path.exists()
+    if not reused:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.stem}.{os.getpid()}-{os.urandom(4).hex()}.partial.pt2")
+        try:
+            # Autograd off for both steps: Inductor applies freezing (constant weights, pre-packed for oneDNN,
+            # fused activations) only to graphs compiled without it.
+            with torch.no_grad():
+                program = torch.export.export(runner, args)
+                aoti_compile_and_package(program, package_path=str(partial), inductor_configs={"freezing": True})
+            os.replace(partial, path)  # atomic: another process sees the whole package or none
+        finally:
+            partial.unlink(missing_ok=True)
+    return aoti_load_package(str(path)), reused
+
+
+def _attach_package(optimised: InferenceModel, args: tuple[Any, ...], path: Path) -> None:
+    """Run ``optimised`` through the package at ``path`` for inputs like ``args`` (built now if missing); where
+    exporting or compiling ahead of time fails, warn and keep compiling in this process instead."""
+    try:
+        loaded, reused = _load_or_build_package(optimised._eager, args, path)
+    except Exception as error:  # export or AOTInductor cannot handle this model
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        warnings.warn(
+            f"no AOTInductor package for {type(optimised.module).__name__} ({type(error).__name__}: "
+            f"{first_line}); compiling in this process instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    optimised.__dict__["_package"] = (loaded, _signature(args))
+    optimised.package, optimised.reused_package = str(path), reused
 
 
 def _compile_supported() -> bool:
@@ -549,6 +680,7 @@ def optimize_for_inference(
     inplace: bool = False,
     keep_faster: bool = True,
     dtype: torch.dtype | str = torch.float32,
+    package: bool = False,
 ) -> InferenceModel:
     """Return a faster, inference-only version of ``model`` with the same call signature.
 
@@ -572,9 +704,10 @@ def optimize_for_inference(
             a short measurement (once per process) finds oneDNN clearly faster than ``F.linear``.
         inplace: modify ``model`` itself instead of a copy (saves memory for large models).
         keep_faster: with ``compile`` and ``example_input``, time the compiled model against the optimised
-            eager one on ``example_input`` (three eager and two compiled calls) and keep the eager one if it
-            takes at most 95% of the compiled time (``compiled`` then reads False; ``seconds_per_call`` has
-            both times). Compiling does not speed up every network: DenseNet-121 at batch 8 took 220 ms a call
+            eager one on ``example_input`` (alternating calls: three rounds, more while they fit in one
+            second, at most ten; ``timing_rounds``) and keep the eager one if it takes at most 95% of the
+            compiled time in both its best and its median round (``compiled`` then reads False;
+            ``seconds_per_call`` has both best times). Compiling does not speed up every network: DenseNet-121 at batch 8 took 220 ms a call
             compiled and 190 ms without compiling on a 2-core CPU.
         dtype: the precision of the computation. ``torch.float32`` (or "float32"): outputs stay within 1e-3 of
             the eager model's. ``torch.bfloat16`` (or "bfloat16"): convolutions, linear layers and matrix
@@ -586,6 +719,16 @@ def optimize_for_inference(
             numbers. Other outputs (detections, 1-D tensors) have no top-1 check. "auto": bfloat16 where the
             device multiplies bfloat16 in hardware (:func:`has_native_bfloat16`: AMX or AVX-512 BF16 on a CPU)
             and the top-1 check passes (else float32, with a ``RuntimeWarning``), float32 elsewhere.
+        package: keep the compiled model for ``example_input``'s shapes as an AOTInductor package in
+            :func:`compiled_dir` (``torch.export``, then ``aoti_compile_and_package`` with freezing; written to
+            a temporary name and renamed, so concurrent processes never see half a package), keyed by the
+            model (class, structure, every weight), the input shapes, ``dtype``, the other settings, the torch
+            version and the CPU; a later process optimising the same model loads it (``reused_package``)
+            instead of compiling, in about a second, and skips the ``keep_faster`` timing: a package is kept
+            only when the compiled model won it (or ``keep_faster`` was False). Inputs of other shapes compile in-process as usual. Needs
+            ``compile`` and ``example_input``. Without it, torch's own caches still make a second process's
+            compile several times faster, but not free: the oneDNN weights that freezing pre-packs keep
+            Inductor's graph cache out.
 
     Returns:
         An :class:`InferenceModel`.
@@ -610,6 +753,10 @@ def optimize_for_inference(
             f"dtype={dtype!r} (bfloat16 here) needs example_input: the bfloat16 model's top-1 is checked against "
             "float32's on it"
         )
+    if package and (args is None or not compile):
+        raise ValueError("package=True needs example_input and compile=True: a package is a compiled model")
+    # Of the model as given: with inplace=True it is folded below.
+    model_key = _package_key(model, args, {"dtype": str(chosen_dtype)}) if package else None
 
     module = model if inplace else copy.deepcopy(model)
     module.eval().requires_grad_(False)
@@ -651,6 +798,10 @@ def optimize_for_inference(
 
     if args is not None:
         start = time.perf_counter()
+        if model_key is not None and optimised.compiled:
+            settings = f"{model_key}/{use_channels_last}/{linear_layers}/{folded}"
+            path = compiled_dir() / f"{hashlib.sha256(settings.encode()).hexdigest()[:32]}.pt2"
+            _attach_package(optimised, optimised._in_layout(args), path)
         actual = optimised(*args)
         if optimised.compiled:
             optimised.compile_seconds = time.perf_counter() - start
@@ -669,6 +820,10 @@ def optimize_for_inference(
                     f"(more than {allowed:.3g}); please report this. Optimising with compile=False or "
                     "channels_last=False may avoid it."
                 )
-        if optimised.compiled and keep_faster:
+        # A package is kept only where the compiled model won (or was asked for): a reused one has been timed.
+        if optimised.compiled and keep_faster and not optimised.reused_package:
             optimised._keep_faster(args)
+            if not optimised.compiled and optimised.package is not None:
+                Path(optimised.package).unlink(missing_ok=True)
+                optimised.package = None
     return optimised

@@ -283,9 +283,10 @@ def test_eager_kept_when_compiling_is_slower(monkeypatch: pytest.MonkeyPatch) ->
     assert not optimised.compiled and optimised.compile_seconds is not None
     timings = optimised.seconds_per_call
     assert timings is not None and timings["compiled"] >= 0.05 > timings["eager"]
-    assert len(calls) == 3  # the checked first call and two timed ones
+    assert 3 <= optimised.timing_rounds <= 10
+    assert len(calls) == 1 + optimised.timing_rounds  # the checked first call and the timed ones
     torch.testing.assert_close(optimised(x), model(x).detach(), atol=ATOL, rtol=0)
-    assert len(calls) == 3  # later calls run eagerly
+    assert len(calls) == 1 + optimised.timing_rounds  # later calls run eagerly
 
 
 def test_compiled_kept_when_not_clearly_slower(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,7 +299,8 @@ def test_compiled_kept_when_not_clearly_slower(monkeypatch: pytest.MonkeyPatch) 
     tied = optimize_for_inference(model, x)
     timings = tied.seconds_per_call
     assert timings is not None
-    assert tied.compiled == (timings["eager"] > 0.95 * timings["compiled"])
+    # Dropped only when eager won clearly (its best and its median round); a best-round win alone keeps it.
+    assert tied.compiled or timings["eager"] <= 0.95 * timings["compiled"]
     slow = _fake_compiled(monkeypatch, seconds=0.05)
     kept = optimize_for_inference(model, x, keep_faster=False)
     assert kept.compiled and len(slow) == 1
@@ -352,3 +354,13 @@ def test_models_re_exports_the_inference_module() -> None:
     assert models.optimize_for_inference is visionzoo.inference.optimize_for_inference
     assert models.InferenceModel is visionzoo.inference.InferenceModel
     assert "inference" in dir(visionzoo)
+
+
+def test_one_lucky_round_does_not_decide() -> None:
+    from visionzoo.inference import _clearly_faster
+
+    # eager's best round beats compiled clearly, but its median does not: noise, keep compiled
+    noisy = {"eager": [0.05, 0.2, 0.2, 0.2], "compiled": [0.1, 0.1, 0.1, 0.1]}
+    assert not _clearly_faster(noisy, "eager", "compiled", 0.95)
+    steady = {"eager": [0.05, 0.06, 0.07], "compiled": [0.1, 0.1, 0.3]}
+    assert _clearly_faster(steady, "eager", "compiled", 0.95)

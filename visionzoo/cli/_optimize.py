@@ -23,10 +23,37 @@ def add_dtype_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+_PACKAGE_HELP = (
+    "an AOTInductor package of the compiled model (in $VISIONZOO_COMPILED_DIR, default "
+    "$TORCH_HOME/hub/visionzoo_compiled), loaded by later runs with the same model, weights, input size and "
+    "--dtype, which then start in seconds instead of compiling"
+)
+
+
+def add_package_argument(p: argparse.ArgumentParser, default: bool) -> None:
+    """Add ``--package`` (``default`` False) or ``--no-package`` (``default`` True), used with ``--optimize``;
+    ``args.package`` is None when the flag is not given."""
+    if default:
+        p.add_argument(
+            "--no-package",
+            dest="package",
+            action="store_const",
+            const=False,
+            help=f"with --optimize: compile in this process only, without keeping (or loading) {_PACKAGE_HELP}",
+        )
+    else:
+        p.add_argument(
+            "--package", action="store_const", const=True, help=f"with --optimize: build or load {_PACKAGE_HELP}"
+        )
+
+
 def check_dtype(args: argparse.Namespace) -> None:
-    """Refuse ``--dtype`` without ``--optimize``, before any work."""
+    """Refuse ``--dtype`` and ``--package`` without ``--optimize``, before any work."""
     if args.dtype is not None and not args.optimize:
         raise CommandError("--dtype applies to the optimised model: add --optimize")
+    if args.package is not None and not args.optimize:
+        flag = "--package" if args.package else "--no-package"
+        raise CommandError(f"{flag} applies to the optimised model: add --optimize")
 
 
 def note(message: str, quiet: bool = False) -> None:
@@ -50,7 +77,6 @@ def optimise(
     from visionzoo.inference import optimize_for_inference
 
     precision = dtype or "float32"
-    doing = "compiling" if compile else "optimising"
     if compile:
         note(f"optimising {name} for inference ({precision}); compiling takes tens of seconds the first time...", quiet)
     start = time.perf_counter()
@@ -67,6 +93,8 @@ def optimise(
         "dtype": str(fast.dtype).removeprefix("torch."),
         "compile_seconds": fast.compile_seconds,
         "max_deviation": fast.max_deviation,
+        "package": fast.package,
+        "reused_package": fast.reused_package,
         "folded_conv_bn": fast.folded,
         "optimize_seconds": seconds,
     }
@@ -75,11 +103,12 @@ def optimise(
             done = "not compiled (see the warning above)"
         else:
             kept = "" if fast.compiled else ", but the eager model ran faster on this input and is kept"
-            done = f"compiled in {fast.compile_seconds:.1f} s{kept}"
+            verb = "loaded the compiled package" if fast.reused_package else "compiled"
+            done = f"{verb} in {fast.compile_seconds:.1f} s{kept}"
         deviation = (
             f", largest deviation from float32 {fast.max_deviation:.2g}" if fast.max_deviation is not None else ""
         )
-        note(f"{done} ({doing} took {seconds:.1f} s in all; {how['dtype']}{deviation})", quiet)
+        note(f"{done} ({seconds:.1f} s in all, with the output check; {how['dtype']}{deviation})", quiet)
     return fast, how
 
 
@@ -96,8 +125,8 @@ class OptimisedOnFirstBatch:
     compile once per size. ``how`` says what was done, once it has been.
     """
 
-    def __init__(self, model: Any, *, name: str, dtype: str | None, quiet: bool) -> None:
-        self.model, self.name, self.dtype, self.quiet = model, name, dtype, quiet
+    def __init__(self, model: Any, *, name: str, dtype: str | None, quiet: bool, package: bool = False) -> None:
+        self.model, self.name, self.dtype, self.quiet, self.package = model, name, dtype, quiet, package
         self.fast: Any = None
         self.shape: tuple[int, ...] = ()
         self.how: dict[str, Any] | None = None
@@ -106,7 +135,9 @@ class OptimisedOnFirstBatch:
         import torch
 
         if self.fast is None:
-            self.fast, self.how = optimise(self.model, x, name=self.name, dtype=self.dtype, quiet=self.quiet)
+            self.fast, self.how = optimise(
+                self.model, x, name=self.name, dtype=self.dtype, quiet=self.quiet, package=self.package
+            )
             self.shape = tuple(x.shape)
         missing = self.shape[0] - x.shape[0]
         if missing <= 0 or tuple(x.shape[1:]) != self.shape[1:]:

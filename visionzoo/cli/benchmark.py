@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ._common import CommandError, choose_weights, device_of, model_info, table
-from ._optimize import add_dtype_argument, check_dtype, optimise
+from ._optimize import add_dtype_argument, add_package_argument, check_dtype, optimise
 
 
 def register(sub: Any) -> None:
@@ -52,6 +52,7 @@ def register(sub: Any) -> None:
         help="with --optimize: optimise without torch.compile (BatchNorm folding and layout only)",
     )
     add_dtype_argument(p)
+    add_package_argument(p, default=False)
     p.add_argument(
         "--keep-freed-memory",
         action="store_true",
@@ -143,6 +144,7 @@ def _optimised(args: argparse.Namespace, model: Any, x: Any, sync: Any) -> tuple
                 compile=not args.no_compile,
                 channels_last=True if args.channels_last else None,
                 keep_faster=False,
+                package=bool(args.package),
             )
     _note(f"compiling {args.model} with torch.compile (the first call; often tens of seconds)...")
     start = time.perf_counter()
@@ -173,6 +175,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     check_dtype(args)
     if args.no_compile and not args.optimize:
         raise CommandError("--no-compile applies to --optimize (without --optimize, leave out --compile instead)")
+    if args.package and args.no_compile:
+        raise CommandError("--package keeps a compiled model: it cannot go with --no-compile")
     device = device_of(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -34,7 +34,13 @@ from visionzoo.distributed import BACKENDS
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
 from ._detection import DEFAULT_THRESHOLD, detect, exported_detector, show_detection
 from ._flow import DEFAULT_UPDATES, PAIRINGS, check_flow_out, count_pairs, estimate_flows, show_flow
-from ._optimize import OPTIMIZABLE_TASKS, OptimisedOnFirstBatch, add_dtype_argument, check_dtype
+from ._optimize import (
+    OPTIMIZABLE_TASKS,
+    OptimisedOnFirstBatch,
+    add_dtype_argument,
+    add_package_argument,
+    check_dtype,
+)
 from ._segmentation import PictureNames, segment, show_segmentation
 from ._video import VIDEO_SUFFIXES, classify_videos, show_video, video_rows
 
@@ -148,11 +154,12 @@ def register(sub: Any) -> None:
         "--optimize",
         action="store_true",
         help=f"{' and '.join(OPTIMIZABLE_TASKS)}: run the model through visionzoo.models.optimize_for_inference "
-        "(BatchNorm folding, layout, torch.compile with weight freezing), optimised on the first batch (the "
-        "compile time is shown on stderr; a later process finds most of the work in Inductor's cache). Pays "
-        "off for many images: compiling takes tens of seconds the first time",
+        "(BatchNorm folding, layout, compiled with weight freezing), optimised on the first batch, with the "
+        "compile time on stderr. The compiled model is kept as an AOTInductor package (see --no-package), so "
+        "that later runs start in seconds; the first one compiles for tens of seconds",
     )
     add_dtype_argument(p)
+    add_package_argument(p, default=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
@@ -506,7 +513,9 @@ def _start(args: argparse.Namespace, chosen: ChosenWeights, device: torch.device
     model = model.to(device)
     preset = preset_of(chosen, model)
     if args.optimize:
-        model = OptimisedOnFirstBatch(model, name=chosen.model, dtype=args.dtype, quiet=args.quiet)
+        model = OptimisedOnFirstBatch(
+            model, name=chosen.model, dtype=args.dtype, quiet=args.quiet, package=args.package is not False
+        )
     categories = chosen.category_names()
     pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), chosen.model)
     return Session(args, model, device, categories, pictures, preset, chosen)
@@ -650,7 +659,7 @@ def _predict_exported(args: argparse.Namespace) -> int:
 
     if args.weights is not None or args.num_classes is not None:
         raise CommandError(f"{args.model} holds its weights; --weights and --num-classes do not apply to it")
-    if args.optimize or args.dtype is not None:
+    if args.optimize or args.dtype is not None or args.package is not None:
         raise CommandError(f"{args.model} is an exported program; --optimize and --dtype apply to model names")
     program, record = load_program(args.model)
     task = record.get("task")
