@@ -9,9 +9,16 @@ the eager model does.
 - :func:`check_program` and :func:`check_onnx` run the exported form and the eager model on the same input and
   raise an ``AssertionError`` when they differ beyond the tolerance; they return the largest absolute deviation.
 
-Classification (the quantized models' float path too), segmentation, video and optical flow models export;
-detection is not covered yet. ONNX needs the ``deploy`` extra (``pip install visionzoo[deploy]``: onnx,
-onnxscript, onnxruntime), imported only when used.
+Every model exports: classification (the quantized models' float path too), segmentation, video, optical flow and
+the detectors. A detector's example is a tuple holding its list of images, ``([image],)``; with ``dynamic=True``
+each image's height and width stay free (the number of images is fixed). The number of detections is decided
+when the program runs: an unbacked size, as ``torch.export`` supports them, not padding. The data-dependent steps
+(NMS, RoIAlign, SSD's per-class NMS, mask pasting, keypoint decoding) are custom operators (``visionzoo.ops._library``),
+one node each; :mod:`visionzoo._onnx_ops` gives their ONNX forms. ``torch.compile`` traces a detector into one
+graph under ``torch._dynamo.config.patch(DETECTION_COMPILE_CONFIG)``.
+
+ONNX needs the ``deploy`` extra (``pip install visionzoo[deploy]``: onnx, onnxscript, onnxruntime), imported only
+when used.
 """
 
 from __future__ import annotations

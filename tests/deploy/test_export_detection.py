@@ -1,6 +1,6 @@
-"""Deployment of the detectors: ``torch.export`` of all 12 detection builders (the number of detections an
-unbacked size, not padding), ONNX Runtime for one model of each single- and two-stage kind, and ``torch.compile``
-in one graph.
+"""Deployment of the detectors: ``torch.export`` of all 12 detection builders with free image height and width
+(the number of detections an unbacked size, not padding), ONNX Runtime for one model of each family, and
+``torch.compile`` in one graph.
 
 Inputs are small: one 200x240 image, resized to a shorter side of 256 (SSD and SSDlite: their fixed 300 and 320),
 with few proposals and detections; a score threshold of 0 keeps detections even for randomly initialised heads.
@@ -69,13 +69,14 @@ def test_the_matrix_covers_every_detection_builder() -> None:
 
 
 @pytest.mark.parametrize("name", DETECTORS)
-def test_export_matches_eager(name: str) -> None:
+def test_export_with_free_image_sizes_matches_eager(name: str) -> None:
     model = _build(name)
-    program = deploy.export_program(model, ([_image(1)],))
+    program = deploy.export_program(model, ([_image(1)],), dynamic=True)
     targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
     assert any(target.startswith("visionzoo.nms") for target in targets), "NMS should stay one operator"
-    for seed in (1, 2):  # the traced image, and another one
-        deviation = deploy.check_program(model, program, ([_image(seed)],), atol=1e-4, rtol=1e-4)
+    # The traced image, and a portrait one of another size.
+    for image in (_image(1), _image(2, (260, 180))):
+        deviation = deploy.check_program(model, program, ([image],), atol=1e-4, rtol=1e-4)
         assert deviation <= 1e-4
 
 
@@ -98,9 +99,9 @@ def test_the_number_of_detections_is_decided_when_the_program_runs() -> None:
     assert len(counts) > 1, counts  # the same program returned different numbers of detections
 
 
-def test_a_detector_exports_at_the_size_it_was_traced_with() -> None:
+def test_a_static_export_keeps_its_image_size() -> None:
     model = _build("fcos_resnet50_fpn")
-    program = deploy.export_program(model, ([_image(1)],), dynamic=True)  # the resize specialises on the size
+    program = deploy.export_program(model, ([_image(1)],))
     deploy.check_program(model, program, ([_image(3)],))
     with pytest.raises(Exception, match="200"):
         program.module()([_image(3, (180, 300))])

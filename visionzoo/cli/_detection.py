@@ -96,10 +96,11 @@ def scored_classes(model: torch.nn.Module) -> int | None:
     return None
 
 
-def exported_detector(program: torch.nn.Module, size: tuple[int, int], scored: int | None) -> torch.nn.Module:
-    """A detector exported at one image size (``visionzoo export``; ``program`` is ``ExportedProgram.module()``) as
-    a model that takes images of any size: each image is resized to ``size`` (height, width), run alone, and its
-    boxes, keypoints and masks are mapped back to the image's own size. ``scored`` is the number of classes."""
+def exported_detector(program: torch.nn.Module, size: tuple[int, int] | None, scored: int | None) -> torch.nn.Module:
+    """An exported detector (``visionzoo export``; ``program`` is ``ExportedProgram.module()``) as a model that takes
+    a list of images of any size, run one at a time. A program exported for one ``size`` (height, width) gets each
+    image resized to it, and the boxes, keypoints and masks mapped back to the image's own size; ``size`` None
+    (``--dynamic``) runs the images as they are. ``scored`` is the number of classes."""
     import torch
     from torch.nn import functional as F
 
@@ -113,15 +114,18 @@ def exported_detector(program: torch.nn.Module, size: tuple[int, int], scored: i
             outputs = []
             for image in images:
                 height, width = image.shape[-2:]
-                same = (height, width) == tuple(size)
+                same = size is None or (height, width) == tuple(size)
                 if not same:
                     image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
                 output = dict(self.program([image])[0])
+                if same:
+                    outputs.append(output)
+                    continue
                 scale_x, scale_y = width / size[1], height / size[0]
                 output["boxes"] = output["boxes"] * output["boxes"].new_tensor([scale_x, scale_y] * 2)
                 if "keypoints" in output:
                     output["keypoints"] = output["keypoints"] * output["keypoints"].new_tensor([scale_x, scale_y, 1])
-                if "masks" in output and not same and output["masks"].shape[0]:
+                if "masks" in output and output["masks"].shape[0]:
                     output["masks"] = F.interpolate(output["masks"], size=(height, width), mode="bilinear")
                 outputs.append(output)
             return outputs

@@ -6,10 +6,9 @@ resize; video: the crop and the clip length the weights were evaluated with); ``
 weights it holds and their preset (a ``visionzoo.json`` extra file in ``.pt2`` programs, model metadata in ONNX
 files), so ``visionzoo predict --model FILE.pt2`` prepares images as the weights expect.
 
-Detectors export at one image size (their resize specialises on it; default: the shorter side their transform
-resizes to, 4:3 landscape); the number of detections stays decided at run time. Mask and Keypoint R-CNN export
-to ``.pt2`` only (their mask pasting and keypoint decoding have no ONNX form). The quantized (int8) models do
-not export yet.
+Detectors export for one image (default: 4:3 landscape with the shorter side their transform resizes to;
+``--dynamic`` frees its height and width); the number of detections stays decided at run time. The quantized
+(int8) models do not export yet.
 """
 
 from __future__ import annotations

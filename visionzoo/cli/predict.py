@@ -682,7 +682,8 @@ def _predict_exported(args: argparse.Namespace) -> int:
     model = program.module().to(device)
     if task == "detection":
         _, *size = record["input_shapes"][0]
-        model = exported_detector(model, (size[0], size[1]), len(categories) or None)
+        fixed = None if record.get("dynamic") else (size[0], size[1])
+        model = exported_detector(model, fixed, len(categories) or None)
     elif not record.get("dynamic"):
         args.batch_size = record["input_shapes"][0][0]
     pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), str(record.get("model")))
