@@ -84,7 +84,7 @@ def test_export_onnx_records_the_weights(zoo: TinyZoo, tmp_path: Path, capsys: p
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["tinydet", "--format", "pt2", "--out", "{tmp}/d.pt2"], "export does not handle detection models yet"),
+        (["quantized_resnet18", "--format", "pt2", "--out", "{tmp}/q.pt2"], "export the float model instead"),
         (["tinynet", "--format", "pt2", "--out", "{tmp}/m.onnx"], "--format pt2 writes a .pt2 file"),
         (["tinynet", "--format", "onnx", "--out", "{tmp}"], "a directory; name the .onnx file to write"),
         (["tinynet", "--format", "pt2", "--out", "{tmp}/no/m.pt2"], "the directory does not exist"),
@@ -145,6 +145,19 @@ def test_export_a_video_model_with_random_weights_then_predict_refuses_it(
     image = str(write_images(tmp_path / "images", 1)[0])
     status, _, err = run(["predict", "--model", str(out), image], capsys)
     assert status == 2 and "holds r3d_18, a video model (run it with --model r3d_18 instead)" in err
+
+
+def test_export_a_detector_at_its_transforms_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ssdlite.pt2"
+    argv = ["export", "ssdlite320_mobilenet_v3_large", "--weights", "none", "--format", "pt2", "--out", str(out)]
+    status, stdout, err = run(argv, capsys)
+    assert status == 0, err
+    assert stdout == f"{out}: ssdlite320_mobilenet_v3_large with random weights, input 3x320x320\n"
+    assert "max abs deviation 0.00e+00" in err
+    record = _record(out)
+    assert record["task"] == "detection" and record["input_shapes"] == [[3, 320, 320]]
+    detections = torch.export.load(out).module()([torch.rand(3, 320, 320)])
+    assert set(detections[0]) == {"boxes", "scores", "labels"}
 
 
 SEGMENTER = "lraspp_mobilenet_v3_large"  # the smallest segmentation model

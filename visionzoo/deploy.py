@@ -25,32 +25,56 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["export_program", "export_onnx", "check_program", "check_onnx", "Example"]
+from .ops._library import NAMESPACE
 
-# One tensor, or the positional inputs of a model that takes several (RAFT: two frames).
-Example = torch.Tensor | Sequence[torch.Tensor]
-# Dimensions left free by dynamic=True, by input rank: batch, then height and width (and time for clips).
-_FREE_DIMS = {4: (0, 2, 3), 5: (0, 2, 3, 4)}
+__all__ = ["export_program", "export_onnx", "check_program", "check_onnx", "Example", "DETECTION_COMPILE_CONFIG"]
+
+# ``torch._dynamo.config`` settings under which ``torch.compile`` traces a detector into one graph: the number of
+# boxes each step keeps depends on the data (``torch.nonzero``, our NMS), which dynamo otherwise leaves to eager
+# code between graphs. Use ``with torch._dynamo.config.patch(DETECTION_COMPILE_CONFIG): compiled(images)``.
+DETECTION_COMPILE_CONFIG = {"capture_dynamic_output_shape_ops": True}
+
+# One tensor, or the positional inputs of a model that takes several (RAFT: two frames); a detector's one
+# input is a list of (C, H, W) images, so its example is a tuple holding that list: ``([image],)``.
+Example = torch.Tensor | Sequence[torch.Tensor | list[torch.Tensor]]
+# Dimensions left free by dynamic=True, by input rank: batch, then height and width (and time for clips); a
+# detector's images keep their number (the list's length) and free their height and width.
+_FREE_DIMS = {3: (1, 2), 4: (0, 2, 3), 5: (0, 2, 3, 4)}
+Arg = torch.Tensor | list[torch.Tensor]
 
 
-def _as_args(example: Example) -> tuple[torch.Tensor, ...]:
+def _is_image_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, torch.Tensor) for v in value)
+
+
+def _as_args(example: Example) -> tuple[Arg, ...]:
     if isinstance(example, torch.Tensor):
         return (example,)
-    args = tuple(example) if isinstance(example, Sequence) else ()
-    if not args or not all(isinstance(a, torch.Tensor) for a in args):
-        raise TypeError(f"example must be a tensor or a sequence of tensors, got {example!r:.80}")
+    args = tuple(example) if isinstance(example, Sequence) and not isinstance(example, str) else ()
+    if not args or not all(isinstance(a, torch.Tensor) or _is_image_list(a) for a in args):
+        raise TypeError(
+            "example must be a tensor or a sequence of tensors (a detector's: a tuple holding a list of images), "
+            f"got {example!r:.80}"
+        )
     return args
 
 
-def _trace_args(args: tuple[torch.Tensor, ...], dynamic: bool) -> tuple[torch.Tensor, ...]:
+def _trace_args(args: tuple[Arg, ...], dynamic: bool) -> tuple[Arg, ...]:
     # torch.export specialises a dimension of size 1, so a dynamic batch is traced with two samples.
     if dynamic:
-        return tuple(a.expand(2, *a.shape[1:]).contiguous() if a.ndim and a.shape[0] == 1 else a for a in args)
+        return tuple(
+            a.expand(2, *a.shape[1:]).contiguous() if isinstance(a, torch.Tensor) and a.ndim and a.shape[0] == 1 else a
+            for a in args
+        )
     return args
 
 
-def _dynamic_shapes(args: tuple[torch.Tensor, ...]) -> tuple[dict[int, Any], ...]:
-    return tuple({dim: torch.export.Dim.AUTO for dim in _FREE_DIMS.get(a.ndim, (0,))} for a in args)
+def _free(tensor: torch.Tensor) -> dict[int, Any]:
+    return {dim: torch.export.Dim.AUTO for dim in _FREE_DIMS.get(tensor.ndim, (0,))}
+
+
+def _dynamic_shapes(args: tuple[Arg, ...]) -> tuple[Any, ...]:
+    return tuple(_free(a) if isinstance(a, torch.Tensor) else [_free(image) for image in a] for a in args)
 
 
 def export_program(
@@ -99,19 +123,35 @@ def export_onnx(
 
     Raises:
         ImportError: onnx or onnxscript is missing (the message says how to install them).
+        ValueError: the model uses a custom operator without an ONNX form (visionzoo's own all have one).
     """
     for name in ("onnx", "onnxscript"):
         _deploy_module(name)
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"The folder of the ONNX file {str(path)!r} does not exist")
-    args = _trace_args(_as_args(example), dynamic)
-    model.eval()
+    exported = export_program(model, example, dynamic)
+    from ._onnx_ops import translations as onnx_translations
+
+    translations = onnx_translations()
+    untranslated = sorted(
+        {
+            str(node.target).split(".")[1]
+            for node in exported.graph.nodes
+            if node.op == "call_function"
+            and str(node.target).startswith(f"{NAMESPACE}.")
+            and node.target not in translations
+        }
+    )
+    if untranslated:
+        raise ValueError(
+            f"{type(model).__name__} uses {', '.join(untranslated)}, which has no ONNX form; export it with "
+            "--format pt2 (torch.export) instead"
+        )
     program = torch.onnx.export(
-        model,
-        args,
+        exported,
         dynamo=True,
-        dynamic_shapes=_dynamic_shapes(args) if dynamic else None,
+        custom_translation_table=translations,
         external_data=False,
         optimize=optimize,
         verbose=False,
@@ -153,7 +193,7 @@ def _max_deviation(
     return worst
 
 
-def _eager(model: nn.Module, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
+def _eager(model: nn.Module, args: tuple[Arg, ...], kwargs: dict[str, Any]) -> list[torch.Tensor]:
     model.eval()
     with torch.no_grad():
         return _flatten(model(*args, **kwargs))
@@ -205,10 +245,13 @@ def check_onnx(
     """
     ort = _deploy_module("onnxruntime")
     args = _as_args(example)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: not the constant folder's notes on each CastLike node
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    if len(names) != len(args):
-        raise ValueError(f"The ONNX file takes {len(names)} inputs, the example has {len(args)}")
-    feeds = {name: a.detach().cpu().numpy() for name, a in zip(names, args)}
+    tensors = [t for a in args for t in ([a] if isinstance(a, torch.Tensor) else a)]
+    if len(names) != len(tensors):
+        raise ValueError(f"The ONNX file takes {len(names)} inputs, the example has {len(tensors)} tensors")
+    feeds = {name: t.detach().cpu().numpy() for name, t in zip(names, tensors)}
     actual = [torch.from_numpy(o) for o in session.run(None, feeds)]
     return _max_deviation(_eager(model, args, kwargs), actual, atol, rtol, "The ONNX model")

@@ -1,4 +1,4 @@
-"""Inference-only rewrites of a model: BatchNorm folding, channels-last layout and ``torch.compile``.
+"""Inference-only rewrites of a model: BatchNorm folding, channels-last layout, bfloat16 and ``torch.compile``.
 
 ``optimize_for_inference`` is the public entry point (``visionzoo.models`` re-exports it). Everything here works
 on the module tree the model already has: a BatchNorm that normalises a convolution's only output becomes part
@@ -23,7 +23,13 @@ from torch import nn
 
 from .ops.misc import FrozenBatchNorm2d
 
-__all__ = ["optimize_for_inference", "InferenceModel", "fold_conv_bn", "route_linear_through_onednn"]
+__all__ = [
+    "optimize_for_inference",
+    "InferenceModel",
+    "fold_conv_bn",
+    "route_linear_through_onednn",
+    "has_native_bfloat16",
+]
 
 # A network with this many 2-D convolutions is convolution-bound enough for the NHWC layout (what oneDNN and
 # cuDNN prefer) to pay; transformers with a single patch-embedding convolution stay NCHW.
@@ -33,6 +39,13 @@ _ATOL = 1e-3
 # Timed on ``example_input``, the compiled model is dropped for the folded eager one only when that takes at most
 # this share of its time: near a tie, timing noise would decide.
 _EAGER_IF_FASTER_THAN = 0.95
+# In bfloat16, the share of positions of a dense output (segmentation logits, N x C x H x W) whose top-1 class may
+# differ from float32's: pixels on a boundary between two classes are near-ties that rounding flips.
+_DENSE_TOP1_TOLERANCE = 0.01
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# CPU features (names as ``torch.cpu.get_capabilities()`` and /proc/cpuinfo spell them) that multiply bfloat16
+# matrices natively: Intel AMX, and the AVX-512 bf16 dot-product instructions (Intel Cooper Lake on, AMD Zen 4 on).
+_BF16_CPU_FEATURES = ("amx_bf16", "avx512_bf16")
 
 
 class _LeafTracer(torch.fx.Tracer):
@@ -274,6 +287,100 @@ def _compile_with_freezing(module: nn.Module) -> Any:
     return run
 
 
+def _cpu_features() -> set[str]:
+    """The CPU's instruction-set features: torch's cpuinfo-based report, else the flags of /proc/cpuinfo."""
+    get_capabilities = getattr(getattr(torch, "cpu", None), "get_capabilities", None)
+    if get_capabilities is not None:
+        try:
+            return {name for name, present in get_capabilities().items() if present is True}
+        except Exception:  # cpuinfo could not read this CPU
+            pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def has_native_bfloat16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware, which is when ``dtype="auto"`` picks bfloat16.
+
+    On a CPU: it has Intel AMX-BF16 or the AVX-512 BF16 instructions (``amx_bf16`` / ``avx512_bf16`` among the
+    features ``torch.cpu.get_capabilities()`` reports, read with the cpuinfo library; where torch lacks that
+    function, the flags line of ``/proc/cpuinfo``), and oneDNN, which runs the convolutions and matrix products,
+    is available. Elsewhere bfloat16 still runs, through conversions to float32 and back, usually slower than
+    float32. On CUDA: ``torch.cuda.is_bf16_supported()``. Other devices: False.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    return torch.backends.mkldnn.is_available() and any(f in _cpu_features() for f in _BF16_CPU_FEATURES)
+
+
+def _resolve_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype:
+    """torch.float32 or torch.bfloat16 for a ``dtype`` argument (a dtype, its name, or "auto")."""
+    if isinstance(dtype, str) and dtype in _DTYPES:
+        return _DTYPES[dtype]
+    if isinstance(dtype, str) and dtype == "auto":
+        return torch.bfloat16 if has_native_bfloat16(device) else torch.float32
+    if dtype in (torch.float32, torch.bfloat16):
+        return dtype
+    raise ValueError(
+        f"dtype must be torch.float32, torch.bfloat16 or 'auto' (or the names 'float32', 'bfloat16'), got {dtype!r}"
+    )
+
+
+def _to_float32(value: Any) -> Any:
+    """Floating tensors in ``value`` (nested in dicts, lists and tuples) converted to float32."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return type(value)((k, _to_float32(v)) for k, v in value.items())
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # named tuple (GoogLeNet, Inception outputs)
+        return type(value)(*(_to_float32(v) for v in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_float32(v) for v in value)
+    return value
+
+
+def _float32_inputs(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A forward pre-hook: a normalisation layer gets its input in float32, so it normalises in float32."""
+    return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+
+_NORMALISATIONS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, FrozenBatchNorm2d)
+
+
+class _BFloat16(nn.Module):
+    """Runs ``module`` under ``torch.autocast`` in bfloat16 and returns float32 outputs.
+
+    Autocast runs convolutions, linear layers and matrix products in bfloat16 (with their weights converted: under
+    Inductor's freezing, once, when compiling) and leaves the other operations in the precision of their inputs.
+    Normalisation layers (BatchNorm left unfolded, LayerNorm, GroupNorm) get float32 inputs through forward
+    pre-hooks, so they normalise in float32, and what follows them (often a residual stream) stays float32 until
+    the next matrix product. Softmax in bfloat16 accumulates in float32 in PyTorch's CPU kernels and Inductor's.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.device_type = next((p.device.type for p in module.parameters()), "cpu")
+        for layer in module.modules():
+            if isinstance(layer, _NORMALISATIONS) and not getattr(layer, "_float32_inputs", False):
+                layer.register_forward_pre_hook(_float32_inputs)
+                layer._float32_inputs = True
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            result = self.module(*args, **kwargs)
+        return _to_float32(result)
+
+
 class InferenceModel(nn.Module):
     """The result of :func:`optimize_for_inference`: call it like the original model.
 
@@ -282,24 +389,37 @@ class InferenceModel(nn.Module):
     conv-BatchNorm pairs folded, ``onednn_linear_layers`` the linear layers routed through oneDNN;
     ``compile_seconds`` is the first-call time measured on ``example_input``; ``seconds_per_call`` holds the
     best times of the compiled and the eager model on it when :func:`optimize_for_inference` compared them.
+    ``dtype`` is the precision of the computation (torch.float32, or torch.bfloat16: outputs are still float32)
+    and ``max_deviation`` the largest absolute difference from the float32 eager model's outputs on
+    ``example_input`` (None without one).
     """
 
     def __init__(
-        self, module: nn.Module, *, channels_last: bool, compile: bool, folded: int, onednn_linear_layers: int = 0
+        self,
+        module: nn.Module,
+        *,
+        channels_last: bool,
+        compile: bool,
+        folded: int,
+        onednn_linear_layers: int = 0,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
         self.module = module
         self.channels_last = channels_last
         self.folded = folded
         self.onednn_linear_layers = onednn_linear_layers
+        self.dtype = dtype
         self.compile_seconds: float | None = None
         self.seconds_per_call: dict[str, float] | None = None
+        self.max_deviation: float | None = None
         self.compiled = False
         self._verified_first_call = not compile
-        # Kept out of the module tree: the compiled wrapper shares the parameters of ``module``.
-        self.__dict__["_runner"] = module
+        # Kept out of the module tree: the runners share the parameters of ``module``.
+        self.__dict__["_eager"] = _BFloat16(module) if dtype == torch.bfloat16 else module
+        self.__dict__["_runner"] = self._eager
         if compile:
-            self.__dict__["_runner"] = _compile_with_freezing(module)
+            self.__dict__["_runner"] = _compile_with_freezing(self._eager)
             self.compiled = True
 
     def _in_layout(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -325,9 +445,9 @@ class InferenceModel(nn.Module):
                 RuntimeWarning,
                 stacklevel=5,  # past forward and nn.Module's call machinery, to the caller
             )
-            self.__dict__["_runner"] = self.module
+            self.__dict__["_runner"] = self._eager
             self.compiled = False
-            result = self.module(*args, **kwargs)
+            result = self._eager(*args, **kwargs)
         self._verified_first_call = True
         return result
 
@@ -335,13 +455,13 @@ class InferenceModel(nn.Module):
         """Time the compiled model against the folded eager one on ``args`` (best of ``rounds`` alternating
         calls, after one eager warm-up call) and run eagerly from now on if that is clearly faster."""
         args = self._in_layout(args)
-        compiled, eager = self._runner, self.module
+        compiled, eager = self._runner, self._eager
         with torch.no_grad():
             eager(*args)  # warm-up (the compiled model warmed up when it compiled)
             best = _best_seconds({"compiled": lambda: compiled(*args), "eager": lambda: eager(*args)}, rounds)
         self.seconds_per_call = best
         if best["eager"] <= _EAGER_IF_FASTER_THAN * best["compiled"]:
-            self.__dict__["_runner"] = self.module
+            self.__dict__["_runner"] = self._eager
             self.compiled = False
 
 
@@ -355,6 +475,8 @@ def _compile_supported() -> bool:
 
 def _max_difference(expected: Any, actual: Any) -> float:
     if isinstance(expected, torch.Tensor):
+        if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
+            return float("inf")  # a different number of detections, say: not the same output
         return (expected.float() - actual.float()).abs().max().item() if expected.numel() else 0.0
     if isinstance(expected, dict):
         return max((_max_difference(expected[k], actual[k]) for k in expected), default=0.0)
@@ -373,6 +495,36 @@ def _max_magnitude(value: Any) -> float:
     return 0.0
 
 
+def _top1_changes(expected: Any, actual: Any) -> list[str]:
+    """Where the top-1 class (argmax over dim 1) of ``actual`` disagrees with ``expected``'s beyond tolerance.
+
+    Checked: a floating output tensor with at least two dimensions, or such tensors as values of a dict output
+    (segmentation's ``out`` and ``aux``). A 2-D output (N x classes) must agree on every row; a dense one
+    (N x C x H x W) on all but ``_DENSE_TOP1_TOLERANCE`` of its positions.
+    """
+    if isinstance(expected, dict):
+        return [f"[{k!r}]{c}" for k in expected for c in _top1_changes(expected[k], actual[k])]
+    if not isinstance(expected, torch.Tensor) or not expected.is_floating_point() or expected.dim() < 2:
+        return []
+    differ = expected.argmax(dim=1) != actual.argmax(dim=1)
+    changed, total = int(differ.sum()), differ.numel()
+    if expected.dim() == 2:
+        return [f" top-1 differs for {changed} of {total} samples"] if changed else []
+    if changed <= _DENSE_TOP1_TOLERANCE * total:
+        return []
+    return [f" top-1 differs at {changed} of {total} positions ({changed / total:.1%}; at most 1% may)"]
+
+
+def _check_bfloat16(model: nn.Module, expected: Any, actual: Any, deviation: float) -> list[str]:
+    changes = _top1_changes(expected, actual)
+    if changes:
+        return [
+            f"bfloat16 changes {type(model).__name__}'s top-1 on example_input (float32 eager against "
+            f"bfloat16: output{'; output'.join(changes)}; largest deviation {deviation:.3g})"
+        ]
+    return []
+
+
 def optimize_for_inference(
     model: nn.Module,
     example_input: torch.Tensor | tuple[Any, ...] | None = None,
@@ -382,6 +534,7 @@ def optimize_for_inference(
     onednn_linear: bool | None = None,
     inplace: bool = False,
     keep_faster: bool = True,
+    dtype: torch.dtype | str = torch.float32,
 ) -> InferenceModel:
     """Return a faster, inference-only version of ``model`` with the same call signature.
 
@@ -409,14 +562,25 @@ def optimize_for_inference(
             takes at most 95% of the compiled time (``compiled`` then reads False; ``seconds_per_call`` has
             both times). Compiling does not speed up every network: DenseNet-121 at batch 8 took 220 ms a call
             compiled and 190 ms without compiling on a 2-core CPU.
+        dtype: the precision of the computation. ``torch.float32`` (or "float32"): outputs stay within 1e-3 of
+            the eager model's. ``torch.bfloat16`` (or "bfloat16"): convolutions, linear layers and matrix
+            products in bfloat16 under ``torch.autocast``, normalisation layers in float32, outputs returned in
+            float32; needs ``example_input``, on which ``max_deviation`` records the largest difference from
+            the float32 model and the top-1 class (argmax over dim 1) must agree with float32's: for a 2-D output
+            (classification logits) in every row, for a dense output (N x C x H x W, such as segmentation's
+            ``out`` and ``aux`` in its dict) at all but 1% of the pixels, else a ``RuntimeError`` gives the
+            numbers. Other outputs (detections, 1-D tensors) have no top-1 check. "auto": bfloat16 where the
+            device multiplies bfloat16 in hardware (:func:`has_native_bfloat16`: AMX or AVX-512 BF16 on a CPU)
+            and the top-1 check passes (else float32, with a ``RuntimeWarning``), float32 elsewhere.
 
     Returns:
         An :class:`InferenceModel`.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``.
-        RuntimeError: on ``example_input``, the optimised outputs differ from the eager ones by more than 1e-3
-            (relative to the largest output where that exceeds 1).
+        ValueError: ``dtype`` is not one of the above, or bfloat16 is asked for without ``example_input``.
+        RuntimeError: on ``example_input``, the optimised float32 outputs differ from the eager ones by more
+            than 1e-3 (relative to the largest output where that exceeds 1), or bfloat16 changes the top-1.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"optimize_for_inference expects an nn.Module, got {type(model).__name__}")
@@ -425,6 +589,13 @@ def optimize_for_inference(
     if example_input is not None and not isinstance(example_input, (torch.Tensor, tuple)):
         raise TypeError(f"example_input must be a tensor or a tuple of arguments, got {type(example_input).__name__}")
     args = (example_input,) if isinstance(example_input, torch.Tensor) else example_input
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    chosen_dtype = _resolve_dtype(dtype, device)
+    if chosen_dtype == torch.bfloat16 and args is None:
+        raise ValueError(
+            f"dtype={dtype!r} (bfloat16 here) needs example_input: the bfloat16 model's top-1 is checked against "
+            "float32's on it"
+        )
 
     module = model if inplace else copy.deepcopy(model)
     module.eval().requires_grad_(False)
@@ -444,8 +615,24 @@ def optimize_for_inference(
     if compile and not _compile_supported():
         warnings.warn("torch.compile is not supported here; optimising without it", RuntimeWarning, stacklevel=2)
         compile = False
+    if chosen_dtype == torch.bfloat16:
+        # Checked eagerly first, which is cheap: a refusal should not wait for a compile.
+        runner = _BFloat16(module)
+        with torch.no_grad():
+            trial = runner(*(tuple(_to_channels_last(a) for a in args) if use_channels_last else args))
+        problems = _check_bfloat16(model, expected, trial, _max_difference(expected, trial))
+        if problems and dtype == "auto":
+            warnings.warn(f"{problems[0]}: dtype='auto' keeps float32", RuntimeWarning, stacklevel=2)
+            chosen_dtype = torch.float32
+        elif problems:
+            raise RuntimeError(f"{problems[0]}; pass dtype=torch.float32 (or 'auto') for this model")
     optimised = InferenceModel(
-        module, channels_last=use_channels_last, compile=compile, folded=folded, onednn_linear_layers=linear_layers
+        module,
+        channels_last=use_channels_last,
+        compile=compile,
+        folded=folded,
+        onednn_linear_layers=linear_layers,
+        dtype=chosen_dtype,
     )
 
     if args is not None:
@@ -453,16 +640,21 @@ def optimize_for_inference(
         actual = optimised(*args)
         if optimised.compiled:
             optimised.compile_seconds = time.perf_counter() - start
-        difference = _max_difference(expected, actual)
-        # Absolute for outputs of ordinary magnitude (logits), relative for huge ones (randomly initialised
-        # deep networks), where float32 rounding alone exceeds any fixed absolute bound.
-        allowed = _ATOL * max(1.0, _max_magnitude(expected))
-        if difference > allowed:
-            raise RuntimeError(
-                f"optimize_for_inference changed {type(model).__name__}'s outputs by up to {difference:.3g} "
-                f"(more than {allowed:.3g}); please report this. Optimising with compile=False or "
-                "channels_last=False may avoid it."
-            )
+        difference = optimised.max_deviation = _max_difference(expected, actual)
+        if chosen_dtype == torch.bfloat16:
+            problems = _check_bfloat16(model, expected, actual, difference)
+            if problems:
+                raise RuntimeError(f"{problems[0]}; pass dtype=torch.float32 for this model")
+        else:
+            # Absolute for outputs of ordinary magnitude (logits), relative for huge ones (randomly initialised
+            # deep networks), where float32 rounding alone exceeds any fixed absolute bound.
+            allowed = _ATOL * max(1.0, _max_magnitude(expected))
+            if difference > allowed:
+                raise RuntimeError(
+                    f"optimize_for_inference changed {type(model).__name__}'s outputs by up to {difference:.3g} "
+                    f"(more than {allowed:.3g}); please report this. Optimising with compile=False or "
+                    "channels_last=False may avoid it."
+                )
         if optimised.compiled and keep_faster:
             optimised._keep_faster(args)
     return optimised

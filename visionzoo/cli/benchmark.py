@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ._common import CommandError, choose_weights, device_of, model_info, table
+from ._optimize import add_dtype_argument, check_dtype, optimise
 
 
 def register(sub: Any) -> None:
@@ -17,7 +18,8 @@ def register(sub: Any) -> None:
         "benchmark",
         help="measure images/s, latency percentiles and peak memory",
         description="Time forward passes of MODEL on random input (randomly initialised unless --weights is given). "
-        "With --compile or --optimize, the eager model and the optimised one are timed side by side.",
+        "With --compile or --optimize, the eager model and the optimised one are timed side by side; "
+        "--optimize compiles once more in a new process only where Inductor's cache misses.",
     )
     p.add_argument("model")
     p.add_argument(
@@ -41,9 +43,15 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--optimize",
         action="store_true",
-        help="also time visionzoo.models.optimize_for_inference's model (BatchNorm folding, layout; with "
-        "--compile, compiled with weight freezing), next to eager",
+        help="also time visionzoo.models.optimize_for_inference's model (BatchNorm folding, layout, compiled "
+        "with weight freezing; the compile time is shown), next to eager",
     )
+    p.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="with --optimize: optimise without torch.compile (BatchNorm folding and layout only)",
+    )
+    add_dtype_argument(p)
     p.add_argument(
         "--keep-freed-memory",
         action="store_true",
@@ -123,28 +131,28 @@ def _optimised(args: argparse.Namespace, model: Any, x: Any, sync: Any) -> tuple
     """The model ``--optimize`` / ``--compile`` ask for, compiled now (with progress on stderr), and what was done."""
     import torch
 
-    from visionzoo.inference import optimize_for_inference
-
-    if args.compile:
-        _note(f"compiling {args.model} with torch.compile (the first call; often tens of seconds)...")
-    start = time.perf_counter()
     if args.optimize:
-        fast = optimize_for_inference(
-            model, x, compile=args.compile, channels_last=True if args.channels_last else None, keep_faster=False
-        )
-        how = {"method": "optimize_for_inference", "compiled": fast.compiled, "folded_conv_bn": fast.folded}
-        seconds = fast.compile_seconds
-    else:
-        fast = torch.compile(model)
+        # In inference mode, as the timed calls run: compiled in another grad mode, the first of them would
+        # compile again.
         with torch.inference_mode():
-            fast(x)
-        sync()
-        how = {"method": "torch.compile", "compiled": True}
-        seconds = time.perf_counter() - start
-    how["compile_seconds"] = seconds
-    if args.compile:
-        _note(f"compiled in {seconds:.1f} s" if seconds is not None else "not compiled (see the warning above)")
-    return fast, how
+            return optimise(
+                model,
+                x,
+                name=args.model,
+                dtype=args.dtype,
+                compile=not args.no_compile,
+                channels_last=True if args.channels_last else None,
+                keep_faster=False,
+            )
+    _note(f"compiling {args.model} with torch.compile (the first call; often tens of seconds)...")
+    start = time.perf_counter()
+    fast = torch.compile(model)
+    with torch.inference_mode():
+        fast(x)
+    sync()
+    seconds = time.perf_counter() - start
+    _note(f"compiled in {seconds:.1f} s")
+    return fast, {"method": "torch.compile", "compiled": True, "compile_seconds": seconds}
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
@@ -162,6 +170,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         raise CommandError("--batch-size, --iterations and --threads must be at least 1, --warmup at least 0")
     if args.input_size is not None and args.input_size < 1:
         raise CommandError("--input-size must be at least 1")
+    check_dtype(args)
+    if args.no_compile and not args.optimize:
+        raise CommandError("--no-compile applies to --optimize (without --optimize, leave out --compile instead)")
     device = device_of(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -234,6 +245,8 @@ def _report_rows(result: dict[str, Any]) -> list[list[str]]:
     if fast is not None:
         seconds = fast["compile_seconds"]
         rows.append(["compile time (s)", "-", f"{seconds:.1f}" if seconds is not None else "-"])
+        if fast.get("max_deviation") is not None:
+            rows.append(["largest deviation from eager", "-", f"{fast['max_deviation']:.2g}"])
     blank = [""] * (len(runs) - 1)
     for label, key in (
         ("peak RSS, model built (MB)", "peak_rss_before_runs_mb"),
@@ -248,4 +261,5 @@ def _report_rows(result: dict[str, Any]) -> list[list[str]]:
 def _method_label(fast: dict[str, Any]) -> str:
     if fast["method"] == "torch.compile":
         return "compiled"
-    return "optimized+compiled" if fast["compiled"] else "optimized"
+    label = "optimized+compiled" if fast["compiled"] else "optimized"
+    return f"{label} ({fast['dtype']})" if fast.get("dtype", "float32") != "float32" else label

@@ -6,7 +6,10 @@ resize; video: the crop and the clip length the weights were evaluated with); ``
 weights it holds and their preset (a ``visionzoo.json`` extra file in ``.pt2`` programs, model metadata in ONNX
 files), so ``visionzoo predict --model FILE.pt2`` prepares images as the weights expect.
 
-Detection models and the quantized (int8) models do not export yet.
+Detectors export at one image size (their resize specialises on it; default: the shorter side their transform
+resizes to, 4:3 landscape); the number of detections stays decided at run time. Mask and Keypoint R-CNN export
+to ``.pt2`` only (their mask pasting and keypoint decoding have no ONNX form). The quantized (int8) models do
+not export yet.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 FORMATS = ("pt2", "onnx")
 # The extra file of a .pt2 program (the metadata key of an ONNX file) that describes what it holds.
 RECORD = "visionzoo.json"
-EXPORTABLE_TASKS = ("classification", "segmentation", "video", "optical_flow")
+EXPORTABLE_TASKS = ("classification", "segmentation", "detection", "video", "optical_flow")
 # Optical flow presets keep the frames' size: the size exported when --input-size is not given.
 FLOW_SIZE = (520, 960)
 FLOW_UPDATES = 12
@@ -75,7 +78,7 @@ def _weights_choice(model: str, weights: str | None) -> ChosenWeights:
         )
     if weights is not None and weights.lower() == "none":
         chosen = choose_weights(info.name, None, default=None)
-        if info.task == "segmentation":  # random weights throughout: no pretrained backbone either
+        if info.task in ("segmentation", "detection"):  # random weights throughout: no pretrained backbone either
             chosen.config["weights_backbone"] = None
         return chosen
     return choose_weights(info.name, weights, default="DEFAULT" if info.weights_enum is not None else None)
@@ -116,10 +119,23 @@ def _input_size(
         return (int(fixed[0]), int(fixed[1]))
     if chosen.task == "optical_flow":
         return FLOW_SIZE
+    if chosen.task == "detection":
+        return _detection_size(model)
     size = _preset_size(preset)
     if size is None:
         raise CommandError(f"the preset of {chosen.label} fixes no input size; give --input-size H W")
     return size
+
+
+def _detection_size(model: torch.nn.Module) -> tuple[int, int]:
+    """A 4:3 landscape image the detector's transform keeps at its size: SSD's fixed size, else the shorter side
+    it resizes to in eval mode and the width that gives, within its ``max_size``."""
+    transform = model.transform
+    if transform.fixed_size is not None:
+        width, height = transform.fixed_size
+        return (int(height), int(width))
+    height = int(transform.min_size[-1])
+    return (height, min(int(transform.max_size), round(height * 4 / 3)))
 
 
 def _example(args: argparse.Namespace, chosen: ChosenWeights, size: tuple[int, int]) -> tuple[Any, dict[str, Any]]:
@@ -134,6 +150,8 @@ def _example(args: argparse.Namespace, chosen: ChosenWeights, size: tuple[int, i
         return torch.rand(1, 3, clip_len, *size), {}
     if chosen.task == "optical_flow":
         return (torch.rand(1, 3, *size), torch.rand(1, 3, *size)), {"num_flow_updates": args.flow_updates}
+    if chosen.task == "detection":  # one argument: the list of images
+        return ([torch.rand(3, *size)],), {}
     return torch.rand(1, 3, *size), {}
 
 
@@ -157,7 +175,8 @@ def _record(
 
     from visionzoo import __version__
 
-    inputs = [example] if isinstance(example, torch.Tensor) else list(example)
+    args = [example] if isinstance(example, torch.Tensor) else list(example)
+    inputs = [t for a in args for t in ([a] if isinstance(a, torch.Tensor) else a)]
     categories = chosen.category_names()
     return {
         "format": fmt,
@@ -207,6 +226,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             deviation = deploy.check_onnx(model, out, example)
     except ImportError as error:
         raise CommandError(one_line(error), status=1) from None
+    except ValueError as error:  # an operator without an ONNX form
+        raise CommandError(one_line(error)) from None
     shape = " and ".join("x".join(map(str, s)) for s in record["input_shapes"])
     free = " (batch and sizes free where the model allows)" if args.dynamic else ""
     print(f"{out}: {chosen.model} with {record['weights'] or 'random weights'}, input {shape}{free}")

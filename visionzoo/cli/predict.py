@@ -34,6 +34,7 @@ from visionzoo.distributed import BACKENDS
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
 from ._detection import DEFAULT_THRESHOLD, detect, show_detection
 from ._flow import DEFAULT_UPDATES, PAIRINGS, check_flow_out, count_pairs, estimate_flows, show_flow
+from ._optimize import OPTIMIZABLE_TASKS, OptimisedOnFirstBatch, add_dtype_argument, check_dtype
 from ._segmentation import PictureNames, segment, show_segmentation
 from ._video import VIDEO_SUFFIXES, classify_videos, show_video, video_rows
 
@@ -143,6 +144,15 @@ def register(sub: Any) -> None:
         choices=BACKENDS,
         help="under torchrun: how the processes talk (default: nccl with --device cuda, else gloo)",
     )
+    p.add_argument(
+        "--optimize",
+        action="store_true",
+        help=f"{' and '.join(OPTIMIZABLE_TASKS)}: run the model through visionzoo.models.optimize_for_inference "
+        "(BatchNorm folding, layout, torch.compile with weight freezing), optimised on the first batch (the "
+        "compile time is shown on stderr; a later process finds most of the work in Inductor's cache). Pays "
+        "off for many images: compiling takes tens of seconds the first time",
+    )
+    add_dtype_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
@@ -154,7 +164,7 @@ class Session:
     (empty when unknown), and where pictures go (tasks that draw only)."""
 
     args: argparse.Namespace
-    model: torch.nn.Module
+    model: torch.nn.Module | Callable[..., Any]  # --optimize: an OptimisedOnFirstBatch
     device: torch.device
     categories: list[str]
     pictures: PictureNames
@@ -495,6 +505,8 @@ def _start(args: argparse.Namespace, chosen: ChosenWeights, device: torch.device
         raise
     model = model.to(device)
     preset = preset_of(chosen, model)
+    if args.optimize:
+        model = OptimisedOnFirstBatch(model, name=chosen.model, dtype=args.dtype, quiet=args.quiet)
     categories = chosen.category_names()
     pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), chosen.model)
     return Session(args, model, device, categories, pictures, preset, chosen)
@@ -525,6 +537,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         available = ", ".join(sorted(name for name in PREDICTORS if name in list_tasks()))
         raise CommandError(
             f"predict does not handle {task.name} models yet ({info.name}); it handles {available} models"
+        )
+    check_dtype(args)
+    if args.optimize and task.name not in OPTIMIZABLE_TASKS:
+        raise CommandError(
+            f"--optimize applies to {' and '.join(OPTIMIZABLE_TASKS)} models, not {task.name} models ({info.name})"
         )
     world = world_of(args, predictor, task.name, [n for n, p in PREDICTORS.items() if p.writes_results])
     chosen = choose_weights(info.name, args.weights, args.num_classes)
@@ -630,6 +647,8 @@ def _predict_exported(args: argparse.Namespace) -> int:
 
     if args.weights is not None or args.num_classes is not None:
         raise CommandError(f"{args.model} holds its weights; --weights and --num-classes do not apply to it")
+    if args.optimize or args.dtype is not None:
+        raise CommandError(f"{args.model} is an exported program; --optimize and --dtype apply to model names")
     program, record = load_program(args.model)
     task = record.get("task")
     if task not in EXPORTED_TASKS:

@@ -16,6 +16,8 @@ import struct
 import torch
 from torch import Tensor
 
+from ._library import operator, tracing, unbacked_size
+
 __all__ = [
     "box_area",
     "box_iou",
@@ -48,8 +50,12 @@ def _check_boxes(boxes: Tensor, name: str = "boxes", fmt: str = "xyxy", leading:
     if (boxes.dim() < 1 if leading else boxes.dim() != 2) or boxes.shape[-1] != 4:
         expected = "[..., 4]" if leading else "[N, 4]"
         raise ValueError(f"{name} must have shape {expected}, got {tuple(boxes.shape)}")
-    if boxes.numel() == 0:
+    if tracing() or boxes.numel() == 0:  # a traced graph does not branch on values: the checks run eagerly
         return
+    _check_box_values(boxes, name, fmt)
+
+
+def _check_box_values(boxes: Tensor, name: str = "boxes", fmt: str = "xyxy") -> None:
     if fmt == "xyxy":
         bad = (boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1])
         what = "x2 < x1 or y2 < y1"
@@ -533,8 +539,21 @@ def _nms(boxes: Tensor, scores: Tensor, groups: Tensor | None, iou_threshold: fl
     return order[torch.cat(kept)]
 
 
+def _kept_indices(boxes: Tensor, scores: Tensor, idxs: Tensor | None, iou_threshold: float) -> Tensor:
+    return boxes.new_empty((unbacked_size(boxes.shape[0]),), dtype=torch.long)
+
+
+@operator("nms", _kept_indices)
+def _suppress(boxes: Tensor, scores: Tensor, idxs: Tensor | None, iou_threshold: float) -> Tensor:
+    """:func:`batched_nms` (:func:`nms` without ``idxs``) as one operator: the boxes' values are checked here, when
+    the operator runs, since a traced graph (``torch.export``, ``torch.compile``) holds no checks on values."""
+    if boxes.numel():
+        _check_box_values(boxes)
+    return _nms(boxes, scores, idxs, iou_threshold)
+
+
 def _check_nms_inputs(boxes: Tensor, scores: Tensor, iou_threshold: float) -> None:
-    _check_boxes(boxes, leading=False)
+    _check_boxes(boxes, leading=False)  # values: in _suppress
     if not boxes.is_floating_point():
         raise TypeError(f"boxes must be floating point, got dtype {boxes.dtype}")
     if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
@@ -567,7 +586,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         ValueError, TypeError: malformed shapes, dtypes or devices, or a box with x2 < x1 or y2 < y1.
     """
     _check_nms_inputs(boxes, scores, iou_threshold)
-    return _nms(boxes, scores, None, float(iou_threshold))
+    return _suppress(boxes, scores, None, float(iou_threshold))
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
@@ -590,4 +609,4 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         raise TypeError(f"idxs must hold integer category indices, got dtype {idxs.dtype}")
     if idxs.device != boxes.device:
         raise ValueError(f"idxs are on {idxs.device} but boxes on {boxes.device}")
-    return _nms(boxes, scores, idxs, float(iou_threshold))
+    return _suppress(boxes, scores, idxs, float(iou_threshold))

@@ -15,11 +15,14 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
+from ._library import tracing
+
 __all__ = [
     "Conv2dNormActivation",
     "Conv3dNormActivation",
     "SqueezeExcitation",
     "FrozenBatchNorm2d",
+    "BatchNorm2d",
     "convert_frozen_batchnorm",
     "stochastic_depth",
     "StochasticDepth",
@@ -313,14 +316,35 @@ class FrozenBatchNorm2d(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        # Fold the four buffers into one scale and one shift, so the input is touched by a single FMA.
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        scale = self.weight * (self.running_var + self.eps).rsqrt()
-        shift = self.bias - self.running_mean * scale
-        return x * scale.reshape(shape) + shift.reshape(shape)
+        return _normalise(x, self.weight, self.bias, self.running_mean, self.running_var, self.eps)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.weight.shape[0]}, eps={self.eps})"
+
+
+def _normalise(x: Tensor, weight: Tensor | None, bias: Tensor | None, mean: Tensor, var: Tensor, eps: float) -> Tensor:
+    """Batch normalisation with fixed statistics over dimension 1. The four buffers fold into one scale and one
+    shift, so the input is touched by a single FMA."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    scale = (var + eps).rsqrt()
+    if weight is not None:
+        scale = weight * scale
+    shift = -mean * scale
+    if bias is not None:
+        shift = bias + shift
+    return x * scale.reshape(shape) + shift.reshape(shape)
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` (the same parameters and state_dict) for layers whose batch size depends on the data,
+    such as the detection heads that run once per RoI or detection. Traced in eval mode (``torch.export``,
+    ``torch.compile``), it normalises with plain arithmetic, which traces for any batch size, where torch's
+    batch-norm kernel asks whether the batch is empty; eager calls run ``nn.BatchNorm2d`` itself."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        if self.training or self.running_mean is None or self.running_var is None or not tracing():
+            return super().forward(input)
+        return _normalise(input, self.weight, self.bias, self.running_mean, self.running_var, self.eps)
 
 
 def convert_frozen_batchnorm(module: nn.Module) -> nn.Module:

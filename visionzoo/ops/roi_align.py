@@ -20,6 +20,8 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
+from ._library import operator
+
 __all__ = ["roi_align", "RoIAlign", "roi_pool", "RoIPool"]
 
 # Entries of the padded per-chunk sampling tables (adaptive RoIAlign) and gathered window elements (RoIPool) kept
@@ -65,18 +67,23 @@ def _as_rois(boxes: Tensor | Sequence[Tensor], input: Tensor, name: str) -> Tens
         raise TypeError(f"{name}: boxes ({rois.dtype}) must have the dtype of input ({input.dtype})")
     if rois.device != input.device:
         raise ValueError(f"{name}: boxes are on {rois.device} but input is on {input.device}")
-    if rois.shape[0] and (input.shape[2] == 0 or input.shape[3] == 0):
+    if (input.shape[2] == 0 or input.shape[3] == 0) and rois.shape[0]:
         raise ValueError(f"{name}: input has an empty spatial size {tuple(input.shape[2:])}")
+    return rois
+
+
+def _check_roi_values(rois: Tensor, num_images: int, name: str) -> None:
+    """Raise unless every RoI is finite, with x1 <= x2, y1 <= y2 and an integer batch index below ``num_images``
+    (checked where the RoIs are pooled, since a traced graph holds no checks on values)."""
     index, x1, y1, x2, y2 = rois.unbind(1)
-    bad = ~torch.isfinite(rois).all(1) | (index != index.round()) | (index < 0) | (index >= input.shape[0])
+    bad = ~torch.isfinite(rois).all(1) | (index != index.round()) | (index < 0) | (index >= num_images)
     bad |= (x2 < x1) | (y2 < y1)
     if bad.any():
         k = int(bad.nonzero()[0, 0])
         raise ValueError(
             f"{name}: box {k} {rois[k].tolist()} is invalid: expected a finite (batch index, x1, y1, x2, y2) with "
-            f"x1 <= x2, y1 <= y2 and an integer batch index in [0, {input.shape[0] - 1}]"
+            f"x1 <= x2, y1 <= y2 and an integer batch index in [0, {num_images - 1}]"
         )
-    return rois
 
 
 # ----------------------------------------------------------------------------------------------------- RoIAlign
@@ -237,6 +244,27 @@ def roi_align(
     """
     ph, pw = _output_size(output_size, "roi_align")
     rois = _as_rois(boxes, input, "roi_align")
+    differentiable = torch.is_grad_enabled() and (input.requires_grad or rois.requires_grad)
+    pool = _pool if differentiable and not _exporting() else _pool_operator
+    return pool(input, rois, float(spatial_scale), ph, pw, int(sampling_ratio), bool(aligned))
+
+
+def _exporting() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting())
+
+
+def _pooled_shape(
+    input: Tensor, rois: Tensor, spatial_scale: float, ph: int, pw: int, sampling_ratio: int, aligned: bool
+) -> Tensor:
+    return input.new_empty((rois.shape[0], input.shape[1], ph, pw))
+
+
+def _pool(
+    input: Tensor, rois: Tensor, spatial_scale: float, ph: int, pw: int, sampling_ratio: int, aligned: bool
+) -> Tensor:
+    """RoIAlign of the checked ``rois`` (``[K, 5]``) into ``[K, C, ph, pw]``; differentiable."""
+    _check_roi_values(rois, input.shape[0], "roi_align")
     num_images, channels, height, width = input.shape
     if rois.shape[0] == 0:
         return input.new_zeros((0, channels, ph, pw)) + input.sum() * 0  # keeps the autograd graph connected
@@ -253,6 +281,11 @@ def roi_align(
         count = count.view(-1, 1, 1, 1)
     output = cells.view(-1, ph, pw, channels).permute(0, 3, 1, 2).contiguous()
     return output.div_(_divisor(count, output)).to(input.dtype)
+
+
+# For inference, and for torch.export and torch.compile: one operator whose output shape is known without data.
+# (Training calls _pool itself, for autograd.)
+_pool_operator = operator("roi_align", _pooled_shape)(_pool)
 
 
 class _SparseProduct(torch.autograd.Function):
@@ -338,6 +371,7 @@ def roi_pool(
     """
     ph, pw = _output_size(output_size, "roi_pool")
     rois = _as_rois(boxes, input, "roi_pool")
+    _check_roi_values(rois, input.shape[0], "roi_pool")
     num_images, channels, height, width = input.shape
     if rois.shape[0] == 0:
         return input.new_zeros((0, channels, ph, pw)) + input.sum() * 0

@@ -13,6 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ...ops._library import tracing
 from ...ops.misc import FrozenBatchNorm2d
 
 __all__ = [
@@ -132,11 +133,12 @@ class BoxCoder:
             raise TypeError(f"boxes must be a list or tuple of per-image tensors, got {type(boxes).__name__}")
         if not isinstance(rel_codes, torch.Tensor):
             raise TypeError(f"rel_codes must be a Tensor, got {type(rel_codes).__name__}")
-        total = sum(b.size(0) for b in boxes)
-        if total > 0:
-            rel_codes = rel_codes.reshape(total, -1)
+        if rel_codes.dim() != 2:
+            rel_codes = rel_codes.reshape(sum(b.shape[0] for b in boxes), -1)
         decoded = self.decode_single(rel_codes, torch.cat(boxes))
-        return decoded.reshape(total, -1, 4) if total > 0 else decoded
+        if not tracing() and decoded.shape[0] == 0:
+            return decoded  # the reference's shape without boxes: (0, 4 * K)
+        return decoded.unflatten(1, (-1, 4))
 
     def decode_single(self, rel_codes: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """The boxes that ``rel_codes`` (``(N, 4 * K)``) describe relative to ``boxes`` (``(N, 4)``): ``(N, 4 * K)``,

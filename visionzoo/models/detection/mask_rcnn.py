@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from ...ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
+from ...ops.misc import BatchNorm2d, Conv2dNormActivation, FrozenBatchNorm2d
 from ...ops.poolers import MultiScaleRoIAlign
 from .._api import WeightsEnum, register_model
 from .._heads import head_width
@@ -232,8 +232,8 @@ def _resnet50_fpn_v2(
     backbone = _resnet_fpn_extractor(resnet50(weights=weights_backbone), trainable, norm_layer=nn.BatchNorm2d)
     anchors = _default_anchorgen()
     rpn_head = RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], conv_depth=2)
-    box_head = FastRCNNConvFCHead((backbone.out_channels, 7, 7), [256] * 4, [1024], norm_layer=nn.BatchNorm2d)
-    mask_head = MaskRCNNHeads(backbone.out_channels, [256] * 4, 1, norm_layer=nn.BatchNorm2d)
+    box_head = FastRCNNConvFCHead((backbone.out_channels, 7, 7), [256] * 4, [1024], norm_layer=BatchNorm2d)
+    mask_head = MaskRCNNHeads(backbone.out_channels, [256] * 4, 1, norm_layer=BatchNorm2d)
     return MaskRCNN(
         backbone,
         num_classes=num_classes,

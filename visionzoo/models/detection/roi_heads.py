@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...ops import boxes as box_ops
+from ...ops._library import operator
 from ...ops.roi_align import roi_align
 from . import _utils as det_utils
 
@@ -98,7 +99,7 @@ def maskrcnn_inference(mask_logits: torch.Tensor, labels: list[torch.Tensor]) ->
     """Each detection's mask probabilities for its predicted class, ``(N, 1, M, M)`` per image."""
     classes = torch.cat(labels)
     probabilities = mask_logits[torch.arange(classes.shape[0], device=classes.device), classes].sigmoid()
-    return list(probabilities[:, None].split([len(label) for label in labels]))
+    return list(probabilities[:, None].split([label.shape[0] for label in labels]))
 
 
 def _expand_boxes(boxes: torch.Tensor, scale: float) -> torch.Tensor:
@@ -134,10 +135,19 @@ def paste_masks_in_image(
             f"expected masks of shape (N, 1, M, M) and boxes of shape (N, 4), got {tuple(masks.shape)} and "
             f"{tuple(boxes.shape)}"
         )
+    return _paste_masks(masks, boxes, int(img_shape[0]), int(img_shape[1]), padding)
+
+
+def _pasted_shape(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int, padding: int) -> torch.Tensor:
+    return masks.new_empty((masks.shape[0], 1, height, width))
+
+
+@operator("paste_masks", _pasted_shape)
+def _paste_masks(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int, padding: int) -> torch.Tensor:
+    """:func:`paste_masks_in_image` as one operator (a loop over boxes of data-dependent sizes)."""
     side = masks.shape[-1]
     masks = F.pad(masks, (padding,) * 4)
     boxes = _expand_boxes(boxes, (side + 2 * padding) / side).to(torch.int64)
-    height, width = img_shape
     pasted = masks.new_zeros((masks.shape[0], 1, height, width))
     for mask, out, (x1, y1, x2, y2) in zip(masks, pasted, boxes.tolist()):
         # The whole box's resampled mask, then the part of it inside the image.
@@ -215,6 +225,19 @@ def heatmaps_to_keypoints(maps: torch.Tensor, rois: torch.Tensor) -> tuple[torch
     Returns:
         ``(R, K, 3)`` keypoints (x, y, 1) in the boxes' coordinates and ``(R, K)`` scores (the upsampled logits).
     """
+    return _keypoints_from_heatmaps(maps, rois)
+
+
+def _keypoints_shape(maps: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    num_rois, num_keypoints = maps.shape[:2]
+    return maps.new_empty((num_rois, num_keypoints, 3), dtype=torch.float32), maps.new_empty(
+        (num_rois, num_keypoints), dtype=torch.float32
+    )
+
+
+@operator("heatmaps_to_keypoints", _keypoints_shape)
+def _keypoints_from_heatmaps(maps: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`heatmaps_to_keypoints` as one operator (each RoI's maps upsampled to its own size)."""
     num_keypoints = maps.shape[1]
     widths = (rois[:, 2] - rois[:, 0]).clamp(min=1)
     heights = (rois[:, 3] - rois[:, 1]).clamp(min=1)
@@ -241,7 +264,7 @@ def keypointrcnn_inference(
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per image, its detections' keypoints ``(N, K, 3)`` and keypoint scores ``(N, K)``."""
     keypoints, scores = [], []
-    for maps, image_boxes in zip(keypoint_logits.split([len(b) for b in boxes]), boxes):
+    for maps, image_boxes in zip(keypoint_logits.split([b.shape[0] for b in boxes]), boxes):
         image_keypoints, image_scores = heatmaps_to_keypoints(maps, image_boxes)
         keypoints.append(image_keypoints)
         scores.append(image_scores)
@@ -388,7 +411,7 @@ class RoIHeads(nn.Module):
         """Per image: every (proposal, foreground class) pair as a detection, clipped, above ``score_thresh``,
         not tiny, after per-class NMS, the ``detections_per_img`` best. Returns boxes, scores, labels."""
         num_classes = class_logits.shape[-1]
-        counts = [len(p) for p in proposals]
+        counts = [p.shape[0] for p in proposals]
         all_boxes = self.box_coder.decode(box_regression, proposals).split(counts)
         all_scores = F.softmax(class_logits, -1).split(counts)
         final_boxes, final_scores, final_labels = [], [], []

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...ops import boxes as box_ops
+from ...ops._library import operator
 from ...ops.boxes import _strict_threshold
 from .._api import WeightsEnum, caller_stacklevel, register_model
 from .._heads import reset_class_logits
@@ -343,7 +344,7 @@ class SSD(nn.Module):
             class_boxes = boxes[top_boxes]  # (classes - 1, k, 4), each row in decreasing score
             labels = torch.arange(1, scores.shape[1], device=scores.device)[:, None].expand_as(top_boxes)
             if top_boxes.shape[1] <= _ROW_NMS_MAX:
-                keep = _nms_per_row(class_boxes, candidate, self.nms_thresh)
+                keep = _nms_per_row(class_boxes, candidate, float(self.nms_thresh))
                 image_boxes, image_scores, image_labels = class_boxes[keep], top_scores[keep], labels[keep]
                 best = image_scores.sort(descending=True, stable=True).indices[: self.detections_per_img]
             else:
@@ -361,6 +362,11 @@ _ROW_NMS_MAX = 1024
 _NMS_BLOCK = 16  # positions whose overlaps one step computes
 
 
+def _kept_mask(boxes: torch.Tensor, candidate: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    return torch.empty_like(candidate)
+
+
+@operator("nms_per_row", _kept_mask)
 def _nms_per_row(boxes: torch.Tensor, candidate: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Greedy NMS within each row of ``boxes`` (``(R, k, 4)``, each row in decreasing score order, equal scores in
     the order NMS takes them), among the boxes ``candidate`` marks (``(R, k)``). Returns the ``(R, k)`` mask of the
