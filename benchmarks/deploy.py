@@ -37,6 +37,7 @@ from ._harness import (
     parse_settings,
     print_row,
     selected,
+    skip,
     time_interleaved,
 )
 from .peers import THREADS, PeerUnavailable, onnxruntime_runner
@@ -219,7 +220,11 @@ def main(argv: list[str] | None = None) -> Report:
     settings = replace(settings, repeats=3 if settings.quick else 5, min_time=0.05 if settings.quick else 0.2)
     report = Report("deploy", settings)
     for target in selected(report, MODELS, args):
-        row = in_fresh_process(compare_forms, target, settings)
+        try:
+            row = in_fresh_process(compare_forms, target, settings)
+        except RuntimeError as error:  # the model's process died (memory, a crash in a runtime): note it, go on
+            skip(report, f"{target.name}: {str(error).strip().splitlines()[-1][:300]}")
+            continue
         print_row({k: v for k, v in row.items() if k != "all_s" and not k.startswith("setup_s_")})
         report.rows.append(row)
     report.summary = {

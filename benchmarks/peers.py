@@ -49,6 +49,7 @@ from ._harness import (
     parse_settings,
     print_row,
     selected,
+    skip,
     time_interleaved,
 )
 from .targets import Target, build_calibrated_pair
@@ -336,7 +337,11 @@ def main(argv: list[str] | None = None) -> Report:
     batches = QUICK_BATCH_SIZES if settings.quick else BATCH_SIZES
     for target in selected(report, MODELS, args):
         for batch in batches:
-            row = in_fresh_process(compare_peers, target, batch, settings, bf16)
+            try:
+                row = in_fresh_process(compare_peers, target, batch, settings, bf16)
+            except RuntimeError as error:  # the model's process died (memory, a crash in a runtime): note it, go on
+                skip(report, f"{target.name} at batch {batch}: {str(error).strip().splitlines()[-1][:300]}")
+                continue
             print_row({k: v for k, v in row.items() if k != "all_s" and not k.startswith("setup_s_")})
             report.rows.append(row)
     report.summary["speedups"] = {
