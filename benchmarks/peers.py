@@ -23,7 +23,8 @@ float32's subnormal range, which only the eager models pay for; ViT's zero-initi
 summary records the CPU model and its instruction-set features.
 ONNX Runtime and OpenVINO are optional (``pip install visionzoo[bench]``): without them their peers are reported
 as skipped, with the reason.
-Run: ``python -m benchmarks.peers [--quick] [--only resnet50,vit_b_16]``.
+Run: ``python -m benchmarks.peers [--quick] [--only resnet50,vit_b_16]`` (with ``--only``, the other models' rows of
+the previous result file are kept when it was measured in the same mode on the same CPU: a full run can be split).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import torch
 from torch import nn
 
 from ._harness import (
+    RESULTS_DIR,
     Report,
     Settings,
     in_fresh_process,
@@ -344,11 +346,36 @@ def main(argv: list[str] | None = None) -> Report:
                 continue
             print_row({k: v for k, v in row.items() if k != "all_s" and not k.startswith("setup_s_")})
             report.rows.append(row)
+    if args.only:
+        keep_earlier_rows(report, cpu)
     report.summary["speedups"] = {
         f"{r['model']}@{r['batch']}": {p: r[f"speedup_{p}"] for p in PEERS if f"speedup_{p}" in r} for r in report.rows
     }
     print(f"summary: {report.summary}\nwrote {report.write()}")
     return report
+
+
+def keep_earlier_rows(report: Report, cpu: dict[str, Any]) -> None:
+    """With ``--only``, keep the rows of the other models from the previous result file when it was measured in
+    the same mode on the same CPU, so that the full run can be split into several shorter ones
+    (``--only resnet50,mobilenet_v3_large,efficientnet_b0``, then ``--only convnext_tiny,vit_b_16``)."""
+    import json
+
+    path = RESULTS_DIR / f"{report.item}.json"
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    same_machine = earlier.get("summary", {}).get("cpu", {}).get("features") == cpu["features"]
+    if not same_machine or earlier.get("settings", {}).get("quick") != report.settings.quick:
+        return
+    measured = {r["model"] for r in report.rows}
+    kept = [r for r in earlier.get("rows", []) if r.get("model") not in measured]
+    if kept:
+        date = earlier.get("environment", {}).get("date")
+        order = {t.name: i for i, t in enumerate(MODELS)}
+        report.rows = sorted([*kept, *report.rows], key=lambda r: (order.get(r["model"], len(order)), r["batch"]))
+        report.notes.append(f"rows of {', '.join(dict.fromkeys(r['model'] for r in kept))} kept from the run of {date}")
 
 
 if __name__ == "__main__":
