@@ -108,7 +108,7 @@ def test_predict_refuses_programs_it_cannot_run(
     program = torch.export.export(torch.nn.Identity(), (torch.zeros(1, 3, 8, 8),))
     bare, detector = tmp_path / "bare.pt2", tmp_path / "det.pt2"
     torch.export.save(program, bare)
-    record = {"task": "detection", "model": "fasterrcnn_resnet50_fpn"}
+    record = {"task": "keypoint_tracking", "model": "fasterrcnn_resnet50_fpn"}
     torch.export.save(program, detector, extra_files={RECORD: json.dumps(record)})
     cases = [
         (["--model", str(tmp_path / "missing.pt2")], 1, "missing.pt2: no such exported program"),
@@ -116,8 +116,8 @@ def test_predict_refuses_programs_it_cannot_run(
         (
             ["--model", str(detector)],
             2,
-            "predict runs exported classification, segmentation models only so far; "
-            f"{detector} holds fasterrcnn_resnet50_fpn, a detection model",
+            "predict runs exported classification, segmentation, detection models only so far; "
+            f"{detector} holds fasterrcnn_resnet50_fpn, a keypoint_tracking model",
         ),
         (["--model", str(detector), "--weights", "V1"], 2, "holds its weights; --weights and --num-classes"),
     ]
@@ -240,3 +240,35 @@ def test_a_static_segmentation_program_of_another_size_than_its_preset_is_refuse
     status, _, err = run(["predict", "--model", str(path), image], capsys)
     assert status == 2
     assert "exported for 64x48 inputs, but its preset resizes the shorter side to 520; export it again" in err
+
+
+def test_an_exported_detector_predicts_what_the_model_by_name_predicts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from visionzoo.models.detection import ssdlite320_mobilenet_v3_large
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "ssdlite_random.pth"
+    torch.save(ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).state_dict(), checkpoint)
+    program = tmp_path / "ssdlite.pt2"
+    argv = ["export", "ssdlite320_mobilenet_v3_large", "--weights", str(checkpoint), "--format", "pt2"]
+    status, _, err = run([*argv, "--out", str(program)], capsys)
+    assert status == 0, err
+    (square,) = write_images(tmp_path / "images", 1, size=(320, 320))  # the program's own size
+    (wide,) = write_images(tmp_path / "wide", 1, seed=1, size=(200, 90))
+    options = ["--threshold", "0", "--topk", "5", "--json", "--quiet"]
+
+    def detections(model: list[str], image: Path, out: str) -> list[dict]:
+        status, stdout, err = run(["predict", *model, str(image), *options, "--out", str(tmp_path / out)], capsys)
+        assert status == 0, err
+        (result,) = json.loads(stdout)
+        assert Path(result["picture"]).is_file()
+        return result["detections"]
+
+    by_name = ["--model", "ssdlite320_mobilenet_v3_large", "--weights", str(checkpoint)]
+    expected = detections(by_name, square, "eager")
+    assert len(expected) == 5
+    assert detections(["--model", str(program)], square, "exported") == expected
+    for found in detections(["--model", str(program)], wide, "wide"):  # resized to 320x320 and boxes mapped back
+        x1, y1, x2, y2 = found["box"]
+        assert 0 <= x1 <= x2 <= 200 and 0 <= y1 <= y2 <= 90  # write_images takes (width, height)

@@ -268,7 +268,7 @@ def _compile_failures() -> tuple[type[BaseException], ...]:
     return tuple(failures)
 
 
-def _compile_with_freezing(module: nn.Module) -> Any:
+def _compile_with_freezing(module: nn.Module, freezing: bool = True) -> Any:
     """``torch.compile`` with Inductor's freezing, which turns the parameters into constants (folding them
     further and pre-packing convolution and linear weights for oneDNN). Freezing applies to graphs compiled
     with autograd off, as ``InferenceModel.forward`` runs them. It is a global Inductor setting read while a
@@ -281,7 +281,12 @@ def _compile_with_freezing(module: nn.Module) -> Any:
     compiled = torch.compile(module, dynamic=False)
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        with inductor_config.patch(freezing=True):
+        # Detectors keep a data-dependent number of boxes (torch.nonzero, NMS): dynamo traces those into the
+        # graph too (one graph per detector) instead of breaking it there. Other models have no such operations.
+        with (
+            inductor_config.patch(freezing=freezing),
+            torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True),
+        ):
             return compiled(*args, **kwargs)
 
     return run
@@ -389,6 +394,7 @@ class InferenceModel(nn.Module):
     conv-BatchNorm pairs folded, ``onednn_linear_layers`` the linear layers routed through oneDNN;
     ``compile_seconds`` is the first-call time measured on ``example_input``; ``seconds_per_call`` holds the
     best times of the compiled and the eager model on it when :func:`optimize_for_inference` compared them.
+    ``frozen`` says whether the compiled graphs use Inductor's freezing (weights as constants, pre-packed).
     ``dtype`` is the precision of the computation (torch.float32, or torch.bfloat16: outputs are still float32)
     and ``max_deviation`` the largest absolute difference from the float32 eager model's outputs on
     ``example_input`` (None without one).
@@ -414,6 +420,7 @@ class InferenceModel(nn.Module):
         self.seconds_per_call: dict[str, float] | None = None
         self.max_deviation: float | None = None
         self.compiled = False
+        self.frozen = compile
         self._verified_first_call = not compile
         # Kept out of the module tree: the runners share the parameters of ``module``.
         self.__dict__["_eager"] = _BFloat16(module) if dtype == torch.bfloat16 else module
@@ -433,9 +440,16 @@ class InferenceModel(nn.Module):
             return self._first_compiled_call(args, kwargs)
 
     def _first_compiled_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Compile on the first call; if this machine cannot compile, warn once and keep running eagerly."""
+        """Compile on the first call; where Inductor's freezing fails on the model's graph (Faster R-CNN's, in torch
+        2.14: unbacked sizes), compile without it (``frozen`` False); if this machine cannot compile, warn once and
+        keep running eagerly."""
         try:
-            result = self._runner(*args, **kwargs)
+            try:
+                result = self._runner(*args, **kwargs)
+            except _compile_failures():
+                self.__dict__["_runner"] = _compile_with_freezing(self._eager, freezing=False)
+                self.frozen = False
+                result = self._runner(*args, **kwargs)
         except _compile_failures() as error:
             cause = getattr(error, "inner_exception", None) or error
             first_line = (str(cause).strip().splitlines() or [""])[0]
@@ -446,7 +460,7 @@ class InferenceModel(nn.Module):
                 stacklevel=5,  # past forward and nn.Module's call machinery, to the caller
             )
             self.__dict__["_runner"] = self._eager
-            self.compiled = False
+            self.compiled = self.frozen = False
             result = self._eager(*args, **kwargs)
         self._verified_first_call = True
         return result
@@ -462,7 +476,7 @@ class InferenceModel(nn.Module):
         self.seconds_per_call = best
         if best["eager"] <= _EAGER_IF_FASTER_THAN * best["compiled"]:
             self.__dict__["_runner"] = self._eager
-            self.compiled = False
+            self.compiled = self.frozen = False
 
 
 def _compile_supported() -> bool:

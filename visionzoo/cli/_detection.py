@@ -83,6 +83,8 @@ SCORED_CLASSES = (
 
 def scored_classes(model: torch.nn.Module) -> int | None:
     """How many classes ``model`` scores, read where its kind of detector keeps it (None if unknown)."""
+    if isinstance(getattr(model, "scored_classes", None), int):  # an ExportedDetector
+        return model.scored_classes
     for path, attribute in SCORED_CLASSES:
         try:
             module = model.get_submodule(path)
@@ -92,6 +94,39 @@ def scored_classes(model: torch.nn.Module) -> int | None:
         if isinstance(value, int):
             return value
     return None
+
+
+def exported_detector(program: torch.nn.Module, size: tuple[int, int], scored: int | None) -> torch.nn.Module:
+    """A detector exported at one image size (``visionzoo export``; ``program`` is ``ExportedProgram.module()``) as
+    a model that takes images of any size: each image is resized to ``size`` (height, width), run alone, and its
+    boxes, keypoints and masks are mapped back to the image's own size. ``scored`` is the number of classes."""
+    import torch
+    from torch.nn import functional as F
+
+    class ExportedDetector(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.program = program
+            self.scored_classes = scored
+
+        def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+            outputs = []
+            for image in images:
+                height, width = image.shape[-2:]
+                same = (height, width) == tuple(size)
+                if not same:
+                    image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
+                output = dict(self.program([image])[0])
+                scale_x, scale_y = width / size[1], height / size[0]
+                output["boxes"] = output["boxes"] * output["boxes"].new_tensor([scale_x, scale_y] * 2)
+                if "keypoints" in output:
+                    output["keypoints"] = output["keypoints"] * output["keypoints"].new_tensor([scale_x, scale_y, 1])
+                if "masks" in output and not same and output["masks"].shape[0]:
+                    output["masks"] = F.interpolate(output["masks"], size=(height, width), mode="bilinear")
+                outputs.append(output)
+            return outputs
+
+    return ExportedDetector()
 
 
 def _category_names(session: Session) -> list[str]:

@@ -268,7 +268,7 @@ def preset_from_record(record: dict[str, Any]) -> Any:
     """The preset an exported program's images need: its weights entry's, else the one its record describes.
 
     Raises:
-        CommandError: the record holds no classification or segmentation preset.
+        CommandError: the record holds no classification, segmentation or detection preset.
     """
     from visionzoo.models import get_weight
 
@@ -280,12 +280,16 @@ def preset_from_record(record: dict[str, Any]) -> Any:
             pass  # an entry this version does not know: the recorded settings describe its preset
     settings = dict(record.get("preset") or {})
     kind = settings.pop("class", None)
-    if kind not in ("ImageClassification", "SemanticSegmentation"):
+    if kind not in ("ImageClassification", "SemanticSegmentation", "ObjectDetection"):
         raise CommandError(
-            f"the exported program's record holds no classification or segmentation preset ({record.get('preset')})"
+            "the exported program's record holds no classification, segmentation or detection preset "
+            f"({record.get('preset')})"
         )
-    from visionzoo.transforms import ImageClassification, SemanticSegmentation
+    from visionzoo.transforms import ImageClassification, ObjectDetection, SemanticSegmentation
     from visionzoo.transforms.functional import InterpolationMode
+
+    if kind == "ObjectDetection":  # the images as float tensors in [0, 1]; the detector normalises them itself
+        return ObjectDetection()
 
     if kind == "SemanticSegmentation":
         resize = settings.get("resize_size")

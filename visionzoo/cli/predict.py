@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from visionzoo.distributed import BACKENDS
 
 from ._common import IMAGE_SUFFIXES, CommandError, choose_weights, device_of, model_info, one_line, preset_of
-from ._detection import DEFAULT_THRESHOLD, detect, show_detection
+from ._detection import DEFAULT_THRESHOLD, detect, exported_detector, show_detection
 from ._flow import DEFAULT_UPDATES, PAIRINGS, check_flow_out, count_pairs, estimate_flows, show_flow
 from ._optimize import OPTIMIZABLE_TASKS, OptimisedOnFirstBatch, add_dtype_argument, check_dtype
 from ._segmentation import PictureNames, segment, show_segmentation
@@ -584,7 +584,7 @@ def _report(args: argparse.Namespace, predictor: Predictor, session: Session, pa
 
 
 # Tasks whose exported programs (``visionzoo export --format pt2``) predict runs.
-EXPORTED_TASKS = ("classification", "segmentation")
+EXPORTED_TASKS = ("classification", "segmentation", "detection")
 
 
 class _ResizedTo:
@@ -616,6 +616,8 @@ def _exported_preset(model: str, record: dict[str, Any], preset: Any, task: str)
     (classification: its crop; segmentation: a shorter side of its resize size, the images then resized to
     exactly the program's size), else the program is refused with what to do instead.
     """
+    if task == "detection":  # detectors take images of any size: see exported_detector
+        return preset
     _, _, *size = record["input_shapes"][0]
     if task == "segmentation":
         resize = list(getattr(preset, "resize_size", None) or [])
@@ -641,7 +643,8 @@ def _predict_exported(args: argparse.Namespace) -> int:
     """``predict --model FILE.pt2``: run a program written by ``visionzoo export`` with its weights' preset.
 
     A program exported without ``--dynamic`` takes the batch size it was exported with (one image), so images go
-    through it one at a time; a static segmentation program gets every image resized to its size.
+    through it one at a time; a static segmentation program gets every image resized to its size, and so does a
+    detector (whose boxes, masks and keypoints are mapped back to each image's own size).
     """
     from .export import load_program, preset_from_record
 
@@ -666,9 +669,13 @@ def _predict_exported(args: argparse.Namespace) -> int:
     paths = expand_inputs([*args.inputs, *listed], args.recursive, predictor.suffixes, predictor.inputs)
     device = device_of(args.device)
     preset = _exported_preset(args.model, record, preset_from_record(record), task)
-    if not record.get("dynamic"):
-        args.batch_size = record["input_shapes"][0][0]
+    categories = list(record.get("categories") or [])
     model = program.module().to(device)
+    if task == "detection":
+        _, *size = record["input_shapes"][0]
+        model = exported_detector(model, (size[0], size[1]), len(categories) or None)
+    elif not record.get("dynamic"):
+        args.batch_size = record["input_shapes"][0][0]
     pictures = PictureNames(Path(args.out or DEFAULT_PICTURES), str(record.get("model")))
-    session = Session(args, model, device, list(record.get("categories") or []), pictures, preset)
+    session = Session(args, model, device, categories, pictures, preset)
     return _report(args, predictor, session, paths)

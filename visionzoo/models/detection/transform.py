@@ -265,10 +265,14 @@ class GeneralizedRCNNTransform(nn.Module):
         channels, height, width = self.max_by_axis([list(image.shape) for image in images])
         height = math.ceil(height / size_divisible) * size_divisible
         width = math.ceil(width / size_divisible) * size_divisible
-        batch = images[0].new_zeros((len(images), channels, height, width))
-        for padded, image in zip(batch, images):
-            padded[: image.shape[0], : image.shape[1], : image.shape[2]].copy_(image)
-        return batch
+        # Padded copies stacked, rather than written into a zero batch: the same values, and no in-place writes
+        # for torch.compile to turn into scatters (which Inductor's convolution fusion mishandles).
+        return torch.stack(
+            [
+                F.pad(image, (0, width - image.shape[2], 0, height - image.shape[1], 0, channels - image.shape[0]))
+                for image in images
+            ]
+        )
 
     def postprocess(
         self,
