@@ -32,6 +32,8 @@ ITEMS = (
     "video_io",
     "flow",
     "video",
+    "peers",
+    "deploy",
 )
 
 

@@ -89,3 +89,29 @@ def test_calibrated_pair_has_activations_of_a_trained_scale() -> None:
     torch.nn.init.zeros_(head.weight)
     assert fill_zero_weights(head) == 1 and head.weight.any()
     assert Target("resnet50").missing() is None
+
+
+def test_a_split_peers_run_keeps_the_other_models_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import benchmarks.peers as peers
+    from benchmarks._harness import Report, Settings
+
+    monkeypatch.setattr(peers, "RESULTS_DIR", tmp_path)
+    cpu = {"features": ["avx2"]}
+    earlier = {
+        "settings": {"quick": False},
+        "summary": {"cpu": cpu},
+        "environment": {"date": "then"},
+        "rows": [{"model": m, "batch": b} for m in ("vit_b_16", "resnet50") for b in (1, 8)],
+    }
+    (tmp_path / "peers.json").write_text(json.dumps(earlier))
+    report = Report("peers", Settings.make(quick=False))
+    report.rows = [{"model": "resnet50", "batch": 8, "new": True}]
+    peers.keep_earlier_rows(report, cpu)
+    assert [(r["model"], r["batch"]) for r in report.rows] == [("resnet50", 8), ("vit_b_16", 1), ("vit_b_16", 8)]
+    assert report.rows[0]["new"] and report.notes == ["rows of vit_b_16 kept from the run of then"]
+    for other_cpu, quick in ((cpu, True), ({"features": ["avx512f"]}, False)):  # another mode, another CPU
+        report = Report("peers", Settings.make(quick=quick))
+        peers.keep_earlier_rows(report, other_cpu)
+        assert report.rows == [] and report.notes == []
