@@ -29,6 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
+# The output tensors in a fixed order, as visionzoo.deploy's own checks compare them.
+from visionzoo.deploy import _flatten as flatten
+
 from ._harness import (
     Report,
     Settings,
@@ -60,17 +63,6 @@ MODELS = [
     ),
 ]
 FORMS = ("reference", "ours", "ours_compiled", "ours_aoti", "onnxruntime")
-
-
-def flatten(output: Any) -> list[torch.Tensor]:
-    """The tensors of a model's output in a fixed order (list and tuple items, dict values in insertion order)."""
-    if isinstance(output, torch.Tensor):
-        return [output]
-    if isinstance(output, dict):
-        output = list(output.values())
-    if isinstance(output, (list, tuple)):
-        return [t for item in output for t in flatten(item)]
-    raise TypeError(f"Cannot compare a model output of type {type(output).__name__}")
 
 
 def max_deviation(expected: Any, actual: Any, ignore_order: bool = False) -> float:

@@ -40,7 +40,9 @@ _FORMATS = ("xyxy", "xywh", "cxcywh")
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _check_boxes(boxes: Tensor, name: str = "boxes", fmt: str = "xyxy", leading: bool = True) -> None:
+def _check_boxes(
+    boxes: Tensor, name: str = "boxes", fmt: str = "xyxy", leading: bool = True, values: bool = True
+) -> None:
     """Raise unless ``boxes`` is a real tensor of shape ``[..., 4]`` (``[N, 4]`` without ``leading``) whose boxes
     are well formed: x2 >= x1 and y2 >= y1 in ``xyxy``, non-negative width and height otherwise."""
     if not isinstance(boxes, Tensor):
@@ -50,7 +52,7 @@ def _check_boxes(boxes: Tensor, name: str = "boxes", fmt: str = "xyxy", leading:
     if (boxes.dim() < 1 if leading else boxes.dim() != 2) or boxes.shape[-1] != 4:
         expected = "[..., 4]" if leading else "[N, 4]"
         raise ValueError(f"{name} must have shape {expected}, got {tuple(boxes.shape)}")
-    if tracing() or boxes.numel() == 0:  # a traced graph does not branch on values: the checks run eagerly
+    if not values or tracing() or boxes.numel() == 0:  # a traced graph does not branch on values
         return
     _check_box_values(boxes, name, fmt)
 
@@ -553,7 +555,7 @@ def _suppress(boxes: Tensor, scores: Tensor, idxs: Tensor | None, iou_threshold:
 
 
 def _check_nms_inputs(boxes: Tensor, scores: Tensor, iou_threshold: float) -> None:
-    _check_boxes(boxes, leading=False)  # values: in _suppress
+    _check_boxes(boxes, leading=False, values=False)  # the values: in _suppress, once, eager or exported
     if not boxes.is_floating_point():
         raise TypeError(f"boxes must be floating point, got dtype {boxes.dtype}")
     if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] != boxes.shape[0]:
