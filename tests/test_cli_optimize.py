@@ -65,6 +65,18 @@ def test_benchmark_optimize_without_compiling_and_auto(
     assert not compiles and "compiling" not in err
 
 
+def test_benchmark_optimize_keeps_freed_memory_only_when_asked(
+    zoo: TinyZoo, capsys: pytest.CaptureFixture[str], allocator_calls: list[bool]
+) -> None:
+    # The eager model is timed first: the optimised one must run in the same kind of process to compare with it.
+    status, out, err = run([*BENCH, "--optimize", "--no-compile", "--json"], capsys)
+    assert status == 0, err
+    assert json.loads(out)["keep_freed_memory"] is False and allocator_calls == []
+    status, out, err = run([*BENCH, "--optimize", "--no-compile", "--keep-freed-memory", "--json"], capsys)
+    assert status == 0, err
+    assert json.loads(out)["keep_freed_memory"] is True and allocator_calls == [True, True]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

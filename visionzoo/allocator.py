@@ -15,9 +15,10 @@ The price is resident memory: the process stays at the peak of its largest forwa
 between calls. :func:`keep_freed_memory` with ``False`` hands everything free back and restores glibc's
 starting thresholds (without their automatic adjustment).
 
-The setting belongs to the whole process (every library's allocations, on every thread), so it is never made
-behind a caller's back: the ``visionzoo predict`` and ``validate`` commands make it for their own process, a
-program that embeds models calls it when it wants it.
+The setting belongs to the whole process (every library's allocations, on every thread), so it is made only
+where a caller asks for speed: the ``visionzoo predict`` and ``validate`` commands make it for their own process,
+``optimize_for_inference`` makes it by default (its ``keep_freed_memory`` argument says so and turns it off), and
+a program that embeds models calls :func:`keep_freed_memory` when it wants it.
 """
 
 from __future__ import annotations

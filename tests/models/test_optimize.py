@@ -179,6 +179,14 @@ def test_runs_without_autograd_and_inplace_option() -> None:
     assert not any(p.requires_grad for p in model.parameters())
 
 
+def test_keeps_freed_memory_for_the_next_call_unless_told_not_to(allocator_calls: list[bool]) -> None:
+    model = _calibrated(models.resnet18())
+    assert optimize_for_inference(model, compile=False).keeps_freed_memory
+    assert allocator_calls == [True]
+    assert not optimize_for_inference(model, compile=False, keep_freed_memory=False).keeps_freed_memory
+    assert allocator_calls == [True]
+
+
 def _nonzero_linears(model: nn.Module) -> nn.Module:
     """Randomise zero-initialised linear layers (classification heads), which would hide any difference."""
     torch.manual_seed(2)
