@@ -15,6 +15,8 @@ Runtime's ``intra_op_num_threads``, OpenVINO's ``INFERENCE_NUM_THREADS``) and th
   ``INFERENCE_PRECISION_HINT`` f32 (OpenVINO's default is bf16 on CPUs that have it) and bf16, the latter only
   where the CPU has native bfloat16 (avx512_bf16 or AMX).
 
+The process keeps freed memory for the next call (``visionzoo.allocator.keep_freed_memory``), as
+``optimize_for_inference`` sets it by default: the reference's eager model runs with it too.
 Each row records every peer's median time, its speed-up over the reference's eager model (median of paired
 ratios), its largest absolute deviation from the reference's float32 output on the same input and how long it
 took to set up (compile, export). The models hold random weights made to behave like trained ones
@@ -289,10 +291,17 @@ def max_deviation(expected: torch.Tensor, actual: torch.Tensor) -> float:
 
 def compare_peers(target: Target, batch: int, settings: Settings, bf16: bool) -> dict[str, Any]:
     """One model at one batch size, every peer interleaved in this process: one result row."""
+    from visionzoo.allocator import keep_freed_memory
+
     torch.set_num_threads(THREADS)
+    # optimize_for_inference makes the process keep freed memory (its default), which speeds up every torch peer
+    # in it (no page faults for re-allocated activations): set from the start, whatever the order peers are built
+    # in. ONNX Runtime and OpenVINO keep their activations in their own arenas anyway.
+    kept = keep_freed_memory()
     (x,) = target.inputs(batch)
     pair = build_calibrated_pair(target, target.inputs(max(batch, 4)))
     row: dict[str, Any] = {"model": target.label, "batch": batch, "size": x.shape[-1], "threads": THREADS}
+    row["keep_freed_memory"] = kept
     # Busy cores hurt torch's OpenMP threads far more than ONNX Runtime's or OpenVINO's pools: with the 1-minute
     # load at 7 on 2 cores, the reference's resnet50 took 0.4 s a call on 1 thread and 1.5-2.2 s on 2.
     row["load_average_1min"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

@@ -22,7 +22,7 @@ def compiles(monkeypatch: pytest.MonkeyPatch) -> list[torch.nn.Module]:
     """Make "compiling with freezing" return the module itself; the list gets each module compiled."""
     compiled: list[torch.nn.Module] = []
 
-    def fake(module: torch.nn.Module) -> torch.nn.Module:
+    def fake(module: torch.nn.Module, **settings: bool) -> torch.nn.Module:
         compiled.append(module)
         return module
 

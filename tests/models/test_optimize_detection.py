@@ -90,7 +90,10 @@ def test_a_graph_that_freezing_cannot_compile_is_compiled_without_it(monkeypatch
 
     compile_with_freezing = inference._compile_with_freezing
 
-    def freezing_fails(module: nn.Module, freezing: bool = True) -> object:
+    tried: list[tuple[bool, bool]] = []
+
+    def freezing_fails(module: nn.Module, freezing: bool = True, cpp_wrapper: bool = False) -> object:
+        tried.append((freezing, cpp_wrapper))
         if freezing:
 
             def fail(*args: object, **kwargs: object) -> None:
@@ -104,5 +107,7 @@ def test_a_graph_that_freezing_cannot_compile_is_compiled_without_it(monkeypatch
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
     x = torch.randn(1, 3, 8, 8)
     optimised = optimize_for_inference(model, x, keep_faster=False)
-    assert optimised.compiled and not optimised.frozen
+    assert optimised.compiled and not optimised.frozen and not optimised.cpp_wrapper
+    # Generated C++ first, then Python calling the kernels, then no freezing.
+    assert tried == [(True, True), (True, False), (False, False)]
     torch.testing.assert_close(optimised(x), model(x), atol=1e-5, rtol=1e-5)

@@ -88,7 +88,9 @@ def test_a_model_that_cannot_be_packaged_compiles_in_process(monkeypatch: pytest
         raise RuntimeError("torch.export: data-dependent control flow")
 
     monkeypatch.setattr(inference, "_load_or_build_package", cannot)
-    monkeypatch.setattr(inference, "_compile_with_freezing", lambda module: module)  # the compile is not the point
+    monkeypatch.setattr(
+        inference, "_compile_with_freezing", lambda module, **settings: module
+    )  # the compile is not the point
     model, x = _tiny(), torch.randn(2, 3, 16, 16)
     with pytest.warns(RuntimeWarning, match="no AOTInductor package for Sequential.*data-dependent"):
         fast = optimize_for_inference(model, x, keep_faster=False, package=True)
@@ -114,7 +116,7 @@ def test_a_package_that_lost_to_eager_is_not_kept(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setenv(inference.ENV_COMPILED_DIR, str(tmp_path))
     monkeypatch.setattr(inference, "_load_or_build_package", slow_package)
-    monkeypatch.setattr(inference, "_compile_with_freezing", lambda module: module)
+    monkeypatch.setattr(inference, "_compile_with_freezing", lambda module, **settings: module)
     fast = optimize_for_inference(_tiny(), torch.randn(2, 3, 16, 16), package=True)
     assert not fast.compiled and fast.package is None and list(tmp_path.iterdir()) == []
     kept = optimize_for_inference(_tiny(), torch.randn(2, 3, 16, 16), package=True, keep_faster=False)
