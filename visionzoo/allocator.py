@@ -8,7 +8,7 @@ faster on the 2-core machine the benchmarks run on (``visionzoo benchmark`` with
 efficientnet_b0 at batch 1 19.5-22.5 -> 13.4-13.7 ms; resnet50 at batch 8 varied too much there to tell
 (299-380 ms -> 247-380 ms). ``benchmarks/results/eager.json`` counts the faults per call of every model.
 :func:`keep_freed_memory` tells malloc to do so in a running process, which is what the environment variables
-``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do for a process started with them, or what jemalloc
+``MALLOC_MMAP_MAX_`` and ``MALLOC_TRIM_THRESHOLD_`` do for a process started with them, or what jemalloc
 and tcmalloc do by design.
 
 The price is resident memory: the process stays at the peak of its largest forward pass rather than shrinking
@@ -31,13 +31,18 @@ __all__ = ["keep_freed_memory"]
 # mallopt parameters, from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
 
-# Blocks up to 32 MiB come from the heap rather than from their own mapping (glibc refuses more on 64-bit
-# systems), and the heap is never trimmed (-1, as mallopt(3) documents).
+# Blocks up to 32 MiB come from the heap rather than from their own mapping (glibc refuses a higher threshold
+# on 64-bit systems), larger ones too because no block gets a mapping of its own (M_MMAP_MAX 0), and the heap is
+# never trimmed (-1, as mallopt(3) documents). Efficientnet_b0 at batch 8 has a 38.5 MiB activation: with the
+# threshold alone it still page-faulted 9409 times a call.
 KEEP_MMAP_THRESHOLD = 32 << 20
+KEEP_MMAP_MAX = 0
 KEEP_TRIM_THRESHOLD = -1
-# glibc's starting values (before its dynamic adjustment raises them).
+# glibc's starting values (before its dynamic adjustment raises the thresholds).
 DEFAULT_THRESHOLD = 128 << 10
+DEFAULT_MMAP_MAX = 65536
 
 
 @functools.cache
@@ -63,8 +68,9 @@ def keep_freed_memory(enable: bool = True) -> bool:
     docstring for figures); results do not change. Affects the whole process.
 
     Args:
-        enable: True to serve blocks of up to 32 MiB from the heap and never trim it; False to return all
-            free memory to the system now and restore glibc's starting thresholds of 128 KiB.
+        enable: True to serve every block from the heap (none gets a mapping of its own) and never trim it;
+            False to return all free memory to the system now and restore glibc's starting settings (blocks of
+            128 KiB and more mapped on their own, the heap trimmed beyond 128 KiB free).
 
     Returns:
         True if the C library took the setting; False where it is not glibc (macOS, Windows, musl), where
@@ -75,9 +81,11 @@ def keep_freed_memory(enable: bool = True) -> bool:
         return False
     if enable:
         accepted = libc.mallopt(_M_MMAP_THRESHOLD, KEEP_MMAP_THRESHOLD)
+        accepted &= libc.mallopt(_M_MMAP_MAX, KEEP_MMAP_MAX)
         accepted &= libc.mallopt(_M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD)
     else:
         accepted = libc.mallopt(_M_MMAP_THRESHOLD, DEFAULT_THRESHOLD)
+        accepted &= libc.mallopt(_M_MMAP_MAX, DEFAULT_MMAP_MAX)
         accepted &= libc.mallopt(_M_TRIM_THRESHOLD, DEFAULT_THRESHOLD)
         libc.malloc_trim(0)
     return bool(accepted)
