@@ -745,7 +745,7 @@ def optimize_for_inference(
             compile several times faster, but not free: the oneDNN weights that freezing pre-packs keep
             Inductor's graph cache out.
         keep_freed_memory: for a model on the CPU, make this process's ``malloc`` keep the memory a call frees
-            for the next call (:func:`visionzoo.allocator.keep_freed_memory`; glibc only, blocks up to 32 MiB;
+            for the next call (:func:`visionzoo.allocator.keep_freed_memory`; glibc only;
             ``keeps_freed_memory`` says whether it took). A model allocates its activations anew on every call;
             with glibc's defaults they go back to the system in between, and the next call page-faults every
             4 KiB of them in again (ONNX Runtime and OpenVINO keep theirs in arenas). On a 2-core Xeon,
