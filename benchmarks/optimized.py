@@ -78,8 +78,10 @@ def _compare(target: Target, candidates: tuple[str, ...], settings: Settings) ->
         compile = name in ("ours_compiled", "ours_packaged")
         start = time.perf_counter()
         # Given `x`, optimize_for_inference also checks its outputs against the eager model's.
+        # keep_freed_memory=False: this item sets the allocator per process itself (TUNED_MALLOC or glibc's
+        # defaults); optimize_for_inference's default would switch the whole process, the reference included.
         models[name] = optimized = optimize_for_inference(
-            pair.ours, x, compile=compile, package=name == "ours_packaged"
+            pair.ours, x, compile=compile, package=name == "ours_packaged", keep_freed_memory=False
         )
         if name == "ours_packaged":
             row.update(reused_package=optimized.reused_package)
