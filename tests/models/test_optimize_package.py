@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,106 @@ def test_a_package_that_lost_to_eager_is_not_kept(monkeypatch: pytest.MonkeyPatc
     assert kept.compiled and kept.package is not None and not kept.reused_package
     again = optimize_for_inference(_tiny(), torch.randn(2, 3, 16, 16), package=True)
     assert again.reused_package and again.compiled and again.timing_rounds == 0  # not timed again
+
+
+def _fake_runners(monkeypatch: pytest.MonkeyPatch, in_process: float, ahead: float, wrong: bool = False) -> list[str]:
+    """Stand-ins for both compiles: runners that sleep ``in_process`` / ``ahead`` seconds a call and otherwise
+    take no time (each input shape's output computed once), the program's outputs off by one with ``wrong``;
+    returns which runner each call went through."""
+    import time
+
+    log: list[str] = []
+
+    def once(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        outputs: dict[tuple[int, ...], torch.Tensor] = {}
+
+        def compute(x: torch.Tensor) -> torch.Tensor:
+            if tuple(x.shape) not in outputs:
+                outputs[tuple(x.shape)] = module(x)
+            return outputs[tuple(x.shape)]
+
+        return compute
+
+    def compile_with_freezing(module: nn.Module, **settings: bool) -> object:
+        compute = once(module)
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            log.append("compiled")
+            time.sleep(in_process)
+            return compute(x)
+
+        return run
+
+    def build(runner: nn.Module, args: tuple, path: Path) -> tuple[object, bool]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reused = path.exists()
+        path.write_bytes(b"program")
+
+        compute = once(runner)
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            log.append("ahead_of_time")
+            time.sleep(ahead)
+            return compute(x) + (1.0 if wrong else 0.0)
+
+        return run, reused
+
+    monkeypatch.setattr(inference, "_compile_with_freezing", compile_with_freezing)
+    monkeypatch.setattr(inference, "_load_or_build_package", build)
+    return log
+
+
+def test_the_faster_of_in_process_and_ahead_of_time_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(2, 3, 16, 16)
+    log = _fake_runners(monkeypatch, in_process=0.02, ahead=0.0)
+    fast = optimize_for_inference(_tiny(), x)
+    assert fast.compiled and fast.ahead_of_time and fast.package is None  # kept in memory, not on disk
+    assert set(fast.seconds_per_call or {}) == {"compiled", "ahead_of_time", "eager"}
+    log.clear()
+    other = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), _tiny()(x), atol=1e-3, rtol=0)
+        fast(other)  # another shape: the in-process graph
+    assert log == ["ahead_of_time", "compiled"]
+
+    log = _fake_runners(monkeypatch, in_process=0.0, ahead=0.02)
+    slower_program = optimize_for_inference(_tiny(), x)
+    assert slower_program.compiled and not slower_program.ahead_of_time
+    log.clear()
+    slower_program(x)
+    assert log == ["compiled"]
+
+
+def test_a_program_with_wrong_outputs_or_none_at_all_is_not_raced(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(2, 3, 16, 16)
+    _fake_runners(monkeypatch, in_process=0.0, ahead=0.0, wrong=True)
+    fast = optimize_for_inference(_tiny(), x)
+    assert fast.compiled and not fast.ahead_of_time and set(fast.seconds_per_call or {}) == {"compiled", "eager"}
+
+    def cannot(*args: object) -> object:
+        raise RuntimeError("torch.export: data-dependent control flow")
+
+    monkeypatch.setattr(inference, "_load_or_build_package", cannot)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # only tried: no warning
+        fast = optimize_for_inference(_tiny(), x)
+    assert fast.compiled and not fast.ahead_of_time
+    with pytest.warns(RuntimeWarning, match="no AOTInductor package for Sequential.*data-dependent"):
+        asked = optimize_for_inference(_tiny(), x, ahead_of_time=True)
+    assert asked.compiled and not asked.ahead_of_time
+
+
+def test_ahead_of_time_true_and_false(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(2, 3, 16, 16)
+    log = _fake_runners(monkeypatch, in_process=0.0, ahead=0.02)
+    fast = optimize_for_inference(_tiny(), x, ahead_of_time=True, keep_faster=False)
+    assert fast.ahead_of_time and "compiled" not in log  # no in-process graph for the example's shape
+    log = _fake_runners(monkeypatch, in_process=0.02, ahead=0.0)
+    plain = optimize_for_inference(_tiny(), x, ahead_of_time=False)
+    assert not plain.ahead_of_time and "ahead_of_time" not in log
+    with pytest.raises(ValueError, match="ahead_of_time=True needs example_input"):
+        optimize_for_inference(_tiny(), ahead_of_time=True)
+    with pytest.raises(ValueError, match="cannot go with ahead_of_time=False"):
+        optimize_for_inference(_tiny(), x, package=True, ahead_of_time=False)
