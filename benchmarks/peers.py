@@ -324,6 +324,8 @@ def compare_peers(target: Target, batch: int, settings: Settings, bf16: bool) ->
             row[f"speedup_{name}"] = paired_ratio(times, "reference", name)
             row[f"deviation_{name}"] = deviations[name] if pair.synced or name.startswith("reference") else None
             row[f"setup_s_{name}"] = setup[name]
+            if hasattr(runs[name], "ahead_of_time"):  # which compiled runner optimize_for_inference kept
+                row[f"ahead_of_time_{name}"] = runs[name].ahead_of_time
         else:
             row[f"skipped_{name}"] = skipped[name]
     if pair.note:

@@ -419,10 +419,12 @@ class InferenceModel(nn.Module):
     """The result of :func:`optimize_for_inference`: call it like the original model.
 
     Runs without autograd. ``module`` is the folded eager model (in channels-last layout when
-    ``channels_last``); ``compiled`` says whether calls go through ``torch.compile``; ``folded`` counts the
+    ``channels_last``); ``compiled`` says whether calls run compiled code (``torch.compile``, or AOTInductor); ``folded`` counts the
     conv-BatchNorm pairs folded, ``onednn_linear_layers`` the linear layers routed through oneDNN;
-    ``compile_seconds`` is the first-call time measured on ``example_input``; ``seconds_per_call`` holds the
-    best times of the compiled and the eager model on it when :func:`optimize_for_inference` compared them.
+    ``compile_seconds`` is the time compiling took on ``example_input`` (both compiles where the ahead-of-time
+    program raced the in-process graph); ``seconds_per_call`` holds the
+    best times on it of the runners :func:`optimize_for_inference` compared (``compiled``: the in-process graph,
+    ``ahead_of_time``, ``eager``).
     ``frozen`` says whether the compiled graphs use Inductor's freezing (weights as constants, pre-packed), and
     ``cpp_wrapper`` whether generated C++ calls their kernels (else Python).
     ``ahead_of_time`` says whether inputs of ``example_input``'s shapes run through an AOTInductor program

@@ -90,6 +90,7 @@ def optimise(
     how = {
         "method": "optimize_for_inference",
         "compiled": fast.compiled,
+        "ahead_of_time": fast.ahead_of_time,
         "dtype": str(fast.dtype).removeprefix("torch."),
         "compile_seconds": fast.compile_seconds,
         "max_deviation": fast.max_deviation,
@@ -103,7 +104,13 @@ def optimise(
             done = "not compiled (see the warning above)"
         else:
             kept = "" if fast.compiled else ", but the eager model ran faster on this input and is kept"
-            verb = "loaded the compiled package" if fast.reused_package else "compiled"
+            verb = "compiled"
+            if fast.reused_package:
+                verb = "loaded the compiled package"
+            elif fast.package is not None:
+                verb = "compiled ahead of time (an AOTInductor package)"
+            elif fast.ahead_of_time:
+                verb = "compiled ahead of time (AOTInductor, faster here than in-process)"
             done = f"{verb} in {fast.compile_seconds:.1f} s{kept}"
         deviation = (
             f", largest deviation from float32 {fast.max_deviation:.2g}" if fast.max_deviation is not None else ""
