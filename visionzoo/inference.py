@@ -786,9 +786,11 @@ def optimize_for_inference(
             oneDNN where the in-process graph uses MKL: on a 2-core AMD EPYC (Zen 5), vit_b_16 at batch 8 took
             675 ms a call ahead of time against 915 ms in-process, mobilenet_v3_large 15.0 against 15.8 ms;
             on a 2-core Intel Xeon the in-process graph was the faster for resnet50 and vit_b_16. Where
-            exporting fails, the in-process graph stays. True: the ahead-of-time program without the race
-            (a warning where it cannot be built). False: in-process only. Other shapes always compile in
-            process on their first call. With ``package`` the program is kept on disk instead.
+            exporting fails, the in-process graph stays. Where the program wins, the in-process graph that
+            raced it stays in torch.compile's cache, with a second copy of the frozen weights. True: the
+            ahead-of-time program without the race (a warning where it cannot be built). False: in-process
+            only. Other shapes always compile in process on their first call. With ``package`` the program
+            is kept on disk instead.
         dtype: the precision of the computation. ``torch.float32`` (or "float32"): outputs stay within 1e-3 of
             the eager model's. ``torch.bfloat16`` (or "bfloat16"): convolutions, linear layers and matrix
             products in bfloat16 under ``torch.autocast``, normalisation layers in float32, outputs returned in
