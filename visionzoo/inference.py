@@ -912,9 +912,12 @@ def optimize_for_inference(
             raise RuntimeError(problem)
         # Where the model compiled in this process and will be timed, an ahead-of-time program races it too,
         # kept only if its outputs pass the same check.
+        ahead_deviation = None
         if optimised.compiled and keep_faster and ahead_of_time is None and model_key is None:
             if _attach_package(optimised, optimised._in_layout(args), None, warn=False):
-                if _output_problem(model, expected, optimised(*args), chosen_dtype):
+                ahead = optimised(*args)
+                ahead_deviation = _max_difference(expected, ahead)
+                if _output_problem(model, expected, ahead, chosen_dtype):
                     optimised.__dict__["_package"] = None
                     optimised.ahead_of_time = False
             optimised.compile_seconds = time.perf_counter() - start
@@ -924,4 +927,6 @@ def optimize_for_inference(
             if not optimised.ahead_of_time and optimised.package is not None:
                 Path(optimised.package).unlink(missing_ok=True)
                 optimised.package = None
+        if optimised.ahead_of_time and ahead_deviation is not None:
+            optimised.max_deviation = ahead_deviation  # the runner that stays
     return optimised

@@ -178,6 +178,7 @@ def test_the_faster_of_in_process_and_ahead_of_time_is_kept(monkeypatch: pytest.
     log = _fake_runners(monkeypatch, in_process=0.02, ahead=0.0)
     fast = optimize_for_inference(_tiny(), x)
     assert fast.compiled and fast.ahead_of_time and fast.package is None  # kept in memory, not on disk
+    assert fast.max_deviation is not None and fast.max_deviation < 1e-3
     assert set(fast.seconds_per_call or {}) == {"compiled", "ahead_of_time", "eager"}
     log.clear()
     other = torch.randn(3, 3, 16, 16)
@@ -199,6 +200,7 @@ def test_a_program_with_wrong_outputs_or_none_at_all_is_not_raced(monkeypatch: p
     _fake_runners(monkeypatch, in_process=0.0, ahead=0.0, wrong=True)
     fast = optimize_for_inference(_tiny(), x)
     assert fast.compiled and not fast.ahead_of_time and set(fast.seconds_per_call or {}) == {"compiled", "eager"}
+    assert fast.max_deviation is not None and fast.max_deviation < 1e-3  # the in-process graph's, which stays
 
     def cannot(*args: object) -> object:
         raise RuntimeError("torch.export: data-dependent control flow")
