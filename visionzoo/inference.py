@@ -419,12 +419,12 @@ class InferenceModel(nn.Module):
     """The result of :func:`optimize_for_inference`: call it like the original model.
 
     Runs without autograd. ``module`` is the folded eager model (in channels-last layout when
-    ``channels_last``); ``compiled`` says whether calls run compiled code (``torch.compile``, or AOTInductor); ``folded`` counts the
-    conv-BatchNorm pairs folded, ``onednn_linear_layers`` the linear layers routed through oneDNN;
-    ``compile_seconds`` is the time compiling took on ``example_input`` (both compiles where the ahead-of-time
-    program raced the in-process graph); ``seconds_per_call`` holds the
-    best times on it of the runners :func:`optimize_for_inference` compared (``compiled``: the in-process graph,
-    ``ahead_of_time``, ``eager``).
+    ``channels_last``); ``compiled`` says whether calls run compiled code (``torch.compile``, or AOTInductor);
+    ``folded`` counts the conv-BatchNorm pairs folded, ``onednn_linear_layers`` the linear layers routed through
+    oneDNN; ``compile_seconds`` is the time compiling took on ``example_input`` (both compiles where the
+    ahead-of-time program raced the in-process graph); ``seconds_per_call`` holds the best times on it of the
+    runners :func:`optimize_for_inference` compared (``compiled``: the in-process graph, ``ahead_of_time``,
+    ``eager``).
     ``frozen`` says whether the compiled graphs use Inductor's freezing (weights as constants, pre-packed), and
     ``cpp_wrapper`` whether generated C++ calls their kernels (else Python).
     ``ahead_of_time`` says whether inputs of ``example_input``'s shapes run through an AOTInductor program
@@ -540,11 +540,15 @@ class InferenceModel(nn.Module):
         best = min((name for name in times if name != "eager"), key=lambda name: statistics.median(times[name]))
         if _clearly_faster(times, "eager", best, _EAGER_IF_FASTER_THAN):
             self.__dict__["_runner"] = self._eager
-            self.__dict__["_package"] = None
-            self.compiled = self.frozen = self.cpp_wrapper = self.ahead_of_time = False
-        elif best == "compiled" and package is not None:
-            self.__dict__["_package"] = None
-            self.ahead_of_time = False
+            self._drop_program()
+            self.compiled = self.frozen = self.cpp_wrapper = False
+        elif best == "compiled":
+            self._drop_program()
+
+    def _drop_program(self) -> None:
+        """Stop running inputs through the ahead-of-time program (the caller deletes a package file)."""
+        self.__dict__["_package"] = None
+        self.ahead_of_time = False
 
 
 ENV_COMPILED_DIR = "VISIONZOO_COMPILED_DIR"
@@ -918,8 +922,7 @@ def optimize_for_inference(
                 ahead = optimised(*args)
                 ahead_deviation = _max_difference(expected, ahead)
                 if _output_problem(model, expected, ahead, chosen_dtype):
-                    optimised.__dict__["_package"] = None
-                    optimised.ahead_of_time = False
+                    optimised._drop_program()
             optimised.compile_seconds = time.perf_counter() - start
         # A package is kept only where the compiled model won (or was asked for): a reused one has been timed.
         if optimised.compiled and keep_faster and not optimised.reused_package:
