@@ -43,7 +43,9 @@ class Settings:
 
     repeats: measurements per side (the median is reported); warmup: untimed calls per side first;
     min_time: each measurement repeats the call until it lasts at least this long (seconds), which keeps
-    timer resolution and scheduler noise small for fast models.
+    timer resolution and scheduler noise small for fast models; pause: seconds of idleness before each
+    measurement, so that threads one side leaves spinning do not compete with the next side (ONNX Runtime's
+    pool spins after a call returns: on 2 cores it slowed the next side by 7-20%, a 50 ms pause removed that).
     """
 
     quick: bool
@@ -51,6 +53,7 @@ class Settings:
     warmup: int
     min_time: float
     fresh_repeats: int  # measurements in fresh subprocesses (loading, import time)
+    pause: float = 0.1
 
     @classmethod
     def make(cls, quick: bool) -> Settings:
@@ -98,7 +101,8 @@ def _calls_per_measurement(fn: Callable[[], Any], min_time: float) -> int:
 def time_interleaved(fns: dict[str, Callable[[], Any]], settings: Settings) -> dict[str, list[float]]:
     """Seconds per call of each function, ``settings.repeats`` times, alternating the order of the sides.
 
-    The functions warm up first; each measurement repeats its call enough times to last ``min_time``. As in
+    The functions warm up first; each measurement repeats its call enough times to last ``min_time``, after
+    ``pause`` seconds of idleness (another side's spinning threads settle). As in
     ``timeit``, Python's cyclic garbage collector is off while a measurement runs and collects in between:
     otherwise a full collection, triggered by whatever either side allocated, lands in one side's measurement
     at random (neither side's models hold reference cycles, so everything they drop is still freed, and timed,
@@ -114,6 +118,7 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], settings: Settings) -> d
     for repeat in range(settings.repeats):
         for name in order if repeat % 2 == 0 else reversed(order):
             fn, count = fns[name], counts[name]
+            time.sleep(settings.pause)
             with _collector_paused():
                 start = time.perf_counter()
                 for _ in range(count):

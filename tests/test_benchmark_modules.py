@@ -115,3 +115,16 @@ def test_a_split_peers_run_keeps_the_other_models_rows(tmp_path: Path, monkeypat
         report = Report("peers", Settings.make(quick=quick))
         peers.keep_earlier_rows(report, other_cpu)
         assert report.rows == [] and report.notes == []
+
+
+def test_interleaved_timing_pauses_before_every_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A side's leftover spinning threads (ONNX Runtime's pool) must settle before the next side is timed."""
+    import benchmarks._harness as harness
+
+    events: list[str] = []
+    monkeypatch.setattr(harness.time, "sleep", lambda seconds: events.append(f"pause {seconds}"))
+    settings = harness.Settings(quick=True, repeats=2, warmup=0, min_time=0.0, fresh_repeats=1, pause=0.25)
+    times = harness.time_interleaved({"a": lambda: events.append("a"), "b": lambda: events.append("b")}, settings)
+    assert [len(t) for t in times.values()] == [2, 2]
+    timed = events[events.index("pause 0.25") :]  # after the calibration calls
+    assert timed == ["pause 0.25", "a", "pause 0.25", "b", "pause 0.25", "b", "pause 0.25", "a"]
