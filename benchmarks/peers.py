@@ -43,6 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from visionzoo.inference import _first_line as first_line
+
 from ._harness import (
     RESULTS_DIR,
     Report,
@@ -268,12 +270,12 @@ def make_peers(
             skipped[name] = str(error)
             continue
         except Exception as error:  # a peer that fails to build is a result, not a crash of the benchmark
-            first_line = (str(error).strip().splitlines() or [""])[0]
+            message = first_line(error)
             # optimize_for_inference refuses bfloat16 where it changes the top-1 on the example input, which
             # random weights (near-equal logits) make likely: the measured numbers are in the message.
-            refused = name == "ours_optimized_bf16" and isinstance(error, RuntimeError) and "top-1" in first_line
+            refused = name == "ours_optimized_bf16" and isinstance(error, RuntimeError) and "top-1" in message
             kind = "refused on this input (random weights)" if refused else f"failed: {type(error).__name__}"
-            skipped[name] = f"{kind}: {first_line[:300]}"
+            skipped[name] = f"{kind}: {message[:300]}"
             continue
         setup[name] = time.perf_counter() - start
     return runs, setup, skipped

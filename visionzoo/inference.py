@@ -281,6 +281,11 @@ def _to_channels_last(value: Any) -> Any:
     return value
 
 
+def _first_line(error: BaseException) -> str:
+    """The first line of an exception's message (compilers' messages go on for pages), empty if it has none."""
+    return (str(error).strip().splitlines() or [""])[0]
+
+
 def _compile_failures() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "this torch build or machine cannot compile", as opposed to a bad input."""
     from torch._dynamo.exc import BackendCompilerFailed
@@ -505,10 +510,9 @@ class InferenceModel(nn.Module):
             self.__dict__["_in_process_compiled"] = True
         except _compile_failures() as error:
             cause = getattr(error, "inner_exception", None) or error
-            first_line = (str(cause).strip().splitlines() or [""])[0]
             warnings.warn(
-                f"torch.compile failed on this machine ({type(cause).__name__}: {first_line}); the model runs "
-                "eagerly with the other optimisations. Pass compile=False to skip compiling.",
+                f"torch.compile failed on this machine ({type(cause).__name__}: {_first_line(cause)}); the model "
+                "runs eagerly with the other optimisations. Pass compile=False to skip compiling.",
                 RuntimeWarning,
                 stacklevel=5,  # past forward and nn.Module's call machinery, to the caller
             )
@@ -644,10 +648,9 @@ def _attach_package(optimised: InferenceModel, args: tuple[Any, ...], path: Path
             loaded, reused = _load_or_build_package(optimised._eager, args, path)
     except Exception as error:  # export or AOTInductor cannot handle this model
         if warn:
-            first_line = (str(error).strip().splitlines() or [""])[0]
             warnings.warn(
                 f"no AOTInductor package for {type(optimised.module).__name__} ({type(error).__name__}: "
-                f"{first_line}); compiling in this process instead",
+                f"{_first_line(error)}); compiling in this process instead",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -811,10 +814,10 @@ def optimize_for_inference(
             model (class, structure, every weight), the input shapes, ``dtype``, the other settings, the torch
             version and the CPU; a later process optimising the same model loads it (``reused_package``)
             instead of compiling, in about a second, and skips the ``keep_faster`` timing: a package is kept
-            only when the compiled model won it (or ``keep_faster`` was False). Inputs of other shapes compile in-process as usual. Needs
-            ``compile`` and ``example_input``. Without it, torch's own caches still make a second process's
-            compile several times faster, but not free: the oneDNN weights that freezing pre-packs keep
-            Inductor's graph cache out.
+            only when the compiled model won it (or ``keep_faster`` was False). Inputs of other shapes compile
+            in-process as usual. Needs ``compile`` and ``example_input``. Without it, torch's own caches still
+            make a second process's compile several times faster, but not free: the oneDNN weights that
+            freezing pre-packs keep Inductor's graph cache out.
         keep_freed_memory: for a model on the CPU, make this process's ``malloc`` keep the memory a call frees
             for the next call (:func:`visionzoo.allocator.keep_freed_memory`; glibc only;
             ``keeps_freed_memory`` says whether it took). A model allocates its activations anew on every call;
