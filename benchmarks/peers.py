@@ -99,21 +99,22 @@ Run = Callable[[torch.Tensor], torch.Tensor]
 
 
 def cpu_description() -> dict[str, Any]:
-    """The CPU's model name and which of ``ISA_FEATURES`` it has (Linux ``/proc/cpuinfo``; OpenVINO's view of it
-    too when OpenVINO is installed)."""
-    name, flags = "unknown", set()
+    """The CPU's model name, family and model numbers (a name such as "AMD EPYC" covers several generations) and
+    which of ``ISA_FEATURES`` it has (Linux ``/proc/cpuinfo``; OpenVINO's view of it too when OpenVINO is
+    installed)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and name == "unknown":
-                    name = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    flags = set(fields.get("flags", "").split())
     info: dict[str, Any] = {
-        "model_name": name,
+        "model_name": fields.get("model name", "unknown"),
+        "family": fields.get("cpu family"),
+        "model": fields.get("model"),
         "features": [f for f in ISA_FEATURES if f in flags],
         "logical_cpus": os.cpu_count(),
     }
@@ -383,7 +384,8 @@ def keep_earlier_rows(report: Report, cpu: dict[str, Any]) -> None:
         earlier = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
-    same_machine = earlier.get("summary", {}).get("cpu", {}).get("features") == cpu["features"]
+    earlier_cpu = earlier.get("summary", {}).get("cpu", {})
+    same_machine = all(earlier_cpu.get(key) == cpu.get(key) for key in ("model_name", "family", "model", "features"))
     if not same_machine or earlier.get("settings", {}).get("quick") != report.settings.quick:
         return
     measured = {r["model"] for r in report.rows}

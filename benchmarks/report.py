@@ -400,8 +400,9 @@ def cpu_line(data: dict[str, Any]) -> str:
     """The CPU a peers result was measured on, with its instruction-set features and the thread count."""
     cpu = data["summary"].get("cpu", {})
     features = ", ".join(cpu.get("features", [])) or "none of the listed"
+    generation = f"family {cpu['family']}, model {cpu['model']}; " if cpu.get("family") else ""
     return (
-        f"CPU: {cpu.get('model_name', 'unknown')} ({cpu.get('logical_cpus')} logical CPUs; {features}), "
+        f"CPU: {cpu.get('model_name', 'unknown')} ({generation}{cpu.get('logical_cpus')} logical CPUs; {features}), "
         f"{data['summary'].get('threads')} threads for every runtime; native bfloat16: "
         f"{_fmt(data['summary'].get('native_bf16'))}."
     )
@@ -522,6 +523,8 @@ def readme_block() -> list[str]:
             'Each pair runs in a fresh process. "Tuned malloc" runs it with glibc\'s malloc keeping freed memory '
             "(`MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296`): the reference's eager model "
             "gains most from that, so the speed-ups there are smaller.",
+            "",
+            f"_{_header(optimized)[0].strip('_')}; from `python -m benchmarks.optimized`_",
             "",
         ]
     facts = []

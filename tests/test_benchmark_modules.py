@@ -111,7 +111,8 @@ def test_a_split_peers_run_keeps_the_other_models_rows(tmp_path: Path, monkeypat
     peers.keep_earlier_rows(report, cpu)
     assert [(r["model"], r["batch"]) for r in report.rows] == [("resnet50", 8), ("vit_b_16", 1), ("vit_b_16", 8)]
     assert report.rows[0]["new"] and report.notes == ["rows of vit_b_16 kept from the run of then"]
-    for other_cpu, quick in ((cpu, True), ({"features": ["avx512f"]}, False)):  # another mode, another CPU
+    # Another mode; another CPU by its features; one with the same name and features but of another generation.
+    for other_cpu, quick in ((cpu, True), ({"features": ["avx512f"]}, False), ({**cpu, "family": "26"}, False)):
         report = Report("peers", Settings.make(quick=quick))
         peers.keep_earlier_rows(report, other_cpu)
         assert report.rows == [] and report.notes == []
