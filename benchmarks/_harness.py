@@ -34,6 +34,10 @@ QUICK_ENV = "VISIONZOO_BENCH_QUICK"
 # glibc malloc kept from handing memory back to the system (mmap threshold at its maximum, no trimming). Under
 # the defaults an eager model pays page faults for much of its activation memory on every call, and how many
 # depends on the order of earlier allocations and frees rather than on the model's arithmetic.
+# ONNX Runtime's thread pool spins after a call returns: on 2 cores it slowed the side timed next by 7-20%
+# (mobilenet_v3_large at batch 8), and 50 ms of idleness first removed that.
+ORT_SPIN_SETTLE_S = 0.1
+
 TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
 
 
@@ -44,8 +48,8 @@ class Settings:
     repeats: measurements per side (the median is reported); warmup: untimed calls per side first;
     min_time: each measurement repeats the call until it lasts at least this long (seconds), which keeps
     timer resolution and scheduler noise small for fast models; pause: seconds of idleness before each
-    measurement, so that threads one side leaves spinning do not compete with the next side (ONNX Runtime's
-    pool spins after a call returns: on 2 cores it slowed the next side by 7-20%, a 50 ms pause removed that).
+    measurement, for benchmarks with a side that leaves threads spinning after its call returns, which
+    would compete with the next side (ONNX Runtime's pool: ``ORT_SPIN_SETTLE_S``).
     """
 
     quick: bool
@@ -53,7 +57,7 @@ class Settings:
     warmup: int
     min_time: float
     fresh_repeats: int  # measurements in fresh subprocesses (loading, import time)
-    pause: float = 0.1
+    pause: float = 0.0
 
     @classmethod
     def make(cls, quick: bool) -> Settings:

@@ -33,6 +33,7 @@ from torch import nn
 from visionzoo.deploy import _flatten as flatten
 
 from ._harness import (
+    ORT_SPIN_SETTLE_S,
     Report,
     Settings,
     in_fresh_process,
@@ -216,7 +217,12 @@ def compare_forms(target: Target, settings: Settings) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> Report:
     settings, args = parse_settings(__doc__.splitlines()[0], argv)
-    settings = replace(settings, repeats=3 if settings.quick else 5, min_time=0.05 if settings.quick else 0.2)
+    settings = replace(
+        settings,
+        repeats=3 if settings.quick else 5,
+        min_time=0.05 if settings.quick else 0.2,
+        pause=ORT_SPIN_SETTLE_S,  # one of the forms runs through ONNX Runtime
+    )
     report = Report("deploy", settings)
     for target in selected(report, MODELS, args):
         try:

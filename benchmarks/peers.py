@@ -46,6 +46,7 @@ from torch import nn
 from visionzoo.inference import _first_line as first_line
 
 from ._harness import (
+    ORT_SPIN_SETTLE_S,
     RESULTS_DIR,
     Report,
     Settings,
@@ -320,7 +321,8 @@ def compare_peers(target: Target, batch: int, settings: Settings, bf16: bool) ->
                 except Exception as error:
                     skipped[name] = f"failed on the input: {type(error).__name__}: {str(error)[:300]}"
                     del runs[name]
-            times = time_interleaved({name: (lambda r=run: r(x)) for name, run in runs.items()}, settings)
+            calls = {name: (lambda r=run: r(x)) for name, run in runs.items()}
+            times = time_interleaved(calls, replace(settings, pause=ORT_SPIN_SETTLE_S))
     for name in PEERS:
         if name in runs:
             row[f"{name}_s"] = median(times[name])
