@@ -32,11 +32,15 @@ def _detector(name: str) -> nn.Module:
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
-        # Randomly initialised class scores are all about 1/num_classes, so float rounding alone would reorder
-        # them; spread the logits so that the best detections are well apart.
+        # Randomly initialised R-CNN class scores are all about 1/num_classes, so float rounding alone would
+        # reorder them; spread the logits so that the best detections are well apart. SSD's VGG features (no
+        # BatchNorm) are so large that its random logits saturate instead: its ten best scores were all exactly
+        # 1.0, and a channels-last AVX2 convolution's rounding reordered the tied boxes (AMD EPYC Zen 3), so its
+        # logits shrink (best ten scores 0.06-0.09, at least 3e-4 apart).
+        scale = 0.1 if name == "ssd300_vgg16" else 50.0
         for path, m in model.named_modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)) and ("classification_head" in path or "cls_score" in path):
-                m.weight.mul_(50)
+                m.weight.mul_(scale)
     return model.eval()
 
 
