@@ -75,11 +75,13 @@ def build_pair(
     )
 
 
-def assert_same_outputs(ref: torch.nn.Module, ours: torch.nn.Module, x: torch.Tensor) -> None:
+def assert_same_outputs(ref: torch.nn.Module, ours: torch.nn.Module, x: torch.Tensor) -> Any:
+    """Our output on ``x`` equals the reference's (atol and rtol 1e-4); returns ours."""
     with torch.inference_mode():
         expected = ref(x)
         actual = ours(x)
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+    return actual
 
 
 def assert_same_initialisation(ref: torch.nn.Module, ours: torch.nn.Module) -> None:
