@@ -34,11 +34,11 @@ QUICK_ENV = "VISIONZOO_BENCH_QUICK"
 # glibc malloc kept from handing memory back to the system (mmap threshold at its maximum, no trimming). Under
 # the defaults an eager model pays page faults for much of its activation memory on every call, and how many
 # depends on the order of earlier allocations and frees rather than on the model's arithmetic.
+TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
+
 # ONNX Runtime's thread pool spins after a call returns: on 2 cores it slowed the side timed next by 7-20%
 # (mobilenet_v3_large at batch 8), and 50 ms of idleness first removed that.
 ORT_SPIN_SETTLE_S = 0.1
-
-TUNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
 
 
 @dataclass(frozen=True)
